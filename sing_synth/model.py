@@ -1,0 +1,242 @@
+"""The SING network: a sequence generator (embeddings + LSTM) and a windowed convolutional decoder.
+
+Shapes follow the paper and its reference implementation (DESIGN.md section 1): a 4 s note at
+16 kHz is 64,000 samples; the LSTM runs ``n_steps`` = 265 steps over the padded waveform's
+frames; the context convolution (no padding) leaves 257 frames; the transposed convolution
+(kernel 1024, stride 256, padding 768) gives 65,024 samples, trimmed by 512 per side.
+
+Tensors are kept channel-last (batch, time, channels) so that every layer but the LSTM is a
+plain matrix multiply; the weights keep PyTorch's Conv1d/ConvTranspose1d layouts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+@dataclass(frozen=True)
+class SingConfig:
+    """Every size of the model. Named sizes: :meth:`tiny`, :meth:`small`, :meth:`paper`."""
+
+    n_instruments: int = 1006
+    n_pitches: int = 128
+    n_velocities: int = 5
+    velocity_dim: int = 2
+    instrument_dim: int = 16
+    pitch_dim: int = 8
+    time_dim: int = 4
+    lstm_hidden: int = 1024
+    lstm_layers: int = 3
+    latent_dim: int = 128
+    channels: int = 4096
+    context_size: int = 9
+    kernel_size: int = 1024
+    stride: int = 256
+    sample_rate: int = 16000
+    note_samples: int = 64000
+    pad: int = 2304
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"SingConfig.{field.name} must be a positive integer, got {value!r}")
+        if self.kernel_size % self.stride:
+            raise ValueError("SingConfig.kernel_size must be a multiple of stride")
+        if (self.note_samples + 2 * self.pad - self.kernel_size) % self.stride:
+            raise ValueError("SingConfig: note_samples + 2 * pad - kernel_size must be a multiple of stride")
+        if self.trim < 0:
+            raise ValueError("SingConfig: pad is too small for the decoder's output length")
+
+    # Derived lengths -------------------------------------------------------------------
+    @property
+    def padded_samples(self) -> int:
+        """Length of a training waveform after padding (68,608 for the paper)."""
+        return self.note_samples + 2 * self.pad
+
+    @property
+    def n_steps(self) -> int:
+        """LSTM steps = encoder frames = rows of the time table (265 for the paper)."""
+        return (self.padded_samples - self.kernel_size) // self.stride + 1
+
+    @property
+    def n_frames(self) -> int:
+        """Frames after the unpadded context convolution (257 for the paper)."""
+        return self.n_steps - self.context_size + 1
+
+    @property
+    def decoder_padding(self) -> int:
+        return self.kernel_size - self.stride
+
+    @property
+    def decoder_samples(self) -> int:
+        """Output length of the transposed convolution (65,024 for the paper)."""
+        return (self.n_frames - 1) * self.stride + self.kernel_size - 2 * self.decoder_padding
+
+    @property
+    def trim(self) -> int:
+        """Samples removed from each side of the decoder's output (512 for the paper)."""
+        return (self.decoder_samples - self.note_samples) // 2
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SingConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown model configuration keys: {', '.join(unknown)}")
+        return cls(**data)
+
+    # Named sizes -----------------------------------------------------------------------
+    @classmethod
+    def paper(cls, n_instruments: int = 1006) -> "SingConfig":
+        """The paper's model: 3 x 1024 LSTM, 4096 decoder channels, 63.7 M parameters."""
+        return cls(n_instruments=n_instruments)
+
+    @classmethod
+    def small(cls, n_instruments: int = 1006) -> "SingConfig":
+        """A CPU-sized model: 2 x 256 LSTM, 512 decoder channels."""
+        return cls(n_instruments=n_instruments, lstm_hidden=256, lstm_layers=2, channels=512)
+
+    @classmethod
+    def tiny(cls, n_instruments: int = 4) -> "SingConfig":
+        """A model for tests: seconds to train, milliseconds to run."""
+        return cls(
+            n_instruments=n_instruments, lstm_hidden=32, lstm_layers=1, latent_dim=16, channels=32
+        )
+
+    @classmethod
+    def named(cls, name: str, n_instruments: int) -> "SingConfig":
+        factories = {"tiny": cls.tiny, "small": cls.small, "paper": cls.paper}
+        if name not in factories:
+            raise ValueError(f"unknown model size {name!r}: use one of {', '.join(factories)}")
+        return factories[name](n_instruments=n_instruments)
+
+
+def squared_hann(size: int) -> torch.Tensor:
+    return torch.hann_window(size, periodic=True) ** 2
+
+
+class SequenceGenerator(nn.Module):
+    """Embeddings of (velocity, instrument, pitch) and time, fed at every step to an LSTM."""
+
+    def __init__(self, config: SingConfig):
+        super().__init__()
+        c = config
+        self.config = c
+        self.velocity = nn.Embedding(c.n_velocities, c.velocity_dim)
+        self.instrument = nn.Embedding(c.n_instruments, c.instrument_dim)
+        self.pitch = nn.Embedding(c.n_pitches, c.pitch_dim)
+        self.time = nn.Embedding(c.n_steps, c.time_dim)
+        input_dim = c.velocity_dim + c.instrument_dim + c.pitch_dim + c.time_dim
+        self.lstm = nn.LSTM(input_dim, c.lstm_hidden, num_layers=c.lstm_layers, batch_first=True)
+        self.output = nn.Linear(c.lstm_hidden, c.latent_dim)
+
+    def forward(self, velocity, instrument, pitch, start: int = 0, length: int | None = None, state=None):
+        """Latent frames ``(batch, length, latent_dim)`` for steps ``start .. start+length``.
+
+        ``state`` is the LSTM's (h, c) carried between calls (truncated backpropagation);
+        the new state is returned beside the output.
+        """
+        length = self.config.n_steps - start if length is None else length
+        static = torch.cat([self.velocity(velocity), self.instrument(instrument), self.pitch(pitch)], dim=-1)
+        steps = torch.arange(start, start + length, device=static.device)
+        time = self.time(steps).to(static.dtype)
+        batch = static.shape[0]
+        x = torch.cat(
+            [static[:, None, :].expand(batch, length, static.shape[-1]), time[None].expand(batch, -1, -1)], dim=-1
+        )
+        y, state = self.lstm(x, state)
+        return self.output(y), state
+
+
+class Decoder(nn.Module):
+    """Context conv + ReLU, 1x1 convs + ReLU, transposed conv whose kernel is windowed by hann**2."""
+
+    def __init__(self, config: SingConfig):
+        super().__init__()
+        c = config
+        self.config = c
+        self.context = nn.Conv1d(c.latent_dim, c.channels, c.context_size)
+        self.rewrite = nn.ModuleList([nn.Conv1d(c.channels, c.channels, 1) for _ in range(2)])
+        self.synthesis = nn.ConvTranspose1d(
+            c.channels, 1, c.kernel_size, stride=c.stride, padding=c.decoder_padding
+        )
+        self.register_buffer("window", squared_hann(c.kernel_size), persistent=False)
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        """``(batch, steps, latent_dim)`` -> ``(batch, decoder_samples)``."""
+        c = self.config
+        w = self.context.weight  # (C, D, K): unfold gives (B, T', D, K) in the same order
+        x = latent.unfold(1, c.context_size, 1).flatten(2)
+        x = F.relu(F.linear(x, w.flatten(1), self.context.bias))
+        for conv in self.rewrite:
+            x = F.relu(F.linear(x, conv.weight[..., 0], conv.bias))
+        kernel = self.synthesis.weight[:, 0, :] * self.window.to(x.dtype)  # (C, kernel)
+        frames = x @ kernel  # (B, F, kernel): each frame's windowed grain
+        return overlap_add(frames, c.stride, c.decoder_padding) + self.synthesis.bias
+
+
+def overlap_add(frames: torch.Tensor, stride: int, padding: int) -> torch.Tensor:
+    """Sum grains ``(batch, n, kernel)`` placed every ``stride`` samples, as ConvTranspose1d does."""
+    batch, n, kernel = frames.shape
+    r = kernel // stride
+    parts = frames.reshape(batch, n, r, stride)
+    out = frames.new_zeros(batch, n + r - 1, stride)
+    for q in range(r):
+        out[:, q : q + n] += parts[:, :, q]
+    out = out.reshape(batch, -1)
+    return out[:, padding : out.shape[1] - padding]
+
+
+class Encoder(nn.Module):
+    """Mirror of the decoder, for the autoencoder stage: windowed strided conv, 1x1 convs."""
+
+    def __init__(self, config: SingConfig):
+        super().__init__()
+        c = config
+        self.config = c
+        self.analysis = nn.Conv1d(1, c.channels, c.kernel_size, stride=c.stride)
+        self.rewrite = nn.ModuleList([nn.Conv1d(c.channels, c.channels, 1) for _ in range(2)])
+        self.output = nn.Conv1d(c.channels, c.latent_dim, 1)
+        self.register_buffer("window", squared_hann(c.kernel_size), persistent=False)
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        """``(batch, padded_samples)`` -> ``(batch, n_steps, latent_dim)``."""
+        c = self.config
+        frames = wav.unfold(-1, c.kernel_size, c.stride)
+        kernel = self.analysis.weight[:, 0, :] * self.window.to(wav.dtype)
+        x = F.relu(F.linear(frames, kernel, self.analysis.bias))
+        for conv in self.rewrite:
+            x = F.relu(F.linear(x, conv.weight[..., 0], conv.bias))
+        return F.linear(x, self.output.weight[..., 0], self.output.bias)
+
+
+class Sing(nn.Module):
+    """(velocity class, instrument, pitch) -> 4 s waveform at ``config.sample_rate``."""
+
+    def __init__(self, config: SingConfig):
+        super().__init__()
+        self.config = config
+        self.generator = SequenceGenerator(config)
+        self.decoder = Decoder(config)
+
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        """Latent frames -> trimmed waveform ``(batch, note_samples)``."""
+        t = self.config.trim
+        return self.decoder(latent)[:, t : t + self.config.note_samples]
+
+    def forward(self, velocity, instrument, pitch) -> torch.Tensor:
+        latent, _ = self.generator(velocity, instrument, pitch)
+        return self.decode(latent)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,317 @@
+"""Presets: ``preset.yaml`` (configuration, instrument table, provenance) + ``weights.safetensors``.
+
+Loading never executes code from a file: ``yaml.safe_load`` and safetensors only. A preset is
+refused with a one-line message when its format version is unknown, its weights' sha256
+differs from the yaml, or a tensor's name or shape does not match the model configuration.
+
+Where presets are looked for, in order: the directories in ``$SING_SYNTH_PRESETS``
+(``os.pathsep``-separated), the project's ``presets/`` directory, and
+``~/.local/share/sing-synth/presets``. A preset may also be named by its directory path.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import InstrumentError, PresetError
+
+FORMAT = "sing-synth-preset"
+FORMAT_VERSION = 1
+DEFAULT_PRESET = "sing-gm"
+WEIGHTS_FILE = "weights.safetensors"
+YAML_FILE = "preset.yaml"
+
+
+@dataclass(frozen=True)
+class Instrument:
+    """One row of a preset's instrument table."""
+
+    id: int
+    name: str
+    family: str = "unknown"
+    source: str = ""
+    pitch_range: tuple[int, int] = (0, 127)
+    gm_program: int | None = None  # General MIDI program 0-127 (melodic) or kit number (drums)
+    gm_bank: int = 0
+    drum_kit: bool = False
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "family": self.family,
+            "source": self.source,
+            "pitch_range": list(self.pitch_range),
+            "gm_program": self.gm_program,
+            "gm_bank": self.gm_bank,
+            "drum_kit": self.drum_kit,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Instrument":
+        try:
+            lo, hi = d.get("pitch_range", (0, 127))
+            return cls(
+                id=int(d["id"]),
+                name=str(d["name"]),
+                family=str(d.get("family", "unknown")),
+                source=str(d.get("source", "")),
+                pitch_range=(int(lo), int(hi)),
+                gm_program=None if d.get("gm_program") is None else int(d["gm_program"]),
+                gm_bank=int(d.get("gm_bank", 0)),
+                drum_kit=bool(d.get("drum_kit", False)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PresetError(f"malformed instrument entry {d!r}: {exc}") from None
+
+
+@dataclass
+class Preset:
+    """A trained model's description; :meth:`load_model` builds the network with its weights."""
+
+    path: Path
+    name: str
+    config: "object"  # SingConfig (imported lazily: this module stays light for listings)
+    instruments: list[Instrument]
+    sample_rate: int = 16000
+    velocities: tuple[int, ...] = (25, 50, 75, 100, 127)
+    description: str = ""
+    training: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    sha256: str = ""
+
+    @property
+    def weights_path(self) -> Path:
+        return self.path / WEIGHTS_FILE
+
+    @property
+    def hash(self) -> str:
+        """Identity of the weights, used to key caches."""
+        return self.sha256
+
+    # Instruments -----------------------------------------------------------------------
+    def instrument(self, query: int | str) -> Instrument:
+        """An instrument by id (int or digits) or by case-insensitive name (exact, then substring)."""
+        by_id = {i.id: i for i in self.instruments}
+        if isinstance(query, int) or (isinstance(query, str) and query.strip().isdigit()):
+            key = int(query)
+            if key in by_id:
+                return by_id[key]
+            ids = sorted(by_id)
+            raise InstrumentError(
+                f"no instrument {key} in preset {self.name!r} (ids {ids[0]}-{ids[-1]}); "
+                "list them with `sing-synth instruments`"
+            )
+        q = query.strip().lower()
+        exact = [i for i in self.instruments if i.name.lower() == q]
+        if len(exact) == 1:
+            return exact[0]
+        found = exact or self.search(q)
+        if len(found) == 1:
+            return found[0]
+        if found:
+            shown = "; ".join(f"{i.id} {i.name}" for i in found[:6])
+            more = f" and {len(found) - 6} more" if len(found) > 6 else ""
+            raise InstrumentError(
+                f"instrument name {query!r} is ambiguous: {shown}{more}; give an id or a longer name"
+            )
+        names = [i.name.lower() for i in self.instruments]
+        close = difflib.get_close_matches(q, names, n=5, cutoff=0.4)
+        hint = "; ".join(f"{self.instruments[names.index(c)].id} {self.instruments[names.index(c)].name}" for c in close)
+        raise InstrumentError(
+            f"no instrument named {query!r} in preset {self.name!r}"
+            + (f"; closest: {hint}" if hint else "; list them with `sing-synth instruments`")
+        )
+
+    def search(self, query: str = "") -> list[Instrument]:
+        """Instruments whose name, family or source contains ``query`` (case-insensitive)."""
+        q = query.lower()
+        return [i for i in self.instruments if q in i.name.lower() or q in i.family.lower() or q in i.source.lower()]
+
+    def gm_instrument(self, program: int, bank: int = 0, drums: bool = False) -> Instrument | None:
+        """The instrument for a General MIDI program (or drum kit); falls back to bank 0 / kit 0."""
+        cands = [i for i in self.instruments if i.drum_kit == drums and i.gm_program is not None]
+        for want_bank, want_prog in ((bank, program), (0, program), (None, program), (None, 0)):
+            for i in cands:
+                if i.gm_program == want_prog and (want_bank is None or i.gm_bank == want_bank):
+                    return i
+        return cands[0] if cands else None
+
+    # Model -----------------------------------------------------------------------------
+    def load_state_dict(self) -> dict:
+        """The verified weights (sha256 and shapes checked) as a dict of tensors."""
+        from safetensors.torch import load_file
+
+        from .model import Sing
+
+        if not self.weights_path.is_file():
+            raise PresetError(f"preset {self.name!r} has no {WEIGHTS_FILE} in {self.path}; reinstall or re-export it")
+        digest = sha256_file(self.weights_path)
+        if self.sha256 and digest != self.sha256:
+            raise PresetError(
+                f"preset {self.name!r}: {WEIGHTS_FILE} sha256 {digest[:12]}... does not match preset.yaml "
+                f"({self.sha256[:12]}...): the weights were altered or replaced; re-export the preset"
+            )
+        try:
+            state = load_file(str(self.weights_path))
+        except Exception as exc:  # safetensors raises its own error types
+            raise PresetError(f"preset {self.name!r}: cannot read {WEIGHTS_FILE} ({exc}); re-export the preset") from None
+        expected = {k: tuple(v.shape) for k, v in Sing(self.config).state_dict().items()}
+        check_shapes(self.name, expected, {k: tuple(v.shape) for k, v in state.items()})
+        return state
+
+    def load_model(self, device="cpu"):
+        from .model import Sing
+
+        model = Sing(self.config)
+        model.load_state_dict(self.load_state_dict())
+        return model.to(device).eval()
+
+
+def check_shapes(name: str, expected: dict, found: dict) -> None:
+    missing = sorted(set(expected) - set(found))
+    extra = sorted(set(found) - set(expected))
+    if missing or extra:
+        raise PresetError(
+            f"preset {name!r}: weights do not match the model configuration "
+            f"(missing {missing[:3]}, unexpected {extra[:3]}); re-export the preset"
+        )
+    for key, shape in expected.items():
+        if found[key] != shape:
+            raise PresetError(
+                f"preset {name!r}: tensor {key} has shape {list(found[key])} but the configuration "
+                f"needs {list(shape)}; the yaml and the weights disagree, re-export the preset"
+            )
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def search_path() -> list[Path]:
+    paths = [Path(p) for p in os.environ.get("SING_SYNTH_PRESETS", "").split(os.pathsep) if p]
+    paths.append(Path(__file__).resolve().parent.parent / "presets")
+    paths.append(Path.home() / ".local" / "share" / "sing-synth" / "presets")
+    return paths
+
+
+def list_presets() -> list[Path]:
+    seen, found = set(), []
+    for root in search_path():
+        if not root.is_dir():
+            continue
+        for d in sorted(root.iterdir()):
+            if (d / YAML_FILE).is_file() and d.name not in seen:
+                seen.add(d.name)
+                found.append(d)
+    return found
+
+
+def resolve(name_or_path: str | os.PathLike | None = None) -> Path:
+    """The directory of a preset given by name (searched) or path; ``None`` is the default preset."""
+    name = str(name_or_path) if name_or_path is not None else DEFAULT_PRESET
+    p = Path(name)
+    if (p / YAML_FILE).is_file():
+        return p
+    if p.name == YAML_FILE and p.is_file():
+        return p.parent
+    for root in search_path():
+        if (root / name / YAML_FILE).is_file():
+            return root / name
+    available = ", ".join(d.name for d in list_presets()) or "none installed"
+    raise PresetError(f"no preset {name!r} (available: {available}); pass a preset name or directory with --preset")
+
+
+def load(name_or_path: str | os.PathLike | None = None) -> Preset:
+    """Read and validate ``preset.yaml`` (the weights are verified when the model is loaded)."""
+    from .model import SingConfig
+
+    path = resolve(name_or_path)
+    try:
+        data = yaml.safe_load((path / YAML_FILE).read_text())
+    except yaml.YAMLError as exc:
+        raise PresetError(f"{path / YAML_FILE} is not valid YAML ({str(exc).splitlines()[0]}); fix or re-export it") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise PresetError(f"{path / YAML_FILE} is not a sing-synth preset (format must be {FORMAT!r})")
+    version = data.get("version")
+    if version != FORMAT_VERSION:
+        raise PresetError(
+            f"preset {path.name!r} has format version {version!r}; this sing-synth reads version "
+            f"{FORMAT_VERSION}: upgrade sing-synth or re-export the preset"
+        )
+    try:
+        config = SingConfig.from_dict(data["model"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PresetError(f"preset {path.name!r}: bad model configuration ({exc}); re-export the preset") from None
+    instruments = [Instrument.from_dict(d) for d in data.get("instruments") or []]
+    if not instruments:
+        raise PresetError(f"preset {path.name!r} has no instruments; re-export the preset")
+    bad = [i.id for i in instruments if not 0 <= i.id < config.n_instruments]
+    if bad:
+        raise PresetError(
+            f"preset {path.name!r}: instrument ids {bad[:5]} outside the model's table of {config.n_instruments}"
+        )
+    velocities = tuple(int(v) for v in data.get("velocities", (25, 50, 75, 100, 127)))
+    if len(velocities) != config.n_velocities:
+        raise PresetError(f"preset {path.name!r}: {len(velocities)} velocities but the model has {config.n_velocities}")
+    return Preset(
+        path=path,
+        name=str(data.get("name", path.name)),
+        config=config,
+        instruments=instruments,
+        sample_rate=int(data.get("sample_rate", config.sample_rate)),
+        velocities=velocities,
+        description=str(data.get("description", "")),
+        training=data.get("training") or {},
+        metrics=data.get("metrics") or {},
+        sha256=str((data.get("weights") or {}).get("sha256", "")),
+    )
+
+
+def save(
+    directory: str | os.PathLike,
+    model,
+    instruments: list[Instrument],
+    name: str | None = None,
+    description: str = "",
+    training: dict | None = None,
+    metrics: dict | None = None,
+    velocities=(25, 50, 75, 100, 127),
+) -> Path:
+    """Write a preset directory atomically (weights then yaml, each via a temporary file)."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().float().contiguous() for k, v in model.state_dict().items()}
+    tmp = directory / (WEIGHTS_FILE + ".tmp")
+    save_file(state, str(tmp))
+    os.replace(tmp, directory / WEIGHTS_FILE)
+    config = model.config
+    data = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "name": name or directory.name,
+        "description": description,
+        "sample_rate": config.sample_rate,
+        "velocities": list(velocities),
+        "model": config.to_dict(),
+        "weights": {"file": WEIGHTS_FILE, "sha256": sha256_file(directory / WEIGHTS_FILE)},
+        "training": training or {},
+        "metrics": metrics or {},
+        "instruments": [i.to_dict() for i in instruments],
+    }
+    tmp = directory / (YAML_FILE + ".tmp")
+    tmp.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    os.replace(tmp, directory / YAML_FILE)
+    return directory

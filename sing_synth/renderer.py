@@ -1,0 +1,103 @@
+"""Note rendering: batches of (instrument, pitch, velocity class) through the model.
+
+Runs on CUDA when ``torch.cuda.is_available()`` and on the CPU otherwise (``device``
+overrides), under ``torch.inference_mode``, in float32, bfloat16 (CPU or CUDA) or float16
+(CUDA). Notes come out as float32 NumPy arrays of 4 s, resampled once from the model rate
+(16 kHz) to the output rate with libsoxr's very-high-quality resampler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from . import dsp
+from .errors import ConfigError, InstrumentError
+from .preset import Preset
+
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {device!r}: use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device cuda requested but no CUDA GPU is available; use --device cpu")
+    return dev
+
+
+def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    if precision == "float16" and device.type != "cuda":
+        raise ConfigError("float16 is for CUDA only; on the CPU use bfloat16 or float32")
+    return PRECISIONS[precision]
+
+
+class NoteRenderer:
+    """Renders notes of one preset at one output rate."""
+
+    def __init__(
+        self,
+        preset: Preset,
+        device: str | None = None,
+        precision: str = "float32",
+        batch_size: int = 16,
+        output_rate: int | None = None,
+        model=None,
+    ):
+        self.preset = preset
+        self.device = pick_device(device)
+        self.dtype = pick_dtype(precision, self.device)
+        self.batch_size = max(1, int(batch_size))
+        self.model_rate = preset.sample_rate
+        self.output_rate = int(output_rate or preset.sample_rate)
+        model = model if model is not None else preset.load_model(self.device)
+        self.model = model.to(self.device, self.dtype).eval()
+        self.ids = {i.id for i in preset.instruments}
+
+    @property
+    def note_samples(self) -> int:
+        """Length of a rendered note at the output rate."""
+        n = self.preset.config.note_samples
+        return int(round(n * self.output_rate / self.model_rate))
+
+    def check(self, instrument: int, pitch: int, vclass: int) -> None:
+        if instrument not in self.ids:
+            raise InstrumentError(f"no instrument {instrument} in preset {self.preset.name!r}; see `sing-synth instruments`")
+        if not 0 <= pitch < self.preset.config.n_pitches:
+            raise ConfigError(f"pitch {pitch} out of range 0-{self.preset.config.n_pitches - 1}")
+        if not 0 <= vclass < self.preset.config.n_velocities:
+            raise ConfigError(f"velocity class {vclass} out of range 0-{self.preset.config.n_velocities - 1}")
+
+    def render_model_rate(self, notes: Sequence[tuple[int, int, int]]) -> np.ndarray:
+        """``(N, note_samples)`` float32 at the model's rate for ``(instrument, pitch, vclass)`` triples."""
+        for note in notes:
+            self.check(*note)
+        out = np.zeros((len(notes), self.preset.config.note_samples), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(notes), self.batch_size):
+                chunk = torch.tensor(notes[start : start + self.batch_size], dtype=torch.long, device=self.device)
+                wav = self.model(chunk[:, 2], chunk[:, 0], chunk[:, 1])
+                out[start : start + len(chunk)] = wav.float().cpu().numpy()
+        return out
+
+    def render(self, notes: Sequence[tuple[int, int, int]]) -> np.ndarray:
+        """``(N, samples)`` float32 at the output rate."""
+        notes = [tuple(int(v) for v in n) for n in notes]
+        if not notes:
+            return np.zeros((0, self.note_samples), dtype=np.float32)
+        wav = self.render_model_rate(notes)
+        return dsp.resample(wav, self.model_rate, self.output_rate)
+
+    def render_velocity(self, instrument: int, pitch: int, velocity: int) -> np.ndarray:
+        """One note at a MIDI velocity 1-127, blending the two nearest classes (see :mod:`dsp`)."""
+        lo, hi, wlo, whi = dsp.velocity_blend(velocity, self.preset.velocities)
+        notes = self.render([(instrument, pitch, lo), (instrument, pitch, hi)])
+        return wlo * notes[0] + whi * notes[1]
