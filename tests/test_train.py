@@ -1,0 +1,194 @@
+"""The trainer: splits, corpora, the three stages, resume, DDP under torchrun, export, evaluation."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sing_synth import dsp
+from sing_synth import preset as presets
+from train.config import Recipe, load_recipe
+from train.data.nsynth import NSynthCorpus
+from train.data.splits import load_split, make_split, save_split, split_notes
+from train.solver import Trainer, weights_digest
+
+GS = "/usr/share/sounds/sf2/FluidR3_GS.sf2"
+GM = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
+ROOT = Path(__file__).resolve().parent.parent
+needs_fonts = pytest.mark.skipif(not Path(GS).is_file(), reason="Debian soundfonts not installed (.ci/run installs them)")
+
+
+def tiny_recipe(**stages) -> Recipe:
+    """4 instruments of FluidR3_GS (effects, pitched enough to learn from), 13 pitches."""
+    default = {
+        "autoencoder": {"steps": 30, "lr": 0.003, "batch": 8, "crop": 16},
+        "sequence": {"steps": 20, "lr": 0.01, "batch": 8},
+        "end_to_end": {"steps": 10, "lr": 0.001, "batch": 8, "crop": 16},
+    }
+    default.update(stages)
+    return Recipe(
+        name="tiny-test",
+        model={"size": "tiny"},
+        data={"kind": "soundfont", "fonts": [GS], "pitch_min": 60, "pitch_max": 72, "max_instruments": 4},
+        log_every=10,
+        checkpoint_every=10,
+        valid_notes=8,
+        eval_notes=16,
+        stages=default,
+    )
+
+
+def read_log(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def test_split_keeps_every_pair_in_one_split(tmp_path):
+    pairs = [(i, p) for i in range(30) for p in range(20, 80)]
+    split = make_split(pairs, seed=7)
+    sets = {k: set(v) for k, v in split.items()}
+    assert not sets["train"] & sets["valid"] and not sets["train"] & sets["test"] and not sets["valid"] & sets["test"]
+    assert set().union(*sets.values()) == set(pairs)
+    assert len(sets["test"]) == len(sets["valid"]) == 180
+    notes = [(i, p, v) for i, p in pairs for v in range(5)]
+    by_split = split_notes(split, notes)
+    for name, ns in by_split.items():  # every velocity of a pair lands in the pair's split
+        assert {(i, p) for i, p, _ in ns} == sets[name]
+        assert len(ns) == 5 * len(sets[name])
+    save_split(split, tmp_path / "split.json", seed=7)
+    assert load_split(tmp_path / "split.json") == split
+    assert make_split(pairs, seed=7) == split and make_split(pairs, seed=8) != split
+
+
+def write_nsynth(root: Path) -> dict:
+    """A small dataset in NSynth's published layout: examples.json + audio/*.wav (16-bit, 16 kHz)."""
+    (root / "audio").mkdir(parents=True)
+    examples = {}
+    for inst, (name, fam) in {3: ("flute_acoustic_003", "flute"), 17: ("bass_synthetic_017", "bass")}.items():
+        for pitch in (48, 60):
+            for vel in (25, 100, 127):
+                note = f"{name}-{pitch:03d}-{vel:03d}"
+                t = np.arange(64000) / 16000
+                x = 0.3 * (vel / 127) * np.sin(2 * np.pi * dsp.midi_to_hz(pitch) * t)
+                with wave.open(str(root / "audio" / f"{note}.wav"), "wb") as w:
+                    w.setnchannels(1)
+                    w.setsampwidth(2)
+                    w.setframerate(16000)
+                    w.writeframes(dsp.float_to_pcm16(x).tobytes())
+                examples[note] = {"instrument": inst, "instrument_str": name, "instrument_family_str": fam,
+                                  "pitch": pitch, "velocity": vel, "sample_rate": 16000}
+    (root / "examples.json").write_text(json.dumps(examples))
+    return examples
+
+
+def test_nsynth_reader_reads_the_published_layout(tmp_path):
+    write_nsynth(tmp_path / "nsynth-test")
+    corpus = NSynthCorpus(tmp_path / "nsynth-test")
+    assert [(i.id, i.name, i.family, i.pitch_range) for i in corpus.instruments] == [
+        (3, "flute_acoustic_003", "flute", (48, 60)), (17, "bass_synthetic_017", "bass", (48, 60))]
+    assert len(corpus.notes()) == 12 and (3, 60, 4) in corpus.notes() and (3, 60, 3) in corpus.notes() and (3, 60, 1) not in corpus.notes()
+    wav = corpus.load(3, 60, 4)  # velocity 127 -> class 4
+    assert wav.shape == (64000,) and wav.dtype == np.float32
+    assert abs(np.abs(wav).max() - 0.3) < 1e-3  # int16 / 32767 level convention
+    assert abs(dsp.cents(dsp.estimate_f0(wav[:8000], 16000), dsp.midi_to_hz(60))) < 5
+    with pytest.raises(FileNotFoundError, match="examples.json"):
+        NSynthCorpus(tmp_path / "missing")
+
+
+@needs_fonts
+def test_soundfont_corpus_renders_the_requested_pitch(tmp_path):
+    from train.data.soundfont import SoundFontCorpus
+
+    corpus = SoundFontCorpus([GM], pitch_min=40, pitch_max=84, max_instruments=1, cache_dir=tmp_path)
+    piano = corpus.instruments[0]
+    assert piano.gm_program == 0 and not piano.drum_kit and piano.family == "piano"
+    assert piano.pitch_range == (40, 84)
+    for pitch in (45, 60, 76):
+        wav = corpus.load(0, pitch, 3)
+        assert wav.shape == (64000,)
+        f0 = dsp.estimate_f0(wav[4000:12000], 16000)
+        assert abs(dsp.cents(f0, dsp.midi_to_hz(pitch))) < 30, (pitch, f0)
+    loud, soft = corpus.load(0, 60, 4), corpus.load(0, 60, 0)
+    assert np.abs(loud).max() > 2 * np.abs(soft).max()  # velocity layers keep their levels
+    assert np.abs(loud[-2000:]).max() < 0.1 * np.abs(loud).max()  # released after 3 s
+    assert (tmp_path / next(p.name for p in tmp_path.iterdir())).suffix == ".json"  # probe cached
+
+
+@needs_fonts
+def test_three_stages_run_and_learn(tmp_path):
+    trainer = Trainer(tiny_recipe(), tmp_path / "run", quiet=True)
+    assert trainer.fit() is True
+    log = read_log(tmp_path / "run")
+    assert [e["stage"] for e in log] == ["autoencoder"] * 3 + ["sequence"] * 2 + ["end_to_end"]
+    ae = [e["valid"] for e in log if e["stage"] == "autoencoder"]
+    seq = [e["valid"] for e in log if e["stage"] == "sequence"]
+    assert ae[-1] < ae[0] and seq[-1] < seq[0], (ae, seq)
+    assert trainer.stage_index == 3
+
+
+@needs_fonts
+def test_interrupted_run_resumes_from_its_checkpoint(tmp_path):
+    recipe = tiny_recipe(end_to_end={"steps": 6, "lr": 0.001, "batch": 8, "crop": 16})
+    straight = Trainer(recipe, tmp_path / "straight", quiet=True)
+    straight.fit()
+    first = Trainer(recipe, tmp_path / "resumed", quiet=True)
+    assert first.fit(max_steps=37) is False  # stops inside the sequence stage
+    again = Trainer(recipe, tmp_path / "resumed", quiet=True)
+    assert (again.stage_index, again.step) == (1, 7)
+    assert again.fit() is True
+    assert weights_digest(again.model) == weights_digest(straight.model)
+
+
+@needs_fonts
+def test_torchrun_two_processes_hold_identical_weights(tmp_path):
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text((ROOT / "train" / "configs" / "tiny.yaml").read_text())
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "train", "fit", str(recipe),
+           "--run-dir", str(tmp_path / "run")]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    digests = [(tmp_path / "run" / f"weights-rank{r}.sha256").read_text() for r in (0, 1)]
+    assert digests[0] == digests[1]
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert ckpt["stage_index"] == 3
+
+
+@needs_fonts
+def test_export_and_evaluate_write_a_preset_and_report(tmp_path):
+    from train.evaluate import evaluate
+    from train.export import export
+
+    trainer = Trainer(tiny_recipe(), tmp_path / "run", quiet=True)
+    trainer.fit()
+    out = export(tmp_path / "run", tmp_path / "preset", command="test")
+    p = presets.load(out)
+    assert len(p.instruments) == 4 and p.training["complete"] and p.training["command"] == "test"
+    assert set(p.training["wall_time_s"]) == {"autoencoder", "sequence", "end_to_end"}
+    model = p.load_model()
+    assert weights_digest(model) == weights_digest(trainer.model)
+    report = evaluate(out, notes=8, update_preset=True)
+    data = json.loads((report.parent / "report.json").read_text())
+    for key in ("spectral_l1", "waveform_mse"):
+        assert np.isfinite(data["test"]["sing"][key]) and np.isfinite(data["test"]["baseline"][key])
+    assert (report.parent / "spectrograms.png").stat().st_size > 1000
+    assert (report.parent / "embeddings.png").stat().st_size > 1000
+    assert presets.load(out).metrics["test"]["spectral_l1"] == data["test"]["sing"]["spectral_l1"]
+
+
+def test_recipes_load_and_reject_unknown_keys(tmp_path):
+    for name in ("tiny", "sing-gm", "paper"):
+        assert load_recipe(name).stage_list()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stages: {autoencoder: {stepz: 3}}\n")
+    with pytest.raises(ValueError, match="stepz"):
+        load_recipe(bad)

@@ -1,0 +1,1 @@
+"""The sing-synth trainer: corpora, splits, SING's three stages, evaluation and preset export."""

@@ -1,0 +1,68 @@
+"""Command line of the trainer: ``python -m train {fit,evaluate,export} ...``.
+
+``fit RECIPE`` trains (resuming from the run directory's checkpoint when there is one);
+``export RUN_DIR`` writes a preset; ``evaluate PRESET`` writes the evaluation report.
+``python -m train RECIPE.yaml`` is short for ``fit``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m train", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    fit = sub.add_parser("fit", help="train a recipe (resumes from the run's checkpoint)")
+    fit.add_argument("recipe", help="recipe YAML file or built-in recipe name (tiny, sing-gm, paper)")
+    fit.add_argument("--run-dir", help="run directory (default: runs/RECIPE_NAME)")
+    fit.add_argument("--max-minutes", type=float, default=0.0, help="stop (with a checkpoint) after this long")
+    fit.add_argument("--export", metavar="DIR", help="when every stage is done, export the preset to DIR")
+    ex = sub.add_parser("export", help="export a run's model as a preset")
+    ex.add_argument("run_dir")
+    ex.add_argument("output", help="preset directory to write (e.g. presets/NAME)")
+    ev = sub.add_parser("evaluate", help="evaluate a preset on its held-out test pitches")
+    ev.add_argument("preset", help="preset directory (it must hold split.json, as exported presets do)")
+    ev.add_argument("--notes", type=int, default=None, help="notes per split to evaluate (default: the recipe's)")
+    ev.add_argument("--output", help="report directory (default: PRESET/eval)")
+    ev.add_argument("--update-preset", action="store_true", help="store the metrics in preset.yaml")
+    return parser
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] not in ("fit", "export", "evaluate", "-h", "--help"):
+        argv.insert(0, "fit")
+    args = get_parser().parse_args(argv)
+    command = "python -m train " + shlex.join(argv)
+    try:
+        if args.command == "fit":
+            from .config import load_recipe
+            from .solver import Trainer
+
+            recipe = load_recipe(args.recipe)
+            trainer = Trainer(recipe, args.run_dir or f"runs/{recipe.name}")
+            t0 = time.time()
+            done = trainer.fit(max_minutes=args.max_minutes)
+            print(f"{'finished' if done else 'stopped'} after {time.time() - t0:.0f} s; run in {trainer.run_dir}")
+            if done and args.export and trainer.main:
+                from .export import export
+
+                export(trainer.run_dir, args.export, command=command)
+            return 0
+        if args.command == "export":
+            from .export import export
+
+            print(export(args.run_dir, args.output, command=command))
+            return 0
+        from .evaluate import evaluate
+
+        report = evaluate(args.preset, notes=args.notes, output=args.output, update_preset=args.update_preset)
+        print(report)
+        return 0
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"python -m train: error: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,19 @@
+"""Corpora of 4 s, 16 kHz mono notes labelled (instrument, pitch, velocity class)."""
+
+from __future__ import annotations
+
+
+def make_corpus(spec: dict, cache_dir=None):
+    """Build the corpus a recipe's ``data`` section describes (``kind``: soundfont or nsynth)."""
+    spec = dict(spec)
+    kind = spec.pop("kind", "soundfont")
+    if kind == "soundfont":
+        from .soundfont import DEBIAN_FONTS, SoundFontCorpus
+
+        fonts = spec.pop("fonts", None) or DEBIAN_FONTS
+        return SoundFontCorpus(fonts, cache_dir=cache_dir, **spec)
+    if kind == "nsynth":
+        from .nsynth import NSynthCorpus
+
+        return NSynthCorpus(spec.pop("roots"), **spec)
+    raise ValueError(f"unknown corpus kind {kind!r}: use soundfont or nsynth")

@@ -1,0 +1,353 @@
+"""The training loop: stages in order, atomic checkpoints, resume, logs, progress, DDP.
+
+A run directory holds ``recipe.yaml`` (resolved), ``split.json``, ``checkpoint.pt`` (the latest
+only, written atomically) and ``log.jsonl`` (one line per logged epoch of ``log_every`` steps).
+Batches are drawn from a generator seeded by (seed, stage, step, rank), so a resumed run
+continues exactly where it stopped. Under ``torchrun`` each process trains on its own batches
+and DistributedDataParallel averages the gradients (gloo on the CPU, NCCL on CUDA).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch import distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from sing_synth.losses import spectral_loss
+from sing_synth.model import Encoder, Sing, SingConfig
+
+from .config import STAGES, Recipe
+from .data import make_corpus
+from .data.splits import load_split, make_split, save_split, split_notes
+from .stages import AutoencoderStage, EndToEndStage, SequenceStage
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def model_config(recipe: Recipe, n_instruments: int) -> SingConfig:
+    spec = dict(recipe.model)
+    size = spec.pop("size", "small")
+    base = SingConfig.named(size, n_instruments).to_dict()
+    base.update(spec)
+    return SingConfig.from_dict(base)
+
+
+class Progress:
+    """One status line: on a terminal rewritten in place, otherwise printed every ``every`` s."""
+
+    def __init__(self, enabled: bool, every: float = 30.0):
+        self.enabled, self.every, self.last = enabled, every, 0.0
+        self.tty = sys.stderr.isatty()
+
+    def show(self, text: str, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if self.tty:
+            print("\r" + text.ljust(100), end="", file=sys.stderr, flush=True)
+        elif force or now - self.last >= self.every:
+            print(text, file=sys.stderr, flush=True)
+            self.last = now
+
+    def done(self) -> None:
+        if self.enabled and self.tty:
+            print(file=sys.stderr)
+
+
+def fmt_time(s: float) -> str:
+    s = int(max(s, 0))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+class Trainer:
+    """Trains one recipe in one run directory, resuming from its checkpoint when there is one."""
+
+    def __init__(self, recipe: Recipe, run_dir: str | os.PathLike, corpus=None, quiet: bool = False):
+        self.recipe = recipe
+        self.run_dir = Path(run_dir)
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if torch.cuda.is_available():
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        else:
+            self.device = torch.device("cpu")
+        if recipe.threads:
+            torch.set_num_threads(recipe.threads)
+        self.main = self.rank == 0
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.corpus = corpus if corpus is not None else make_corpus(recipe.data, cache_dir=self.run_dir.parent / ".corpus-cache")
+        self.split = self._split()
+        self.notes = split_notes(self.split, self.corpus.notes())
+        if not self.notes["train"]:
+            raise ValueError("the corpus has no training notes")
+        n_instruments = max(i.id for i in self.corpus.instruments) + 1
+        self.config = model_config(recipe, n_instruments)
+        torch.manual_seed(recipe.seed)
+        self.model = Sing(self.config).to(self.device)
+        self.encoder = Encoder(self.config).to(self.device)
+        self.stage_index, self.step, self.elapsed = 0, 0, {}
+        self.opt_state = None
+        self.progress = Progress(self.main and not quiet)
+        self.stop_requested = False
+        self._load_checkpoint()
+        if self.main:
+            tmp = self.run_dir / "recipe.yaml.tmp"
+            tmp.write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+            os.replace(tmp, self.run_dir / "recipe.yaml")
+        rng = np.random.default_rng(recipe.seed + 1)
+        valid = self.notes["valid"] or self.notes["train"]
+        pick = rng.choice(len(valid), size=min(recipe.valid_notes, len(valid)), replace=False)
+        self.valid_notes = [valid[k] for k in sorted(pick)]
+        self._valid_audio = None
+
+    # Data ---------------------------------------------------------------------------------
+    def _split(self) -> dict:
+        path = self.run_dir / "split.json"
+        if path.is_file():
+            return load_split(path)
+        split = make_split(self.corpus.pairs(), self.recipe.split_seed, self.recipe.valid, self.recipe.test)
+        if self.main:
+            save_split(split, path, self.recipe.split_seed)
+        return split
+
+    def padded(self, notes) -> torch.Tensor:
+        wav = torch.from_numpy(self.corpus.load_batch(notes))
+        pad = self.config.pad
+        return torch.nn.functional.pad(wav, (pad, pad)).to(self.device)
+
+    def labels(self, notes):
+        t = torch.tensor(notes, dtype=torch.long, device=self.device)
+        return t[:, 2], t[:, 0], t[:, 1]
+
+    def batch(self, stage_index: int, step: int, size: int):
+        rng = np.random.default_rng([self.recipe.seed, stage_index, step, self.rank])
+        train = self.notes["train"]
+        notes = [train[k] for k in rng.integers(0, len(train), size)]
+        return notes, rng
+
+    def crop(self, rng, frames: int) -> tuple[int, int]:
+        n = self.config.n_frames
+        if not frames or frames >= n:
+            return 0, n
+        return int(rng.integers(0, n - frames + 1)), frames
+
+    # Checkpoints --------------------------------------------------------------------------
+    def _load_checkpoint(self) -> None:
+        path = self.run_dir / CHECKPOINT
+        if not path.is_file():
+            return
+        ckpt = torch.load(path, map_location=self.device, weights_only=True)
+        if ckpt["config"] != self.config.to_dict():
+            raise ValueError(f"{path} was made with another model configuration: use a new run directory")
+        self.model.load_state_dict(ckpt["model"])
+        self.encoder.load_state_dict(ckpt["encoder"])
+        self.stage_index, self.step = ckpt["stage_index"], ckpt["step"]
+        self.elapsed = dict(ckpt.get("elapsed", {}))
+        self.opt_state = ckpt.get("optimizer")
+
+    def save_checkpoint(self, optimizer=None) -> None:
+        if not self.main:
+            return
+        ckpt = {
+            "config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "encoder": self.encoder.state_dict(),
+            "stage_index": self.stage_index,
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        }
+        tmp = self.run_dir / (CHECKPOINT + ".tmp")
+        torch.save(ckpt, tmp)
+        os.replace(tmp, self.run_dir / CHECKPOINT)
+
+    def log(self, entry: dict) -> None:
+        if self.main:
+            with open(self.run_dir / "log.jsonl", "a") as f:
+                f.write(json.dumps(entry) + "\n")
+
+    # Validation ---------------------------------------------------------------------------
+    def autocast(self):
+        if self.recipe.precision == "bfloat16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def validate(self, stage: str) -> float:
+        """Stage 1: reconstruction spectral L1; stage 2: latent MSE; stage 3: generation spectral L1."""
+        c = self.config
+        self.model.eval()
+        self.encoder.eval()
+        total = 0.0
+        with torch.no_grad(), self.autocast():
+            for k in range(0, len(self.valid_notes), 16):
+                notes = self.valid_notes[k : k + 16]
+                padded = self.padded(notes)
+                target = padded[:, c.pad : c.pad + c.note_samples]
+                if stage == "autoencoder":
+                    out = self.model.decode(self.encoder(padded))
+                    loss = spectral_loss(out, target)
+                elif stage == "sequence":
+                    latent, _ = self.model.generator(*self.labels(notes))
+                    loss = torch.mean((latent.float() - self.encoder(padded).float()) ** 2)
+                else:
+                    loss = spectral_loss(self.model(*self.labels(notes)), target)
+                total += float(loss) * len(notes)
+        self.model.train()
+        self.encoder.train()
+        return total / len(self.valid_notes)
+
+    # Training -----------------------------------------------------------------------------
+    def _stage_module(self, name: str, cfg):
+        if name == "autoencoder":
+            module = AutoencoderStage(self.encoder, self.model.decoder, cfg.loss, cfg.loss_gain_db)
+        elif name == "sequence":
+            module = SequenceStage(self.model.generator)
+        else:
+            module = EndToEndStage(self.model.generator, self.model.decoder, cfg.loss, cfg.loss_gain_db)
+        params = [p for p in module.parameters() if p.requires_grad]
+        if self.world > 1:
+            module = DistributedDataParallel(module)
+        return module, params
+
+    def _request_stop(self, *_):
+        self.stop_requested = True
+
+    def fit(self, max_minutes: float = 0.0, max_steps: int = 0) -> bool:
+        """Train the remaining stages; returns True when every stage is complete.
+
+        ``max_minutes`` / ``max_steps`` stop this call early (with a checkpoint) for budgets and tests.
+        """
+        deadline = time.monotonic() + max_minutes * 60 if max_minutes else math.inf
+        self._steps_left = max_steps or math.inf
+        old = {}
+        if self.main:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(ValueError):  # not in the main thread
+                    old[sig] = signal.signal(sig, self._request_stop)
+        try:
+            stages = self.recipe.stage_list()
+            while self.stage_index < len(stages):
+                name, cfg = stages[self.stage_index]
+                if not self._run_stage(self.stage_index, name, cfg, deadline):
+                    return False
+                self.stage_index, self.step, self.opt_state = self.stage_index + 1, 0, None
+                self.save_checkpoint()
+                if self.stage_index < len(stages) and self._steps_left <= 0:
+                    return False
+            if self.world > 1:  # lets a test check that the ranks hold identical weights
+                (self.run_dir / f"weights-rank{self.rank}.sha256").write_text(weights_digest(self.model) + "\n")
+            return True
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+            self.progress.done()
+
+    def _should_stop(self, deadline: float) -> bool:
+        self._steps_left -= 1
+        stop = self.stop_requested or time.monotonic() > deadline or self._steps_left <= 0
+        if self.world > 1:
+            flag = torch.tensor([1.0 if stop else 0.0])
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            stop = bool(flag.item())
+        return stop
+
+    def _run_stage(self, index: int, name: str, cfg, deadline: float) -> bool:
+        stage_id = STAGES.index(name)
+        for p in self.encoder.parameters():  # frozen after the autoencoder stage
+            p.requires_grad_(name == "autoencoder")
+        module, params = self._stage_module(name, cfg)
+        optimizer = torch.optim.Adam(params, lr=cfg.lr)
+        if self.opt_state is not None:
+            optimizer.load_state_dict(self.opt_state)
+            self.opt_state = None
+        self.model.train()
+        self.encoder.train()
+        losses, t0, notes_done = [], time.monotonic(), 0
+        start_elapsed = self.elapsed.get(name, 0.0)
+        while self.step < cfg.steps:
+            notes, rng = self.batch(stage_id, self.step, cfg.batch)
+            loss = self._train_step(name, cfg, module, params, optimizer, notes, rng)
+            losses.append(loss)
+            self.step += 1
+            notes_done += len(notes) * self.world
+            spent = time.monotonic() - t0
+            self.elapsed[name] = start_elapsed + spent
+            rate = notes_done / max(spent, 1e-9)
+            eta = (cfg.steps - self.step) * cfg.batch * self.world / max(rate, 1e-9)
+            self.progress.show(
+                f"[{name}] step {self.step}/{cfg.steps} loss {np.mean(losses[-20:]):.4f} "
+                f"{rate:.1f} notes/s ETA {fmt_time(eta)}"
+            )
+            last = self.step == cfg.steps
+            if self.step % self.recipe.log_every == 0 or last:
+                valid = self.validate(name) if self.main else float("nan")
+                entry = {"stage": name, "step": self.step, "epoch": math.ceil(self.step / self.recipe.log_every),
+                         "train_loss": float(np.mean(losses)), "valid": valid, "notes_per_s": rate,
+                         "elapsed_s": self.elapsed[name], "time": time.time()}
+                self.log(entry)
+                self.progress.show(
+                    f"[{name}] epoch {entry['epoch']} step {self.step}/{cfg.steps} train {entry['train_loss']:.4f} "
+                    f"valid {valid:.4f} {rate:.1f} notes/s ETA {fmt_time(eta)}", force=True)
+                losses = []
+            stop = self._should_stop(deadline)
+            if self.step % self.recipe.checkpoint_every == 0 or last or stop:
+                self.save_checkpoint(optimizer)
+            if stop and not last:
+                return False
+        return True
+
+    def _train_step(self, name, cfg, module, params, optimizer, notes, rng) -> float:
+        c = self.config
+        padded = self.padded(notes)
+        if name == "sequence":
+            with torch.no_grad(), self.autocast():
+                target = self.encoder(padded).float()
+            state, total = None, 0.0
+            for start in range(0, c.n_steps, cfg.chunk):
+                optimizer.zero_grad(set_to_none=True)
+                with self.autocast():
+                    loss, state = module(*self.labels(notes), target[:, start : start + cfg.chunk], start, state)
+                loss.backward()
+                self._clip(params, cfg)
+                optimizer.step()
+                state = tuple(s.detach() for s in state)
+                total += float(loss.detach())
+            return total / math.ceil(c.n_steps / cfg.chunk)
+        g0, frames = self.crop(rng, cfg.crop)
+        optimizer.zero_grad(set_to_none=True)
+        with self.autocast():
+            if name == "autoencoder":
+                loss = module(padded, g0, frames)
+            else:
+                loss = module(*self.labels(notes), padded, g0, frames)
+        loss.backward()
+        self._clip(params, cfg)
+        optimizer.step()
+        return float(loss.detach())
+
+    @staticmethod
+    def _clip(params, cfg) -> None:
+        if cfg.clip_grad:
+            torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad)
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        h.update(key.encode())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
