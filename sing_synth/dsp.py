@@ -41,7 +41,7 @@ def velocity_blend(velocity: float, classes=VELOCITY_CLASSES) -> tuple[int, int,
     return last, last, 1.0, 0.0
 
 
-def resample(x: np.ndarray, rate_in: float, rate_out: float, quality: str = "VHQ") -> np.ndarray:
+def resample(x: np.ndarray, rate_in: float, rate_out: float, quality: str = "HQ") -> np.ndarray:
     """High-quality resampling (libsoxr) along the last axis; float32 out."""
     x = np.asarray(x, dtype=np.float32)
     if rate_in == rate_out:

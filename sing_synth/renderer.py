@@ -3,7 +3,7 @@
 Runs on CUDA when ``torch.cuda.is_available()`` and on the CPU otherwise (``device``
 overrides), under ``torch.inference_mode``, in float32, bfloat16 (CPU or CUDA) or float16
 (CUDA). Notes come out as float32 NumPy arrays of 4 s, resampled once from the model rate
-(16 kHz) to the output rate with libsoxr's very-high-quality resampler.
+(16 kHz) to the output rate with libsoxr's high-quality resampler.
 """
 
 from __future__ import annotations

@@ -1,0 +1,161 @@
+"""Rendering speed: a multi-track General MIDI song through `sing-synth render`, against FluidSynth.
+
+Generates a deterministic song of a few minutes (examples/make_examples.py: piano with pedal,
+bass, strings, lead with bends, drums, tempo changes), then renders it
+  - cold: an empty note cache, so every note the song needs goes through the model
+    (model loading, inference and resampling included), then the engine;
+  - warm: the same notes already rendered (the same note source passed again): engine only;
+  - with FluidSynth (`fluidsynth -ni -F out.wav FluidR3_GM.sf2 song.mid`) in the same run,
+and prints real-time factors, the ratios to FluidSynth and peak memory.
+
+Without --preset it builds an untrained preset of the chosen size (weights do not change the
+speed) with a General MIDI table of 128 programs and a drum kit.
+
+    python bench/render.py [--minutes 3] [--size small] [--threads 1] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
+
+
+def make_song(path: Path, minutes: float) -> None:
+    spec = importlib.util.spec_from_file_location("make_examples", ROOT / "examples" / "make_examples.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.song(minutes, seed=7).save(path)
+
+
+def untrained_preset(directory: Path, size: str):
+    import torch
+
+    from sing_synth import preset as presets
+    from sing_synth.model import Sing, SingConfig
+    from sing_synth.preset import Instrument
+
+    instruments = [Instrument(p, f"GM {p}", gm_program=p) for p in range(128)]
+    instruments.append(Instrument(128, "GM kit", family="drums", gm_program=0, drum_kit=True, pitch_range=(27, 87)))
+    torch.manual_seed(0)
+    model = Sing(SingConfig.named(size, n_instruments=len(instruments)))
+    return presets.load(presets.save(directory / f"bench-{size}", model, instruments, name=f"bench-{size}"))
+
+
+def peak_rss_mib(who=resource.RUSAGE_SELF) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=3.0)
+    parser.add_argument("--preset", help="a preset name or directory (default: an untrained one of --size)")
+    parser.add_argument("--size", default="small", choices=("tiny", "small", "paper"))
+    parser.add_argument("--device", default="auto", help="model device: auto, cpu, cuda")
+    parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16", "float16"))
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--rate", type=int, default=44100)
+    parser.add_argument("--block", type=int, default=8192)
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    args = parser.parse_args()
+
+    import torch
+
+    from sing_synth import preset as presets
+    from sing_synth.engine import DictNoteSource
+    from sing_synth.render import render_file
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    work = Path(tempfile.mkdtemp(prefix="bench-render-"))
+    try:
+        song = work / "song.mid"
+        make_song(song, args.minutes)
+        preset = presets.load(args.preset) if args.preset else untrained_preset(work, args.size)
+        kw = dict(rate=args.rate, block=args.block, device=args.device, precision=args.precision)
+        source = DictNoteSource()
+        rss0 = peak_rss_mib()
+        cold = render_file(song, work / "cold.wav", preset, source=source, batch_size=args.batch_size, **kw)
+        rss_cold = peak_rss_mib()
+        warm = render_file(song, work / "warm.wav", preset, source=source, **kw)
+        rss_warm = peak_rss_mib()
+        cache_mib = sum(w.nbytes for w in source.notes.values()) / 2**20
+
+        fluid = None
+        if shutil.which("fluidsynth") and Path(FONT).is_file():
+            # run through a small Python parent so that the child's peak RSS is FluidSynth's own
+            # (a child forked from this process would count this process's pages until its exec)
+            cmd = ["fluidsynth", "-ni", "-q", "-r", str(args.rate), "-F", str(work / "fluid.wav"), FONT, str(song)]
+            probe = (
+                "import resource, subprocess, sys, time; t = time.perf_counter(); "
+                "subprocess.run(sys.argv[1:], check=True, capture_output=True); "
+                "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+            )
+            out = subprocess.run([sys.executable, "-c", probe, *cmd], check=True, capture_output=True, text=True)
+            fluid_s, fluid_kib = out.stdout.split()
+            fluid = {"seconds": float(fluid_s), "audio_s": cold.duration, "peak_rss_mib": int(fluid_kib) / 1024}
+
+        from sing_synth.renderer import pick_device
+
+        device = str(pick_device(args.device))
+        print(
+            f"song: {args.minutes:g} min, {cold.duration:.1f} s of audio at {args.rate} Hz, {cold.stats['notes_played']} "
+            f"note-ons, {cold.notes_needed} distinct notes ({cache_mib:.0f} MiB rendered)"
+        )
+        print(
+            f"model: {preset.name} ({args.preset or args.size}), {device}, {args.precision}, "
+            f"torch threads {torch.get_num_threads()}, block {args.block}"
+        )
+        rows = [
+            ("cold (model + engine)", cold.total_seconds, cold.duration, rss_cold),
+            ("warm (engine only)", warm.total_seconds, warm.duration, rss_warm),
+        ]
+        if fluid:
+            rows.append(("fluidsynth -ni -F", fluid["seconds"], fluid["audio_s"], fluid["peak_rss_mib"]))
+        print(f"{'render':<24}{'seconds':>9}{'x real time':>13}{'vs fluidsynth':>15}{'peak RSS MiB':>14}")
+        for name, seconds, audio, rss in rows:
+            rtf = audio / seconds
+            ratio = f"{(fluid['seconds'] / seconds):.2f}x" if fluid else "-"
+            print(f"{name:<24}{seconds:>9.2f}{rtf:>13.1f}{ratio:>15}{rss:>14.0f}")
+        print(
+            f"cold breakdown: notes {cold.note_seconds:.2f} s ({cold.notes_rendered} notes, "
+            f"{cold.notes_rendered / max(cold.note_seconds, 1e-9):.0f} notes/s), engine + writer {cold.mix_seconds:.2f} s; "
+            f"RSS before rendering {rss0:.0f} MiB"
+        )
+        if args.json:
+            Path(args.json).write_text(
+                json.dumps(
+                    {
+                        "minutes": args.minutes,
+                        "audio_s": cold.duration,
+                        "distinct_notes": cold.notes_needed,
+                        "cold_s": cold.total_seconds,
+                        "cold_notes_s": cold.note_seconds,
+                        "warm_s": warm.total_seconds,
+                        "fluidsynth_s": fluid["seconds"] if fluid else None,
+                        "peak_rss_cold_mib": rss_cold,
+                        "peak_rss_warm_mib": rss_warm,
+                        "device": device,
+                        "threads": torch.get_num_threads(),
+                        "preset": preset.name,
+                    },
+                    indent=2,
+                )
+            )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Streaming audio file writers: WAV (16-bit, 24-bit PCM, 32-bit float) and FLAC (16/24-bit).
+
+The container comes from the file extension (``.wav``, ``.flac``), the sample format from
+``fmt`` (``pcm16``, ``pcm24``, ``float``). WAV is written here (a small RIFF writer whose sizes
+are patched on close); FLAC needs the ``soundfile`` package (libsndfile). Samples are clipped to
+[-1, 1] and rounded, without dither, so a render is bit-exact and repeatable.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError
+
+FORMATS = ("pcm16", "pcm24", "float")
+CONTAINERS = {".wav": "wav", ".wave": "wav", ".flac": "flac"}
+
+
+def container_of(path: str | os.PathLike) -> str:
+    ext = Path(path).suffix.lower()
+    if ext not in CONTAINERS:
+        raise ConfigError(f"cannot write {Path(path).name!r}: unknown extension {ext or '(none)'}; use .wav or .flac")
+    return CONTAINERS[ext]
+
+
+def check_format(path: str | os.PathLike, fmt: str) -> str:
+    """The container for ``path`` after checking that it can hold sample format ``fmt``."""
+    container = container_of(path)
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown sample format {fmt!r}: use one of {', '.join(FORMATS)}")
+    if container == "flac":
+        if fmt == "float":
+            raise ConfigError("FLAC has no float samples: use --format pcm16 or pcm24, or a .wav file")
+        try:
+            import soundfile  # noqa: F401
+        except (ImportError, OSError):
+            raise ConfigError(
+                "writing FLAC needs the soundfile package: pip install soundfile (or write .wav)"
+            ) from None
+    return container
+
+
+def to_pcm_bytes(x: np.ndarray, fmt: str) -> bytes:
+    """Interleaved little-endian sample bytes for float samples ``x`` (frames, channels)."""
+    if fmt == "float":
+        return np.ascontiguousarray(x, dtype="<f4").tobytes()
+    x = np.clip(x, -1.0, 1.0)
+    if fmt == "pcm16":
+        return np.round(x * 32767.0).astype("<i2").tobytes()
+    v = np.round(x.astype(np.float64) * 8388607.0).astype("<i4")
+    return v.reshape(-1, 1).view(np.uint8)[:, :3].tobytes()
+
+
+class WavWriter:
+    """A RIFF/WAVE file written block by block; the header's sizes are filled in by :meth:`close`."""
+
+    def __init__(self, f, rate: int, channels: int, fmt: str) -> None:
+        self.f, self.rate, self.channels, self.fmt = f, int(rate), int(channels), fmt
+        self.width = {"pcm16": 2, "pcm24": 3, "float": 4}[fmt]
+        self.frames = 0
+        self._write_header()
+
+    def _write_header(self) -> None:
+        tag = 3 if self.fmt == "float" else 1
+        align = self.channels * self.width
+        fmt_chunk = struct.pack("<HHIIHH", tag, self.channels, self.rate, self.rate * align, align, self.width * 8)
+        if tag == 3:  # non-PCM: cbSize in fmt, and a fact chunk with the frame count
+            fmt_chunk += struct.pack("<H", 0)
+        data_bytes = self.frames * align
+        parts = [b"WAVE", b"fmt ", struct.pack("<I", len(fmt_chunk)), fmt_chunk]
+        if tag == 3:
+            parts += [b"fact", struct.pack("<II", 4, self.frames)]
+        parts += [b"data", struct.pack("<I", data_bytes)]
+        head = b"".join(parts)
+        pad = data_bytes & 1
+        self.f.seek(0)
+        self.f.write(b"RIFF" + struct.pack("<I", len(head) + data_bytes + pad) + head)
+
+    def write(self, x: np.ndarray) -> None:
+        self.f.write(to_pcm_bytes(x, self.fmt))
+        self.frames += len(x)
+
+    def close(self) -> None:
+        if (self.frames * self.channels * self.width) & 1:
+            self.f.write(b"\0")  # RIFF chunks are word-aligned
+        end = self.f.tell()
+        self._write_header()
+        self.f.seek(end)
+
+
+class FlacWriter:
+    """FLAC through libsndfile (the ``soundfile`` package)."""
+
+    def __init__(self, f, rate: int, channels: int, fmt: str) -> None:
+        import soundfile
+
+        subtype = {"pcm16": "PCM_16", "pcm24": "PCM_24"}[fmt]
+        self.sf = soundfile.SoundFile(
+            f, "w", samplerate=int(rate), channels=int(channels), format="FLAC", subtype=subtype
+        )
+        self.frames = 0
+
+    def write(self, x: np.ndarray) -> None:
+        self.sf.write(np.clip(x, -1.0, 1.0))
+        self.frames += len(x)
+
+    def close(self) -> None:
+        self.sf.close()
+
+
+def open_writer(f, path: str | os.PathLike, rate: int, channels: int = 2, fmt: str = "pcm16"):
+    """A writer for the open binary file ``f``, its container given by ``path``'s extension."""
+    container = check_format(path, fmt)
+    return (FlacWriter if container == "flac" else WavWriter)(f, rate, channels, fmt)
+
+
+def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Read a WAV written by :class:`WavWriter` (PCM 16/24 or float): ``(frames x channels float32, rate)``."""
+    data = Path(path).read_bytes()
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise ValueError(f"{path} is not a WAV file")
+    pos, fmt, body = 12, None, None
+    while pos + 8 <= len(data):
+        name, size = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
+        chunk = data[pos + 8 : pos + 8 + size]
+        if name == b"fmt ":
+            fmt = struct.unpack("<HHIIHH", chunk[:16])
+        elif name == b"data":
+            body = chunk
+        pos += 8 + size + (size & 1)
+    if fmt is None or body is None:
+        raise ValueError(f"{path}: missing fmt or data chunk")
+    tag, channels, rate, _, _, bits = fmt
+    if tag == 3:
+        x = np.frombuffer(body, "<f4").astype(np.float32)
+    elif bits == 16:
+        x = np.frombuffer(body, "<i2").astype(np.float32) / 32767.0
+    elif bits == 24:
+        b = np.frombuffer(body, np.uint8).reshape(-1, 3)
+        v = b[:, 0].astype(np.int32) | (b[:, 1].astype(np.int32) << 8) | (b[:, 2].astype(np.int32) << 16)
+        v = np.where(v >= 1 << 23, v - (1 << 24), v)
+        x = v.astype(np.float32) / 8388607.0
+    else:
+        raise ValueError(f"{path}: unsupported WAV sample format (tag {tag}, {bits} bits)")
+    return x.reshape(-1, channels), rate

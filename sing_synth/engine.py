@@ -1,0 +1,379 @@
+"""The synth engine: 16 MIDI channels, voices, mixer and limiter, shared by live play and file rendering.
+
+``Engine.process(out)`` fills a whole ``(frames, 2)`` float32 block: it applies every queued
+event whose time (in engine frames) falls inside the block at its exact sample offset, mixes
+the voices and runs a soft limiter. Live play feeds the queue from the MIDI thread and calls
+``process`` from the audio callback; offline rendering pushes the file's events and calls it
+in a loop. Real-time contract of ``process``: no torch, no disk, no logging, no blocking lock,
+no NumPy allocation in steady state (every buffer is made in ``__init__``), and work bounded
+by the polyphony limit whatever arrives on MIDI (at most ``max_events`` events are applied per
+block, the rest wait for the next one; a fixed pool of voices is mixed).
+
+Channel 10 (index 9) plays the preset's drum kit. ``instrument`` overrides the General MIDI
+program of every melodic channel. Pitches outside an instrument's playable range are played
+by re-pitching the nearest playable pitch; drum notes outside the kit's range are skipped.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+import numpy as np
+
+from . import events as ev
+from .channels import Channel, InstrumentMap, note_layers
+from .voices import FADING, HELD, SUSTAINED, VoicePool
+
+__all__ = ["Engine", "NoteSource", "DictNoteSource", "InstrumentMap", "note_layers"]
+
+
+class NoteSource(Protocol):
+    """Where the engine gets rendered notes (float32 mono at the engine rate). Never blocks."""
+
+    def get(self, instrument: int, pitch: int, vclass: int) -> np.ndarray | None: ...
+
+    def standin(self, instrument: int, pitch: int, vclass: int) -> tuple[np.ndarray, float] | None:
+        """A nearby rendered note and the playback-rate ratio that re-pitches it to ``pitch``."""
+        ...
+
+    def request(self, instrument: int, pitch: int, vclass: int) -> None:
+        """Ask for the note to be rendered with top priority (must not block)."""
+        ...
+
+
+class DictNoteSource:
+    """A :class:`NoteSource` over notes rendered in advance (offline rendering, tests)."""
+
+    def __init__(self, notes: dict | None = None) -> None:
+        self.notes: dict[tuple[int, int, int], np.ndarray] = {}
+        self._pitches: dict[tuple[int, int], list[int]] = {}
+        self.requested: list[tuple[int, int, int]] = []
+        for key, wav in (notes or {}).items():
+            self.add(key, wav)
+
+    def add(self, key: tuple[int, int, int], wav: np.ndarray) -> None:
+        key = (int(key[0]), int(key[1]), int(key[2]))
+        if key not in self.notes:
+            self._pitches.setdefault((key[0], key[2]), []).append(key[1])
+            self._pitches[(key[0], key[2])].sort()
+        self.notes[key] = np.ascontiguousarray(wav, dtype=np.float32)
+
+    def __contains__(self, key) -> bool:
+        return tuple(key) in self.notes
+
+    def __len__(self) -> int:
+        return len(self.notes)
+
+    def missing(self, keys) -> list[tuple[int, int, int]]:
+        return [k for k in keys if tuple(k) not in self.notes]
+
+    def get(self, instrument: int, pitch: int, vclass: int) -> np.ndarray | None:
+        return self.notes.get((instrument, pitch, vclass))
+
+    def standin(self, instrument: int, pitch: int, vclass: int) -> tuple[np.ndarray, float] | None:
+        pitches = self._pitches.get((instrument, vclass))
+        if not pitches:
+            return None
+        near = min(pitches, key=lambda p: (abs(p - pitch), p))
+        return self.notes[(instrument, near, vclass)], 2.0 ** ((pitch - near) / 12.0)
+
+    def request(self, instrument: int, pitch: int, vclass: int) -> None:
+        self.requested.append((instrument, pitch, vclass))
+
+
+class Engine:
+    """16 channels of MIDI state driving a voice pool; see the module docstring for the contract.
+
+    ``instruments`` is a :class:`~sing_synth.preset.Preset` (with ``instrument``, an optional
+    instrument id overriding the program of melodic channels) or a ready :class:`InstrumentMap`.
+    """
+
+    def __init__(
+        self,
+        instruments,
+        source: NoteSource,
+        rate: int = 44100,
+        instrument: int | None = None,
+        polyphony: int = 64,
+        gain: float = 0.5,
+        max_block: int = 4096,
+        queue_size: int = 4096,
+        max_events: int = 512,
+        release: float = 0.25,
+        threshold: float = 0.85,
+        limiter_release: float = 0.3,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        imap = instruments if isinstance(instruments, InstrumentMap) else InstrumentMap(instruments, instrument)
+        self.imap = imap
+        self.source = source
+        self.rate = int(rate)
+        self.gain = float(gain)
+        self.max_block = int(max_block)
+        self.queue = ev.EventQueue(queue_size)
+        self.max_events = int(max_events)  # per block: later ones wait for the next block
+        self.pool = VoicePool(polyphony, self.rate, self.max_block, release=release)
+        self.channels = [Channel(i) for i in range(16)]
+        self.frame = 0  # engine time: frames processed so far
+        self.threshold = float(threshold)
+        self._lim_gain = 1.0
+        self._lim_release = float(limiter_release)
+        self._ev = [0.0, 0, 0, 0, 0]
+        self._t = np.zeros(self.max_block, np.float32)
+        self._t2 = np.zeros(self.max_block, np.float32)
+        # statistics (read them from another thread without locking: plain ints)
+        self.notes_played = 0
+        self.notes_missing = 0  # note-ons with neither the note nor a stand-in in the source
+        self.notes_skipped = 0  # note-ons on a channel without an instrument (drums without a kit)
+        self.voices_stolen = 0
+        self.max_voices = 0
+        for ch in self.channels:
+            ch.reset_all()
+            ch.instrument = imap.resolve(ch.index, ch.program, ch.bank_msb, ch.bank_lsb)
+
+    # Input ------------------------------------------------------------------------------
+    def push(self, kind: int, channel: int, a: int = 0, b: int = 0, time: float = -1.0) -> bool:
+        """Queue an event (producer side); ``time`` in engine frames, < 0 meaning at the next block."""
+        return self.queue.push(kind, channel, a, b, time)
+
+    @property
+    def active_voices(self) -> int:
+        """Voices counting against the polyphony limit (fading-out stolen voices excluded)."""
+        return self.pool.sounding()
+
+    # Processing -------------------------------------------------------------------------
+    def process(self, out: np.ndarray) -> None:
+        """Fill ``out`` (frames, 1 or 2 channels, float32) with the next block of audio."""
+        frames = out.shape[0]
+        done = 0
+        while done < frames:
+            n = min(self.max_block, frames - done)
+            self._process_chunk(out[done : done + n], n)
+            done += n
+
+    def _process_chunk(self, out: np.ndarray, n: int) -> None:
+        pool = self.pool
+        pool.mix_l[:n] = 0.0
+        pool.mix_r[:n] = 0.0
+        end = self.frame + n
+        q, e = self.queue, self._ev
+        budget = self.max_events
+        while budget > 0 and q.peek_time() < end:
+            budget -= 1
+            q.pop_into(e)
+            t = e[0]
+            offset = int(t) - self.frame if t >= self.frame else 0
+            self._apply(e[1], e[2], e[3], e[4], min(max(offset, 0), n - 1))
+        for v in pool.voices:
+            if v.active:
+                pool.render(v, v.cursor, n)
+                v.cursor = 0
+        self.max_voices = max(self.max_voices, pool.sounding())
+        self._limit(out, n)
+        self.frame = end
+
+    def _limit(self, out: np.ndarray, n: int) -> None:
+        """Master gain, a peak limiter riding the gain per block, then a tanh knee that never exceeds 1."""
+        left, right = self.pool.mix_l[:n], self.pool.mix_r[:n]
+        peak = max(float(left.max()), -float(left.min()), float(right.max()), -float(right.min())) * self.gain
+        g0 = self._lim_gain
+        target = self.threshold / peak if peak > self.threshold else 1.0
+        if target < g0:
+            g1 = target
+        else:
+            g1 = g0 + (target - g0) * (1.0 - math.exp(-n / (self._lim_release * self.rate)))
+        self._lim_gain = g1
+        if g0 == g1:
+            left *= self.gain * g0
+            right *= self.gain * g0
+        else:
+            ramp = self._t[:n]
+            np.multiply(self.pool.ramp32[:n], (g1 - g0) / n, out=ramp)
+            ramp += g0
+            ramp *= self.gain
+            left *= ramp
+            right *= ramp
+        if peak * max(g0, g1) > self.threshold:
+            for x in (left, right):
+                self._knee(x)
+        if out.shape[1] >= 2:
+            np.copyto(out[:, 0], left)
+            np.copyto(out[:, 1], right)
+            if out.shape[1] > 2:
+                out[:, 2:] = 0.0
+        else:
+            np.add(left, right, out=out[:, 0])
+            out[:, 0] *= 0.70710677
+
+    def _knee(self, x: np.ndarray) -> None:
+        """Soft-clip above the threshold: k + (1 - k) * tanh((|x| - k) / (1 - k)), identity below."""
+        k = self.threshold
+        d, s = self._t[: len(x)], self._t2[: len(x)]
+        np.abs(x, out=d)
+        d -= k
+        np.maximum(d, 0.0, out=d)
+        np.multiply(d, 1.0 / (1.0 - k), out=s)
+        np.tanh(s, out=s)
+        s *= 1.0 - k
+        s -= d  # how much |x| moves
+        np.sign(x, out=d)
+        s *= d
+        x += s
+
+    # Events -----------------------------------------------------------------------------
+    def _apply(self, kind: int, ch: int, a: int, b: int, offset: int) -> None:
+        if kind == ev.NOTE_ON and b > 0:
+            self._note_on(ch, a, b, offset)
+        elif kind == ev.NOTE_ON:  # velocity 0 is a note-off
+            self._note_off(ch, a, offset)
+        elif kind == ev.NOTE_OFF:
+            self._note_off(ch, a, offset)
+        elif kind == ev.CONTROL:
+            self._control(ch, a, b, offset)
+        elif kind == ev.PROGRAM:
+            c = self.channels[ch]
+            c.program = a
+            c.instrument = self.imap.resolve(ch, a, c.bank_msb, c.bank_lsb)
+        elif kind == ev.PITCH_BEND:
+            c = self.channels[ch]
+            c.bend = a
+            self._update_rates(c, offset)
+        elif kind == ev.RESET:
+            for c in self.channels:
+                self._all_sound_off(c.index, offset)
+                c.reset_all()
+                c.instrument = self.imap.resolve(c.index, c.program, c.bank_msb, c.bank_lsb)
+
+    def _note_on(self, ch: int, key: int, velocity: int, offset: int) -> None:
+        c = self.channels[ch]
+        pool = self.pool
+        for v in pool.voices:  # a repeated key retriggers: the old voice fades out quickly
+            if v.active and v.channel == ch and v.key == key and v.state != FADING:
+                pool.render(v, v.cursor, offset)
+                pool.fade_out(v)
+        inst = c.instrument
+        layers = note_layers(self.imap, inst, key, velocity, c.soft) if inst >= 0 else None
+        if layers is None:
+            self.notes_skipped += 1
+            return
+        src_pitch, ratio, lo, hi, wlo, whi = layers
+        source = self.source
+        x0 = source.get(inst, src_pitch, lo) if wlo > 0.0 else None
+        x1 = source.get(inst, src_pitch, hi) if whi > 0.0 else None
+        if (wlo > 0.0 and x0 is None) or (whi > 0.0 and x1 is None):
+            if wlo > 0.0 and x0 is None:
+                source.request(inst, src_pitch, lo)
+            if whi > 0.0 and x1 is None:
+                source.request(inst, src_pitch, hi)
+            if x0 is None and x1 is None:
+                main, other = (lo, hi) if wlo >= whi else (hi, lo)
+                found = source.standin(inst, src_pitch, main) or source.standin(inst, src_pitch, other)
+                if found is None:
+                    self.notes_missing += 1
+                    return
+                x0, ratio, wlo, x1, whi = found[0], ratio * found[1], wlo + whi, None, 0.0
+            elif x0 is None:
+                x0, wlo, x1, whi = x1, wlo + whi, None, 0.0
+            else:
+                wlo, x1, whi = wlo + whi, None, 0.0
+        elif x0 is None:
+            x0, wlo, x1, whi = x1, whi, None, 0.0
+        v, stolen = pool.allocate(offset, self.frame + offset)
+        self.voices_stolen += stolen
+        pool.start(v, ch, key, offset, self.frame + offset)
+        pool.set_layers(v, x0, wlo, x1, whi, ratio, c.bend_factor())
+        pool.setup_loop(v, key, allowed=not c.drums)
+        gl, gr = c.gains()
+        pool.set_gain(v, gl, gr, immediate=True)
+        self.notes_played += 1
+
+    def _note_off(self, ch: int, key: int, offset: int) -> None:
+        c = self.channels[ch]
+        for v in self.pool.voices:
+            if v.active and v.channel == ch and v.key == key and v.state == HELD:
+                self._key_up(c, v, offset)
+
+    def _key_up(self, c: Channel, v, offset: int) -> None:
+        self.pool.render(v, v.cursor, offset)
+        v.key_down = False
+        if c.sustain or v.sostenuto:
+            v.state = SUSTAINED
+        else:
+            self.pool.release(v)
+
+    def _control(self, ch: int, cc: int, value: int, offset: int) -> None:
+        c = self.channels[ch]
+        if cc == ev.CC_SUSTAIN:
+            c.sustain = value >= 64
+            if not c.sustain:
+                self._release_pedalled(c, offset)
+        elif cc == ev.CC_SOSTENUTO:
+            down = value >= 64
+            if down and not c.sostenuto:
+                for v in self.pool.voices:
+                    if v.active and v.channel == ch and v.key_down and v.state == HELD:
+                        v.sostenuto = True
+            elif not down and c.sostenuto:
+                for v in self.pool.voices:
+                    if v.active and v.channel == ch:
+                        v.sostenuto = False
+                self._release_pedalled(c, offset)
+            c.sostenuto = down
+        elif cc in (ev.CC_VOLUME, ev.CC_PAN, ev.CC_EXPRESSION):
+            c.set_controller(cc, value)
+            self._update_gains(c, offset)
+        elif cc == ev.CC_ALL_SOUND_OFF:
+            self._all_sound_off(ch, offset)
+        elif cc == ev.CC_RESET_CONTROLLERS:
+            pedal = c.sustain or c.sostenuto
+            c.reset_controllers()
+            for v in self.pool.voices:
+                if v.active and v.channel == ch:
+                    v.sostenuto = False
+            if pedal:
+                self._release_pedalled(c, offset)
+            self._update_gains(c, offset)
+            self._update_rates(c, offset)
+        elif cc >= ev.CC_ALL_NOTES_OFF:
+            for v in self.pool.voices:
+                if v.active and v.channel == ch and v.state == HELD:
+                    self._key_up(c, v, offset)
+        elif cc in (ev.CC_BANK_MSB, ev.CC_BANK_LSB):
+            c.set_controller(cc, value)  # takes effect at the next program change
+        else:
+            if c.set_controller(cc, value):  # RPN 0 data entry changed the bend range
+                self._update_rates(c, offset)
+
+    def _release_pedalled(self, c: Channel, offset: int) -> None:
+        for v in self.pool.voices:
+            if v.active and v.channel == c.index and v.state == SUSTAINED and not (c.sustain or v.sostenuto):
+                self.pool.render(v, v.cursor, offset)
+                self.pool.release(v)
+
+    def _all_sound_off(self, ch: int, offset: int) -> None:
+        for v in self.pool.voices:
+            if v.active and v.channel == ch and v.state != FADING:
+                self.pool.render(v, v.cursor, offset)
+                self.pool.fade_out(v)
+
+    def _update_gains(self, c: Channel, offset: int) -> None:
+        gl, gr = c.gains()
+        for v in self.pool.voices:
+            if v.active and v.channel == c.index:
+                self.pool.render(v, v.cursor, offset)
+                self.pool.set_gain(v, gl, gr)
+
+    def _update_rates(self, c: Channel, offset: int) -> None:
+        bend = c.bend_factor()
+        for v in self.pool.voices:
+            if v.active and v.channel == c.index:
+                self.pool.render(v, v.cursor, offset)
+                v.rate = v.ratio * bend
+
+
+def peak_dbfs(x: np.ndarray) -> float:
+    """Peak level in dBFS (-inf for silence)."""
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    return 20.0 * np.log10(peak) if peak > 0 else float("-inf")

@@ -1,0 +1,339 @@
+"""``sing-synth render song.mid``: a MIDI file to WAV or FLAC, the engine clocked by the file.
+
+The distinct notes the song needs are rendered first, in batches, through the note renderer;
+then the same :class:`~sing_synth.engine.Engine` that plays live is fed the file's events at
+their exact frames and run block by block. The file ends when the sound has died away (below
+``threshold_db`` after the last MIDI event, at most ``tail`` seconds later). The output is
+written to a temporary file in the same directory and moved into place only when complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import midi_file
+from .audio_file import FORMATS, check_format, open_writer
+from .channels import InstrumentMap
+from .engine import DictNoteSource, Engine
+from .errors import ConfigError, SingError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RenderResult:
+    """What a render produced and how long each part took."""
+
+    path: Path
+    rate: int
+    frames: int
+    notes_needed: int
+    notes_rendered: int
+    note_seconds: float  # time spent in the model (and resampling)
+    mix_seconds: float  # time spent in the engine and the writer
+    total_seconds: float
+    stats: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.rate
+
+    @property
+    def realtime_factor(self) -> float:
+        return self.duration / self.total_seconds if self.total_seconds > 0 else math.inf
+
+
+class Progress:
+    """A one-line progress bar on stderr, drawn only when stderr is a terminal."""
+
+    def __init__(self, enabled: bool | None = None, stream=None) -> None:
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self._last = 0.0
+
+    def show(self, label: str, done: float, total: float, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not force and now - self._last < 0.1:
+            return
+        self._last = now
+        frac = min(1.0, done / total) if total > 0 else 1.0
+        bar = "#" * int(frac * 30)
+        self.stream.write(f"\r{label:<14} [{bar:<30}] {frac * 100:5.1f}%")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            self.stream.write("\r" + " " * 60 + "\r")
+            self.stream.flush()
+
+
+def default_output(midi_path: str | os.PathLike) -> Path:
+    return Path(midi_path).with_suffix(".wav")
+
+
+def _check_options(rate: int, polyphony: int, gain: float, block: int, tail: float) -> None:
+    if not 8000 <= rate <= 192000:
+        raise ConfigError(f"sample rate {rate} out of range; use 8000-192000 (for example 44100 or 48000)")
+    if not 1 <= polyphony <= 1024:
+        raise ConfigError(f"polyphony {polyphony} out of range; use 1-1024")
+    if not (math.isfinite(gain) and 0.0 < gain <= 16.0):
+        raise ConfigError(f"gain {gain} out of range; use a linear factor above 0 and at most 16 (default 0.5)")
+    if not 16 <= block <= 65536:
+        raise ConfigError(f"block size {block} out of range; use 16-65536 frames")
+    if not (math.isfinite(tail) and tail >= 0.0):
+        raise ConfigError(f"tail {tail} must be a non-negative number of seconds")
+
+
+def render_notes(source: DictNoteSource, keys, renderer, progress: Progress | None = None, chunk: int = 64) -> int:
+    """Render the ``keys`` missing from ``source`` into it, in batches; returns how many were rendered."""
+    missing = source.missing(keys)
+    for start in range(0, len(missing), chunk):
+        part = missing[start : start + chunk]
+        wavs = renderer.render(part)
+        for key, wav in zip(part, wavs, strict=True):
+            source.add(key, wav)
+        if progress:
+            progress.show("rendering notes", start + len(part), len(missing), force=True)
+    return len(missing)
+
+
+def render_file(
+    midi_path: str | os.PathLike,
+    out_path: str | os.PathLike | None = None,
+    preset=None,
+    renderer=None,
+    *,
+    rate: int = 44100,
+    fmt: str | None = None,
+    instrument: int | str | None = None,
+    polyphony: int = 64,
+    gain: float = 0.5,
+    block: int = 8192,
+    source: DictNoteSource | None = None,
+    lenient: bool = False,
+    tail: float = 10.0,
+    threshold_db: float = -80.0,
+    device: str | None = None,
+    precision: str = "float32",
+    batch_size: int = 16,
+    progress: bool | None = None,
+) -> RenderResult:
+    """Render ``midi_path`` to ``out_path`` (default: the song's name with ``.wav``, beside it).
+
+    ``preset`` is a :class:`~sing_synth.preset.Preset`, a preset name or directory, or None for
+    the default preset. ``renderer`` is a ready NoteRenderer (made on ``device`` otherwise, only
+    if notes are missing). ``source`` is a DictNoteSource of notes rendered before: missing notes
+    are added to it, so passing the same one again renders with a warm cache.
+    """
+    t_start = time.perf_counter()
+    _check_options(rate, polyphony, gain, block, tail)
+    midi_path = Path(midi_path)
+    out = Path(out_path) if out_path is not None else default_output(midi_path)
+    fmt = fmt or "pcm16"
+    if out.exists() and midi_path.exists() and out.resolve() == midi_path.resolve():
+        raise ConfigError(f"the output {out} is the input file; choose another name with -o")
+    check_format(out, fmt)
+    if not out.parent.is_dir():
+        raise ConfigError(f"output directory {out.parent} does not exist; create it or choose another -o")
+    bar = Progress(progress)
+
+    song = midi_file.read(midi_path, rate, lenient=lenient)
+    if preset is None or isinstance(preset, (str, os.PathLike)):
+        from . import preset as presets
+
+        preset = presets.load(preset)
+    imap = InstrumentMap(preset, instrument)
+    warnings = list(song.warnings)
+    drums = midi_file.drum_notes(song)
+    if drums and not imap.has_drums:
+        msg = f"preset {preset.name!r} has no drum kit: the {drums} notes on channel 10 are skipped"
+        log.warning(msg)
+        warnings.append(msg)
+    if song.note_count() == 0:
+        warnings.append("the file has no notes: the output is silent")
+        log.warning("%s has no notes: the output is silent", midi_path.name)
+
+    needed = midi_file.needed_notes(song, imap)
+    source = source if source is not None else DictNoteSource()
+    t_notes = time.perf_counter()
+    rendered = 0
+    if source.missing(needed):
+        if renderer is None:
+            from .renderer import NoteRenderer
+
+            renderer = NoteRenderer(preset, device=device, precision=precision, batch_size=batch_size, output_rate=rate)
+        if renderer.output_rate != rate:
+            raise ConfigError(f"the note renderer outputs {renderer.output_rate} Hz but the render is at {rate} Hz")
+        try:
+            rendered = render_notes(source, needed, renderer, bar)
+        except BaseException:
+            bar.done()
+            raise
+    note_seconds = time.perf_counter() - t_notes
+
+    t_mix = time.perf_counter()
+    # offline, every event of a block is applied at its sample (live play caps events per block)
+    engine = Engine(imap, source, rate=rate, polyphony=polyphony, gain=gain, max_block=block, max_events=1 << 30)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w+b") as f:
+            writer = open_writer(f, out, rate, 2, fmt)
+            frames = _mix(engine, song, writer, block, tail, threshold_db, bar)
+            writer.close()
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _file_mode(out))  # mkstemp makes 0600: give the file the usual permissions
+        os.replace(tmp, out)
+    except OSError as exc:
+        _remove(tmp)
+        raise SingError(f"cannot write {out}: {exc.strerror or exc}; check the disk space and permissions") from None
+    except BaseException:
+        _remove(tmp)
+        raise
+    finally:
+        bar.done()
+    mix_seconds = time.perf_counter() - t_mix
+    stats = {
+        "notes_played": engine.notes_played,
+        "notes_missing": engine.notes_missing,
+        "notes_skipped": engine.notes_skipped,
+        "voices_stolen": engine.voices_stolen,
+        "max_voices": engine.max_voices,
+    }
+    return RenderResult(
+        path=out,
+        rate=rate,
+        frames=frames,
+        notes_needed=len(needed),
+        notes_rendered=rendered,
+        note_seconds=note_seconds,
+        mix_seconds=mix_seconds,
+        total_seconds=time.perf_counter() - t_start,
+        stats=stats,
+        warnings=warnings,
+    )
+
+
+def _file_mode(path: Path) -> int:
+    """The mode of the file being replaced, or 0666 less the umask for a new one."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _mix(engine: Engine, song, writer, block: int, tail: float, threshold_db: float, bar: Progress) -> int:
+    """Run the engine over the song's events; write everything up to the end of the sound. Returns frames."""
+    events = song.events
+    n_events = len(events)
+    end = song.end
+    cap = end + int(round(tail * engine.rate))
+    threshold = 10.0 ** (threshold_db / 20.0)
+    buf = np.zeros((block, 2), np.float32)
+    held: list[np.ndarray] = []  # audio after the last event, trimmed at the end
+    frame = i = 0
+    times = events[:, 0].tolist()
+    rows = events[:, 1:].tolist()
+    while True:
+        n = min(block, end - frame) if frame < end else min(block, cap - frame)
+        if n <= 0:
+            break
+        while i < n_events and times[i] < frame + n:
+            kind, ch, a, b = rows[i]
+            if not engine.push(kind, ch, a, b, times[i]):
+                n = max(1, times[i] - frame)  # queue full: play up to this event first
+                break
+            i += 1
+        engine.process(buf[:n])
+        frame += n
+        if frame <= end:
+            writer.write(buf[:n])
+            bar.show("mixing", frame, max(end, 1))
+            continue
+        held.append(buf[:n].copy())
+        quiet = float(np.max(np.abs(buf[:n]))) < threshold
+        if frame >= cap or (i >= n_events and (quiet or not _any_active(engine))):
+            break
+    if held:
+        rest = np.concatenate(held)
+        loud = np.nonzero(np.max(np.abs(rest), axis=1) >= threshold)[0]
+        keep = int(loud[-1]) + 1 if len(loud) else 0
+        still_sounding = keep == len(rest)
+        rest = rest[:keep]
+        if frame >= cap and still_sounding and keep:  # cut by the cap while still sounding: fade out
+            k = min(keep, int(0.01 * engine.rate))
+            rest[-k:] *= np.linspace(1.0, 0.0, k, dtype=np.float32)[:, None]
+        writer.write(rest)
+        return min(frame, end) + keep
+    return frame
+
+
+def _any_active(engine: Engine) -> bool:
+    return any(v.active for v in engine.pool.voices)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("midi", metavar="song.mid", help="the MIDI file to render (type 0 or 1)")
+    parser.add_argument("-o", "--output", help="output file, .wav or .flac (default: song.wav beside the input)")
+    parser.add_argument("--rate", type=int, default=44100, help="output sample rate in Hz (default 44100)")
+    parser.add_argument(
+        "--format", choices=FORMATS, default="pcm16", help="sample format: pcm16 (default), pcm24, or float (WAV only)"
+    )
+    parser.add_argument("--instrument", help="play every melodic channel with this instrument (id or name)")
+    parser.add_argument("--polyphony", type=int, default=64, help="most voices sounding at once (default 64)")
+    parser.add_argument("--gain", type=float, default=0.5, help="master gain, a linear factor (default 0.5)")
+    parser.add_argument(
+        "--tail", type=float, default=10.0, help="longest tail after the last event, seconds (default 10)"
+    )
+    parser.add_argument(
+        "--lenient", action="store_true", help="render what can be read from a truncated or corrupt file"
+    )
+    parser.add_argument("--batch-size", type=int, default=16, help="notes per model batch (default 16)")
+
+
+def run(args: argparse.Namespace) -> int:
+    result = render_file(
+        args.midi,
+        args.output,
+        getattr(args, "preset", None),
+        rate=args.rate,
+        fmt=args.format,
+        instrument=args.instrument,
+        polyphony=args.polyphony,
+        gain=args.gain,
+        tail=args.tail,
+        lenient=args.lenient,
+        device=getattr(args, "model_device", None),
+        precision=getattr(args, "precision", None) or "float32",
+        batch_size=args.batch_size,
+    )
+    s = result.stats
+    extra = f", {s['voices_stolen']} voices stolen" if s["voices_stolen"] else ""
+    print(
+        f"wrote {result.path} ({result.duration:.1f} s at {result.rate} Hz, {args.format}): "
+        f"{result.notes_rendered} of {result.notes_needed} notes rendered in {result.note_seconds:.1f} s, "
+        f"{s['notes_played']} played{extra}, {result.realtime_factor:.0f}x real time"
+    )
+    return 0

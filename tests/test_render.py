@@ -1,0 +1,262 @@
+"""``sing-synth render``: MIDI files to WAV/FLAC through the engine, end to end.
+
+Two kinds of note sources: a tiny untrained SING preset through the NoteRenderer (the real
+CLI path, seeded) and ``HarmonicSource`` (real pitched tones) where timing is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import wave
+
+import mido
+import numpy as np
+import pytest
+from engine_fixtures import RATE, HarmonicSource, one_thread, tiny_preset, weightless_preset, write_midi  # noqa: F401
+
+from sing_synth import render
+from sing_synth.audio_file import read_wav
+from sing_synth.errors import ConfigError, InstrumentError, MidiFileError, SingError
+
+M = mido.Message
+
+
+def song_file(path, seconds_per_note: float = 0.25, channels=(0, 1, 9)):
+    """A short three-channel song: piano, strings (program 48), drums, with a pedal and a bend."""
+    tracks = [
+        [mido.MetaMessage("set_tempo", tempo=500000, time=0), mido.MetaMessage("set_tempo", tempo=400000, time=960)]
+    ]
+    for ch in channels:
+        msgs = [M("program_change", channel=ch, program={0: 0, 1: 48}.get(ch, 0), time=0)]
+        if ch == 0:
+            msgs.append(M("control_change", channel=0, control=64, value=127, time=0))
+        for k in range(6):
+            pitch = 38 if ch == 9 else 48 + 12 * ch + 2 * k
+            msgs += [M("note_on", channel=ch, note=pitch, velocity=40 + 15 * k, time=0)]
+            if ch == 1 and k == 3:
+                msgs.append(M("pitchwheel", channel=1, pitch=4000, time=60))
+            msgs.append(M("note_off", channel=ch, note=pitch, time=int(480 * seconds_per_note / 0.5)))
+        tracks.append(msgs)
+    return write_midi(path, tracks)
+
+
+def parse(argv):
+    """The render subcommand's parser, with the options the CLI adds to every subcommand."""
+    parser = argparse.ArgumentParser(prog="sing-synth render")
+    parser.add_argument("--preset")
+    parser.add_argument("--model-device", default="cpu")
+    parser.add_argument("--precision", default="float32")
+    render.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def leftovers(directory):
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith("."))
+
+
+def test_cli_render_with_a_tiny_preset(tmp_path, tiny_preset, one_thread, capsys):  # noqa: F811
+    song = song_file(tmp_path / "song.mid")
+    before = song.read_bytes()
+    assert render.run(parse([str(song), "--preset", str(tiny_preset.path)])) == 0
+    out = tmp_path / "song.wav"  # the default: beside the input
+    with wave.open(str(out)) as w:
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (2, 2, 44100)
+    x, rate = read_wav(out)
+    assert rate == 44100 and np.max(np.abs(x)) > 1e-3
+    assert song.read_bytes() == before and leftovers(tmp_path) == []
+    assert "wrote" in capsys.readouterr().out
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # not the temporary file's 0600
+    # the sound has died away at the end, and the file is not padded past that
+    assert np.max(np.abs(x[-10:])) < 1e-3
+
+
+def test_two_renders_are_bit_identical(tmp_path, tiny_preset, one_thread):  # noqa: F811
+    song = song_file(tmp_path / "song.mid")
+    a = render.render_file(song, tmp_path / "a.wav", tiny_preset, device="cpu")
+    render.render_file(song, tmp_path / "b.wav", tiny_preset, device="cpu")
+    assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
+    assert a.notes_rendered == a.notes_needed > 10 and a.stats["notes_played"] == 18
+    # a warm note source renders nothing and gives the same bytes
+    from sing_synth.engine import DictNoteSource
+
+    source = DictNoteSource()
+    render.render_file(song, tmp_path / "c.wav", tiny_preset, source=source, device="cpu")
+    warm = render.render_file(song, tmp_path / "d.wav", tiny_preset, source=source, renderer=object())
+    assert warm.notes_rendered == 0
+    assert (tmp_path / "d.wav").read_bytes() == (tmp_path / "a.wav").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "name, fmt", [("x.wav", "pcm24"), ("x.wav", "float"), ("x.flac", "pcm16"), ("x.flac", "pcm24")]
+)
+def test_output_formats_hold_the_same_audio(tmp_path, name, fmt):
+    if name.endswith(".flac"):
+        pytest.importorskip("soundfile", reason="FLAC output needs the soundfile package")
+    song = song_file(tmp_path / "song.mid")
+    preset = weightless_preset()
+    ref = render.render_file(song, tmp_path / "ref.wav", preset, source=HarmonicSource(), fmt="float")
+    reference, _ = read_wav(ref.path)
+    out = render.render_file(song, tmp_path / name, preset, source=HarmonicSource(), fmt=fmt).path
+    if name.endswith(".flac"):
+        import soundfile as sf
+
+        x, rate = sf.read(out, dtype="float32")
+        assert sf.info(out).subtype == {"pcm16": "PCM_16", "pcm24": "PCM_24"}[fmt]
+    else:
+        x, rate = read_wav(out)
+    assert rate == RATE and x.shape == reference.shape
+    step = 2.0 / (2**16 if fmt == "pcm16" else 2**24)
+    assert np.max(np.abs(x - reference)) <= step
+
+
+def test_a_note_at_time_t_starts_at_sample_round_t_times_rate(tmp_path):
+    """Ticks chosen so that t * rate is not a whole number of samples."""
+    preset = weightless_preset()
+    for rate in (44100, 48000, 22050):
+        ticks = 1237
+        path = write_midi(
+            tmp_path / "t.mid", [[M("note_on", note=69, velocity=127, time=ticks), M("note_off", note=69, time=100)]]
+        )
+        t = ticks / 480 * 0.5
+        out = render.render_file(
+            path, tmp_path / "t.wav", preset, source=HarmonicSource(rate), rate=rate, fmt="float"
+        ).path
+        x, _ = read_wav(out)
+        assert int(np.nonzero(x[:, 0])[0][0]) == round(t * rate)
+
+
+def test_the_file_ends_when_the_sound_has_died_away(tmp_path):
+    preset = weightless_preset()
+    # released at 0.5 s: -80 dB is reached 0.25 s later
+    path = write_midi(
+        tmp_path / "a.mid", [[M("note_on", note=60, velocity=100, time=0), M("note_off", note=60, time=480)]]
+    )
+    res = render.render_file(path, tmp_path / "a.wav", preset, source=HarmonicSource(), fmt="float")
+    assert 0.6 < res.duration < 0.8
+    # a held sustaining note with the pedal never released: cut at the cap, with a fade
+    msgs = [
+        M("control_change", control=64, value=127, time=0),
+        M("note_on", note=60, velocity=100, time=0),
+        M("note_off", note=60, time=480),
+    ]
+    path = write_midi(tmp_path / "b.mid", [msgs])
+    res = render.render_file(path, tmp_path / "b.wav", preset, source=HarmonicSource(), tail=2.0, fmt="float")
+    assert res.duration == pytest.approx(2.5, abs=1 / RATE)
+    x, _ = read_wav(res.path)
+    assert x[-1, 0] == 0.0 and np.max(np.abs(x[-RATE // 500 :])) < 0.25 * np.max(np.abs(x[RATE : 2 * RATE]))
+
+
+@pytest.mark.parametrize("kind", ["truncated", "random", "missing"])
+def test_bad_input_gives_a_clean_error_and_no_output(tmp_path, kind):
+    song = song_file(tmp_path / "song.mid")
+    bad = tmp_path / "bad.mid"
+    if kind == "truncated":
+        bad.write_bytes(song.read_bytes()[:-7])
+    elif kind == "random":
+        bad.write_bytes(np.random.default_rng(3).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    with pytest.raises(MidiFileError) as info:
+        render.run(parse([str(bad), "-o", str(tmp_path / "out.wav"), "--preset", str(tmp_path)]))
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "out.wav").exists() and leftovers(tmp_path) == []
+
+
+def test_lenient_renders_a_truncated_file(tmp_path):
+    song = song_file(tmp_path / "song.mid", channels=(0,))
+    bad = tmp_path / "bad.mid"
+    bad.write_bytes(song.read_bytes()[:-9])
+    res = render.render_file(bad, tmp_path / "out.wav", weightless_preset(), source=HarmonicSource(), lenient=True)
+    assert res.path.exists() and any("truncated" in w for w in res.warnings)
+
+
+def test_a_failed_render_leaves_no_partial_file(tmp_path):
+    song = song_file(tmp_path / "song.mid")
+    out = tmp_path / "out.wav"
+    out.write_bytes(b"previous")
+
+    class Broken:
+        output_rate = RATE
+
+        def render(self, notes):
+            raise RuntimeError("model exploded")
+
+    with pytest.raises(RuntimeError):
+        render.render_file(song, out, weightless_preset(), renderer=Broken())
+    assert out.read_bytes() == b"previous" and leftovers(tmp_path) == []
+
+    class Interrupting(HarmonicSource):
+        calls = 0
+
+        def get(self, *key):
+            Interrupting.calls += 1
+            if Interrupting.calls > 5:
+                raise KeyboardInterrupt
+            return super().get(*key)
+
+    source = Interrupting()
+    source.add((0, 48, 0), np.zeros(10, np.float32))
+    with pytest.raises(KeyboardInterrupt):
+        render.render_file(song, out, weightless_preset(), source=source, renderer=object())
+    assert out.read_bytes() == b"previous" and leftovers(tmp_path) == []
+
+
+def test_bad_options_are_refused_before_anything_is_written(tmp_path):
+    song = song_file(tmp_path / "song.mid")
+    preset = weightless_preset()
+    cases = [
+        ({"out_path": song}, ConfigError, "is the input"),
+        ({"out_path": tmp_path / "x.mp3"}, ConfigError, "unknown extension"),
+        ({"out_path": tmp_path / "x.flac", "fmt": "float"}, ConfigError, "FLAC has no float"),
+        ({"out_path": tmp_path / "no" / "x.wav"}, ConfigError, "does not exist"),
+        ({"rate": 100}, ConfigError, "sample rate"),
+        ({"polyphony": 0}, ConfigError, "polyphony"),
+        ({"gain": float("nan")}, ConfigError, "gain"),
+        ({"instrument": "tuba"}, InstrumentError, "tuba"),
+    ]
+    for kwargs, error, match in cases:
+        kwargs.setdefault("out_path", tmp_path / "out.wav")
+        with pytest.raises(error, match=match):
+            render.render_file(song, preset=preset, source=HarmonicSource(), **kwargs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["song.mid"]
+    assert issubclass(ConfigError, SingError)
+
+
+def test_drums_without_a_kit_warn_once_and_instrument_override(tmp_path, caplog):
+    song = song_file(tmp_path / "song.mid")
+    no_kit = weightless_preset([i for i in weightless_preset().instruments if not i.drum_kit])
+    res = render.render_file(song, tmp_path / "o.wav", no_kit, source=HarmonicSource())
+    assert res.stats["notes_skipped"] == 6
+    assert sum("no drum kit" in r.getMessage() for r in caplog.records) == 1
+    source = HarmonicSource()
+    res = render.render_file(song, tmp_path / "p.wav", weightless_preset(), source=source, instrument="plucked")
+    assert {k[0] for k in source.notes} == {2, 3}  # every melodic channel plays instrument 2, drums keep the kit
+
+
+def test_the_cli_entry_point_renders_when_it_is_wired(tmp_path, tiny_preset, one_thread):  # noqa: F811
+    if importlib.util.find_spec("sing_synth.cli") is None:
+        pytest.skip("sing_synth/cli.py is not there yet")
+    from sing_synth import cli
+
+    song = song_file(tmp_path / "song.mid")
+    code = cli.main(["render", str(song), "-o", str(tmp_path / "o.wav"), "--preset", str(tiny_preset.path)])
+    assert code == 0 and (tmp_path / "o.wav").exists()
+    assert cli.main(["render", str(tmp_path / "missing.mid"), "--preset", str(tiny_preset.path)]) != 0
+
+
+def test_progress_bar_only_on_a_terminal():
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty, pipe = Terminal(), io.StringIO()
+    for stream in (tty, pipe):
+        bar = render.Progress(stream=stream)
+        bar.show("mixing", 5, 10, force=True)
+        bar.done()
+    assert "mixing" in tty.getvalue() and "50.0%" in tty.getvalue()
+    assert pipe.getvalue() == ""
