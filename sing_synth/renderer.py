@@ -51,8 +51,13 @@ class NoteRenderer:
         batch_size: int = 16,
         output_rate: int | None = None,
         model=None,
+        threads: int | None = None,
     ):
         self.preset = preset
+        if threads:
+            # Process-wide. On a busy machine (or beside a live audio thread) fewer intra-op
+            # threads than cores avoids stalls where one thread waits for a descheduled other.
+            torch.set_num_threads(int(threads))
         self.device = pick_device(device)
         self.dtype = pick_dtype(precision, self.device)
         self.batch_size = max(1, int(batch_size))
