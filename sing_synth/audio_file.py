@@ -8,13 +8,15 @@ are patched on close); FLAC needs the ``soundfile`` package (libsndfile). Sample
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, SingError
 
 FORMATS = ("pcm16", "pcm24", "float")
 CONTAINERS = {".wav": "wav", ".wave": "wav", ".flac": "flac"}
@@ -116,6 +118,57 @@ def open_writer(f, path: str | os.PathLike, rate: int, channels: int = 2, fmt: s
     """A writer for the open binary file ``f``, its container given by ``path``'s extension."""
     container = check_format(path, fmt)
     return (FlacWriter if container == "flac" else WavWriter)(f, rate, channels, fmt)
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike, rate: int, channels: int = 2, fmt: str = "pcm16"):
+    """A writer whose file appears at ``path`` only when the block ends without an error.
+
+    The audio goes to a temporary file beside ``path``, which is fsynced and renamed over it;
+    on any failure the temporary file is removed and ``path`` is left as it was.
+    """
+    out = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w+b") as f:
+            writer = open_writer(f, out, rate, channels, fmt)
+            yield writer
+            writer.close()
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _file_mode(out))  # mkstemp makes 0600: give the file the usual permissions
+        os.replace(tmp, out)
+    except OSError as exc:
+        _remove(tmp)
+        raise SingError(f"cannot write {out}: {exc.strerror or exc}; check the disk space and permissions") from None
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def write_audio(path: str | os.PathLike, audio: np.ndarray, rate: int, fmt: str = "pcm16") -> None:
+    """Write a whole (frames,) or (frames, channels) array atomically."""
+    audio = np.asarray(audio, dtype=np.float32)
+    audio = audio[:, None] if audio.ndim == 1 else audio
+    with atomic_writer(path, rate, audio.shape[1], fmt) as writer:
+        writer.write(audio)
+
+
+def _file_mode(path: Path) -> int:
+    """The mode of the file being replaced, or 0666 less the umask for a new one."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:

@@ -87,7 +87,7 @@ class SingConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "SingConfig":
+    def from_dict(cls, data: dict) -> SingConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -96,24 +96,24 @@ class SingConfig:
 
     # Named sizes -----------------------------------------------------------------------
     @classmethod
-    def paper(cls, n_instruments: int = 1006) -> "SingConfig":
+    def paper(cls, n_instruments: int = 1006) -> SingConfig:
         """The paper's model: 3 x 1024 LSTM, 4096 decoder channels, 63.7 M parameters."""
         return cls(n_instruments=n_instruments)
 
     @classmethod
-    def small(cls, n_instruments: int = 1006) -> "SingConfig":
+    def small(cls, n_instruments: int = 1006) -> SingConfig:
         """A CPU-sized model: 2 x 256 LSTM, 512 decoder channels."""
         return cls(n_instruments=n_instruments, lstm_hidden=256, lstm_layers=2, channels=512)
 
     @classmethod
-    def tiny(cls, n_instruments: int = 4) -> "SingConfig":
+    def tiny(cls, n_instruments: int = 4) -> SingConfig:
         """A model for tests: seconds to train, milliseconds to run."""
         return cls(
             n_instruments=n_instruments, lstm_hidden=32, lstm_layers=1, latent_dim=16, channels=32
         )
 
     @classmethod
-    def named(cls, name: str, n_instruments: int) -> "SingConfig":
+    def named(cls, name: str, n_instruments: int) -> SingConfig:
         factories = {"tiny": cls.tiny, "small": cls.small, "paper": cls.paper}
         if name not in factories:
             raise ValueError(f"unknown model size {name!r}: use one of {', '.join(factories)}")

@@ -54,7 +54,7 @@ class Instrument:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Instrument":
+    def from_dict(cls, d: dict) -> Instrument:
         try:
             lo, hi = d.get("pitch_range", (0, 127))
             return cls(
@@ -77,7 +77,7 @@ class Preset:
 
     path: Path
     name: str
-    config: "object"  # SingConfig (imported lazily: this module stays light for listings)
+    config: object  # SingConfig (imported lazily: this module stays light for listings)
     instruments: list[Instrument]
     sample_rate: int = 16000
     velocities: tuple[int, ...] = (25, 50, 75, 100, 127)

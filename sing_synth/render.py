@@ -14,7 +14,6 @@ import logging
 import math
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from . import midi_file
-from .audio_file import FORMATS, check_format, open_writer
+from .audio_file import FORMATS, atomic_writer, check_format
 from .channels import InstrumentMap
 from .engine import DictNoteSource, Engine
-from .errors import ConfigError, SingError
+from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -187,22 +186,9 @@ def render_file(
     t_mix = time.perf_counter()
     # offline, every event of a block is applied at its sample (live play caps events per block)
     engine = Engine(imap, source, rate=rate, polyphony=polyphony, gain=gain, max_block=block, max_events=1 << 30)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
     try:
-        with os.fdopen(fd, "w+b") as f:
-            writer = open_writer(f, out, rate, 2, fmt)
+        with atomic_writer(out, rate, 2, fmt) as writer:
             frames = _mix(engine, song, writer, block, tail, threshold_db, bar)
-            writer.close()
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _file_mode(out))  # mkstemp makes 0600: give the file the usual permissions
-        os.replace(tmp, out)
-    except OSError as exc:
-        _remove(tmp)
-        raise SingError(f"cannot write {out}: {exc.strerror or exc}; check the disk space and permissions") from None
-    except BaseException:
-        _remove(tmp)
-        raise
     finally:
         bar.done()
     mix_seconds = time.perf_counter() - t_mix
@@ -225,23 +211,6 @@ def render_file(
         stats=stats,
         warnings=warnings,
     )
-
-
-def _file_mode(path: Path) -> int:
-    """The mode of the file being replaced, or 0666 less the umask for a new one."""
-    try:
-        return path.stat().st_mode & 0o777
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
-
-
-def _remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 def _mix(engine: Engine, song, writer, block: int, tail: float, threshold_db: float, bar: Progress) -> int:
