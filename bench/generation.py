@@ -1,0 +1,101 @@
+"""Generation speed: seconds of audio per second for the `paper` and `small` models.
+
+For batch 1, 16 and 64, float32 and bfloat16 (the whole model cast), on the CPU (or CUDA with
+--device cuda). In the same run it measures large matrix multiplies in both precisions, so each
+line also shows achieved FLOP/s (the model's FLOPs per note counted from its configuration) as a
+fraction of that measured peak. Untrained weights: speed does not depend on training.
+
+    python bench/generation.py [--sizes paper small] [--batches 1 16 64] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from sing_synth.model import Sing, SingConfig
+
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def flops_per_note(c: SingConfig) -> float:
+    """Multiply-adds x 2 of one 4 s note: LSTM, output linear, context conv, 1x1 convs, synthesis."""
+    in_dim = c.velocity_dim + c.instrument_dim + c.pitch_dim + c.time_dim
+    lstm = sum(2 * 4 * c.lstm_hidden * ((in_dim if k == 0 else c.lstm_hidden) + c.lstm_hidden) for k in range(c.lstm_layers))
+    per_step = lstm + 2 * c.lstm_hidden * c.latent_dim
+    per_frame = 2 * c.latent_dim * c.context_size * c.channels + 2 * 2 * c.channels**2 + 2 * c.channels * c.kernel_size
+    return per_step * c.n_steps + per_frame * c.n_frames
+
+
+def matmul_peak(dtype: torch.dtype, device: str, n: int = 4096, seconds: float = 2.0) -> float:
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    a @ b
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        reps += 1
+        if device != "cpu":
+            torch.cuda.synchronize()
+    return 2 * n**3 * reps / (time.perf_counter() - t0)
+
+
+def time_batch(model: Sing, batch: int, device: str, min_seconds: float) -> float:
+    v = torch.randint(0, 5, (batch,), device=device)
+    i = torch.randint(0, model.config.n_instruments, (batch,), device=device)
+    p = torch.randint(24, 96, (batch,), device=device)
+    with torch.inference_mode():
+        model(v, i, p)  # warm-up
+        times = []
+        t_all = time.perf_counter()
+        while not times or (time.perf_counter() - t_all < min_seconds and len(times) < 20):
+            t = time.perf_counter()
+            model(v, i, p)
+            if device != "cpu":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", default=["paper", "small"], choices=["tiny", "small", "paper"])
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 16, 64])
+    parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=list(PRECISIONS))
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--min-seconds", type=float, default=2.0, help="repeat each case at least this long")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    peaks = {name: matmul_peak(dt, args.device) for name, dt in PRECISIONS.items() if name in args.precisions}
+    print(f"# torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads")
+    for name, peak in peaks.items():
+        print(f"# measured peak: {name} 4096^3 matmul {peak / 1e9:.1f} GFLOP/s")
+    print(f"{'model':<6} {'params':>7} {'GFLOP/note':>10} {'precision':<9} {'batch':>5} "
+          f"{'audio s/s':>10} {'notes/s':>8} {'GFLOP/s':>8} {'of peak':>8}")
+    for size in args.sizes:
+        config = SingConfig.named(size, n_instruments=1006 if size == "paper" else 669)
+        torch.manual_seed(0)
+        base = Sing(config).eval()
+        params = sum(p.numel() for p in base.parameters()) / 1e6
+        fpn = flops_per_note(config)
+        seconds_per_note = config.note_samples / config.sample_rate
+        for precision in args.precisions:
+            model = Sing(config).eval()
+            model.load_state_dict(base.state_dict())
+            model = model.to(args.device, PRECISIONS[precision])
+            for batch in args.batches:
+                dt = time_batch(model, batch, args.device, args.min_seconds)
+                notes = batch / dt
+                achieved = notes * fpn
+                print(f"{size:<6} {params:6.1f}M {fpn / 1e9:10.2f} {precision:<9} {batch:5d} "
+                      f"{notes * seconds_per_note:10.1f} {notes:8.1f} {achieved / 1e9:8.1f} "
+                      f"{achieved / peaks[precision]:8.1%}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
