@@ -1,0 +1,101 @@
+"""Audio output: a sounddevice (PortAudio) stream around ``Engine.process``.
+
+The callback contract (DESIGN.md section 3, as sounddevice's Stream documents it): the
+callback runs on PortAudio's real-time thread and must fill the whole output buffer on time.
+It does exactly three things: publish the block's (engine frame, time) for the MIDI thread,
+let the engine drain its lock-free event queue and mix pre-rendered notes into ``outdata``, and
+update plain counters (xruns, load). No torch, no disk, no printing or logging, no lock, no
+allocation that grows with the block; the engine's work is bounded by the polyphony limit and
+by its per-block event budget, whatever arrives on MIDI.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .errors import PortError
+
+
+def _sd():
+    try:
+        import sounddevice
+    except OSError as exc:  # the wheel does not bundle PortAudio on Linux
+        raise PortError(f"PortAudio is not available ({exc}); install libportaudio2") from None
+    return sounddevice
+
+
+def output_devices() -> list[dict]:
+    sd = _sd()
+    apis = sd.query_hostapis()
+    return [
+        {"index": i, "name": d["name"], "api": apis[d["hostapi"]]["name"], "channels": d["max_output_channels"],
+         "rate": d["default_samplerate"], "default": i == sd.default.device[1]}
+        for i, d in enumerate(sd.query_devices()) if d["max_output_channels"] > 0
+    ]
+
+
+def find_device(query: str | int | None) -> dict:
+    """An output device by index, or by case-insensitive substring of its name; None: the default."""
+    devices = output_devices()
+    if not devices:
+        raise PortError("no audio output device found; start a sound server (e.g. JACK) or check the sound card")
+    if query is None or query == "":
+        default = [d for d in devices if d["default"]]
+        return default[0] if default else devices[0]
+    if isinstance(query, int) or str(query).isdigit():
+        for d in devices:
+            if d["index"] == int(query):
+                return d
+        raise PortError(f"no audio output with index {query}; see `sing-synth devices`")
+    found = [d for d in devices if str(query).lower() in d["name"].lower()]
+    if len(found) == 1:
+        return found[0]
+    listing = ", ".join(f"{d['index']} {d['name']!r}" for d in (found or devices))
+    if not found:
+        raise PortError(f"no audio output matches {query!r} (available: {listing}); see `sing-synth devices`")
+    raise PortError(f"audio output {query!r} is ambiguous ({listing}); give an index or more of its name")
+
+
+class AudioOutput:
+    """A stereo float32 output stream whose callback runs ``engine.process``."""
+
+    def __init__(self, engine, clock, device: dict, rate: int, blocksize: int, latency="low"):
+        sd = _sd()
+        self.engine, self.clock = engine, clock
+        self.rate, self.blocksize = rate, blocksize
+        self.xruns = 0
+        self.load = 0.0
+        self.max_load = 0.0
+        self.callbacks = 0
+        self._period = blocksize / rate
+        try:
+            self.stream = sd.OutputStream(
+                samplerate=rate, blocksize=blocksize, device=device["index"], channels=2, dtype="float32",
+                latency=latency, callback=self._callback,
+            )
+        except Exception as exc:  # sounddevice.PortAudioError
+            raise PortError(f"cannot open audio output {device['name']!r} at {rate} Hz: {exc}") from None
+
+    def _callback(self, outdata, frames, time_info, status) -> None:
+        t0 = time.perf_counter()
+        if status.output_underflow or status.output_overflow:
+            self.xruns += 1
+        self.clock.tick(self.engine.frame)
+        self.engine.process(outdata)
+        self.callbacks += 1
+        load = (time.perf_counter() - t0) / self._period
+        self.load = load
+        if load > self.max_load:
+            self.max_load = load
+
+    @property
+    def latency(self) -> float:
+        """PortAudio's output latency plus the one block of MIDI scheduling delay, in seconds."""
+        return float(self.stream.latency) + self._period
+
+    def start(self) -> None:
+        self.stream.start()
+
+    def close(self) -> None:
+        self.stream.stop()
+        self.stream.close()

@@ -1,0 +1,231 @@
+"""The live note cache: memory, then disk, filled by one renderer thread in priority order.
+
+It implements the engine's ``NoteSource``. The audio thread only calls :meth:`NoteCache.get`,
+:meth:`NoteCache.standin` and :meth:`NoteCache.request`: dictionary lookups and a deque append,
+which never block and do bounded work (``standin`` looks at most 128 pitches). Everything else
+(torch, disk, eviction) happens in the renderer thread.
+
+Disk layout: ``CACHE_DIR/<preset sha256[:16]>-<rate>/<instrument>/<pitch>-<vclass>.npz`` holding
+the float32 note and the sha256 of its bytes; files are written to a temporary name and renamed,
+and an entry whose checksum does not match (or that cannot be read) is deleted and re-rendered.
+``CACHE_DIR`` is ``--cache-dir``, else ``$SING_SYNTH_CACHE``, else ``$XDG_CACHE_HOME/sing-synth``
+(``~/.cache/sing-synth``).
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import heapq
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+VELOCITY_ORDER = (3, 2, 4, 1, 0)  # 100, 75, 127, 50, 25: the common velocities first
+URGENT = -1
+
+
+def default_cache_dir() -> Path:
+    if os.environ.get("SING_SYNTH_CACHE"):
+        return Path(os.environ["SING_SYNTH_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "sing-synth"
+
+
+class NoteCache:
+    """Notes of one preset at one output rate; ``renderer`` is a NoteRenderer (or None: disk only)."""
+
+    def __init__(self, preset, rate: int, renderer=None, cache_dir=None, memory_bytes: int = 2 << 30,
+                 batch_size: int = 16):
+        self.preset = preset
+        self.rate = int(rate)
+        self.renderer = renderer
+        self.dir = Path(cache_dir or default_cache_dir()) / f"{preset.sha256[:16] or 'unhashed'}-{self.rate}"
+        self.memory_bytes = int(memory_bytes)
+        self.batch_size = batch_size
+        self.notes: dict[tuple[int, int, int], np.ndarray] = {}
+        self.ranges = {i.id: i.pitch_range for i in preset.instruments}
+        self._requests: collections.deque = collections.deque(maxlen=1024)  # audio thread -> renderer
+        self._used: collections.deque = collections.deque(maxlen=4096)  # recently played keys
+        self._heap: list = []
+        self._queued: set = set()
+        self._prefetched: set[int] = set()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._bytes = 0
+        self.rendered = 0  # statistics, plain ints
+        self.loaded = 0
+        self.corrupt = 0
+        self.error: BaseException | None = None
+
+    # Audio-thread side: never blocks ---------------------------------------------------
+    def get(self, instrument: int, pitch: int, vclass: int):
+        note = self.notes.get((instrument, pitch, vclass))
+        if note is not None:
+            self._used.append((instrument, pitch, vclass))
+        return note
+
+    def standin(self, instrument: int, pitch: int, vclass: int):
+        """The nearest rendered pitch of the same instrument (same velocity class first), re-pitched."""
+        notes = self.notes
+        for d in range(1, 128):
+            for p in (pitch - d, pitch + d):
+                if 0 <= p < 128:
+                    note = notes.get((instrument, p, vclass))
+                    if note is None:
+                        for v in VELOCITY_ORDER:
+                            note = notes.get((instrument, p, v))
+                            if note is not None:
+                                break
+                    if note is not None:
+                        return note, 2.0 ** ((pitch - p) / 12.0)
+        return None
+
+    def request(self, instrument: int, pitch: int, vclass: int) -> None:
+        self._requests.append((instrument, pitch, vclass))
+        self._wake.set()
+
+    # Scheduling ------------------------------------------------------------------------
+    def instrument_keys(self, instrument: int, pitches=None) -> list[tuple[int, int, int]]:
+        """Every note of an instrument, the middle of the keyboard and common velocities first."""
+        lo, hi = self.ranges.get(instrument, (0, 127))
+        pitches = range(max(lo, 0), min(hi, 127) + 1) if pitches is None else pitches
+        order = sorted(pitches, key=lambda p: (abs(p - 60), p))
+        n_vel = len(self.preset.velocities)
+        vels = [v for v in VELOCITY_ORDER if v < n_vel]
+        first = [(instrument, p, v) for v in vels[:2] for p in order]
+        return first + [(instrument, p, v) for p in order for v in vels[2:]]
+
+    def prefetch(self, instrument: int, level: int = 1) -> list[tuple[int, int, int]]:
+        keys = self.instrument_keys(instrument)
+        self._prefetched.add(instrument)
+        self.schedule(keys, level)
+        return keys
+
+    def schedule(self, keys, level: int = 1) -> None:
+        for n, key in enumerate(keys):
+            if key not in self.notes and key not in self._queued:
+                self._queued.add(key)
+                heapq.heappush(self._heap, (level, n, key))
+        self._wake.set()
+
+    def wait(self, keys, timeout: float | None = None, progress=None) -> bool:
+        """Block (the main thread) until every key is in memory; ``progress(done, total)`` is called."""
+        keys = list(keys)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self.error is not None:
+                raise self.error
+            done = sum(k in self.notes for k in keys)
+            if progress:
+                progress(done, len(keys))
+            if done == len(keys):
+                return True
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+
+    # Renderer thread -------------------------------------------------------------------
+    def start(self) -> NoteCache:
+        self._thread = threading.Thread(target=self._run, name="sing-synth-renderer", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _next_batch(self) -> list[tuple[int, int, int]]:
+        while self._requests:
+            key = self._requests.popleft()
+            if key[0] not in self._prefetched and key[0] in self.ranges:
+                self.prefetch(key[0], level=2)  # a new instrument (program change): all its notes, later
+            if key not in self.notes:
+                heapq.heappush(self._heap, (URGENT, 0, key))
+                self._queued.add(key)
+        batch = []
+        while self._heap and len(batch) < self.batch_size:
+            _, _, key = heapq.heappop(self._heap)
+            if key not in self.notes and key not in batch:
+                batch.append(key)
+            self._queued.discard(key)
+        return batch
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                batch = self._next_batch()
+                if not batch:
+                    self._wake.wait(0.5)
+                    self._wake.clear()
+                    continue
+                missing = [k for k in batch if not self._load(k)]
+                if missing and self.renderer is not None:
+                    for key, wav in zip(missing, self.renderer.render(missing)):
+                        self._store(key, wav)
+                        self.rendered += 1
+        except BaseException as exc:  # reported to the main thread by wait()
+            self.error = exc
+
+    def _insert(self, key, wav: np.ndarray) -> None:
+        wav = np.ascontiguousarray(wav, dtype=np.float32)
+        wav.setflags(write=False)
+        self.notes[key] = wav
+        self._bytes += wav.nbytes
+        if self._bytes > self.memory_bytes:
+            self._evict()
+
+    def _evict(self) -> None:
+        """Drop the least recently played notes (never ones played in the last few thousand notes)."""
+        while True:
+            try:
+                recent = set(self._used)  # the audio thread may append meanwhile: retry
+                break
+            except RuntimeError:
+                continue
+        for key in list(self.notes):
+            if self._bytes <= self.memory_bytes * 0.9:
+                break
+            if key not in recent:
+                self._bytes -= self.notes.pop(key).nbytes
+
+    # Disk ------------------------------------------------------------------------------
+    def path(self, key) -> Path:
+        i, p, v = key
+        return self.dir / str(i) / f"{p}-{v}.npz"
+
+    def _load(self, key) -> bool:
+        path = self.path(key)
+        if not path.is_file():
+            return False
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                wav, digest = data["audio"], bytes(data["sha256"])
+            if wav.dtype != np.float32 or hashlib.sha256(wav.tobytes()).digest() != digest:
+                raise ValueError("checksum mismatch")
+        except Exception:  # truncated, corrupt or foreign file: re-render it
+            self.corrupt += 1
+            path.unlink(missing_ok=True)
+            return False
+        self._insert(key, wav)
+        self.loaded += 1
+        return True
+
+    def _store(self, key, wav: np.ndarray) -> None:
+        wav = np.ascontiguousarray(wav, dtype=np.float32)
+        path = self.path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            with open(tmp, "wb") as f:
+                np.savez(f, audio=wav, sha256=np.frombuffer(hashlib.sha256(wav.tobytes()).digest(), np.uint8))
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a read-only or full disk only costs the next start its speed
+        self._insert(key, wav)

@@ -1,0 +1,157 @@
+"""MIDI input through python-rtmidi: API choice, port matching, time-stamped events.
+
+The rtmidi callback thread only stamps each message with its time, converts it to an engine
+frame with the audio clock (a constant one-block delay, so events land at the matching sample
+offset instead of at block boundaries) and pushes it on the engine's lock-free queue. Message
+times come from rtmidi's delta times (which carry the sub-period position JACK gives each
+event) anchored to the wall clock at the earliest delivery seen, since backends such as JACK
+deliver a whole period's messages at once.
+It is the queue's only producer while a port is open; the main thread pushes (all notes off
+when a keyboard is unplugged) only after closing the port.
+"""
+
+from __future__ import annotations
+
+import time
+
+import rtmidi
+
+from . import events as ev
+from .errors import PortError
+
+APIS = {"alsa": "API_LINUX_ALSA", "jack": "API_UNIX_JACK", "coremidi": "API_MACOSX_CORE", "windows": "API_WINDOWS_MM"}
+CLIENT_NAME = "sing-synth"
+
+
+def open_api(api: str | None = None) -> tuple[str, rtmidi.MidiIn]:
+    """An rtmidi input client on an API by short name, or on the first API that works here."""
+    names = [api] if api else list(APIS)
+    compiled = set(rtmidi.get_compiled_api())
+    errors = []
+    for name in names:
+        if name not in APIS:
+            raise PortError(f"unknown MIDI API {name!r}: use one of {', '.join(APIS)}")
+        code = getattr(rtmidi, APIS[name])
+        if code not in compiled:
+            errors.append(f"{name}: not built into python-rtmidi")
+            continue
+        try:  # raises where the API has no server (e.g. no ALSA sequencer)
+            return name, rtmidi.MidiIn(code, name=CLIENT_NAME)
+        except Exception as exc:  # rtmidi's SystemError / RtMidiError subclasses
+            errors.append(f"{name}: {(str(exc).strip().splitlines() or [type(exc).__name__])[0]}")
+    raise PortError(
+        "no MIDI system available (" + "; ".join(errors) + "); start ALSA's sequencer or a JACK server, "
+        "or choose one with --midi-api"
+    )
+
+
+def match_port(names: list[str], query: str) -> int:
+    """Index of the one port whose name contains ``query`` (case-insensitive; an exact name wins)."""
+    exact = [i for i, n in enumerate(names) if n.lower() == query.lower()]
+    found = exact or [i for i, n in enumerate(names) if query.lower() in n.lower()]
+    listing = ", ".join(repr(n) for n in names) or "none"
+    if not found:
+        raise PortError(f"no MIDI input matches {query!r} (available: {listing}); see `sing-synth ports`")
+    if len(found) > 1:
+        shown = ", ".join(repr(names[i]) for i in found)
+        raise PortError(f"MIDI input {query!r} is ambiguous ({shown}); give more of its name")
+    return found[0]
+
+
+class AudioClock:
+    """Maps wall-clock time to engine frames; the audio callback publishes (frame, time) per block."""
+
+    def __init__(self, rate: int, delay_frames: int):
+        self.rate = rate
+        self.delay = delay_frames
+        self.stamp = (0, time.perf_counter())  # replaced whole: one atomic store
+
+    def tick(self, frame: int) -> None:
+        self.stamp = (frame, time.perf_counter())
+
+    def frame_at(self, t: float) -> float:
+        frame, t0 = self.stamp
+        return frame + (t - t0) * self.rate + self.delay
+
+
+class MidiInput:
+    """One input port (by name, or a virtual port) feeding an engine, with reconnection."""
+
+    def __init__(self, engine, clock: AudioClock, query: str | None = None, virtual: bool = False,
+                 api: str | None = None, channel: int | None = None):
+        if not virtual and not query:
+            raise PortError("choose a MIDI input with --midi-in NAME (see `sing-synth ports`) or use --virtual")
+        if channel is not None and not 1 <= channel <= 16:
+            raise PortError(f"--channel {channel} out of range: use 1-16")
+        self.engine, self.clock = engine, clock
+        self.api, self.midi = open_api(api)
+        self.midi.ignore_types(sysex=True, timing=True, active_sense=True)
+        self.virtual = virtual
+        self.channel = None if channel is None else channel - 1
+        self.name = CLIENT_NAME if virtual else self.midi.get_ports()[match_port(self.midi.get_ports(), query)]
+        self.is_open = False
+        self.received = 0
+        self.ignored = 0
+        self.reconnects = 0
+        self._stream_time = 0.0  # sum of rtmidi's delta times
+        self._anchor = None  # wall time of stream time 0, from the earliest delivery
+        self._open()
+
+    def _open(self) -> None:
+        try:
+            if self.virtual:
+                self.midi.open_virtual_port(CLIENT_NAME)
+            else:
+                self.midi.open_port(match_port(self.midi.get_ports(), self.name))
+        except Exception as exc:
+            raise PortError(f"cannot open MIDI input {self.name!r}: {exc}") from None
+        self._anchor = None
+        self.midi.set_callback(self._callback)
+        self.is_open = True
+
+    def _callback(self, message, data=None) -> None:
+        """rtmidi's thread: validate, stamp, enqueue. Nothing else."""
+        now = time.perf_counter()
+        data, delta = message
+        self._stream_time += delta
+        anchor = now - self._stream_time
+        # delivery can only be late: the earliest anchor is the best; drift slowly (1 ms/s) allowed
+        if self._anchor is None or anchor < self._anchor or anchor - self._anchor > 0.001 * delta + 0.05:
+            self._anchor = anchor
+        event = ev.from_bytes(data)
+        if event is None or (self.channel is not None and event.kind != ev.RESET and event.channel != self.channel):
+            self.ignored += 1
+            return
+        self.received += 1
+        frame = self.clock.frame_at(self._anchor + self._stream_time)
+        self.engine.push(event.kind, event.channel, event.a, event.b, frame)
+
+    def poll(self) -> str | None:
+        """Main thread, about once a second: notice an unplugged keyboard and its return."""
+        if self.virtual:
+            return None
+        try:
+            present = self.name in self.midi.get_ports()
+        except Exception:
+            present = False
+        if self.is_open and not present:
+            self.close()
+            for ch in range(16):  # the port is closed: the main thread is the only producer now
+                self.engine.push(ev.CONTROL, ch, ev.CC_SUSTAIN, 0)
+                self.engine.push(ev.CONTROL, ch, ev.CC_ALL_NOTES_OFF, 0)
+            return f"MIDI input {self.name!r} disappeared: notes released, waiting for it to come back"
+        if not self.is_open and present:
+            self._open()
+            self.reconnects += 1
+            return f"MIDI input {self.name!r} is back"
+        return None
+
+    def close(self) -> None:
+        if self.is_open:
+            self.midi.cancel_callback()  # remove the callback first, then close
+            self.midi.close_port()
+            self.is_open = False
+
+
+def list_inputs(api: str | None = None) -> list[str]:
+    return open_api(api)[1].get_ports()
