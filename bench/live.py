@@ -163,11 +163,64 @@ def measure_latency(period: int, preset_arg: str, notes: int) -> tuple[list[floa
     return lat, xruns[0]
 
 
+def soak(period: int, preset_arg: str, minutes: float, rate_per_s: int = 100) -> tuple[int, int, int]:
+    """Play ``rate_per_s`` MIDI events a second for ``minutes``; returns (events, synth xruns, JACK xruns)."""
+    import jack
+
+    server = JackServer(RATE, period).start()
+    try:
+        with tempfile.TemporaryDirectory() as cache:
+            proc, _, lines = start_synth(preset_arg, period, cache, server.env)
+            os.environ["JACK_DEFAULT_SERVER"] = server.name
+            client = jack.Client("bench-soak", no_start_server=True)
+            midi = client.midi_outports.register("out")
+            rng = np.random.default_rng(0)
+            every = RATE // rate_per_s
+            state = {"next": None, "sent": 0, "held": []}
+            xruns = [0]
+
+            def send(frames):
+                midi.clear_buffer()
+                now = client.last_frame_time
+                if state["next"] is None:
+                    state["next"] = now
+                while state["next"] < now + frames:
+                    off = state["next"] - now
+                    held = state["held"]
+                    if len(held) > 24 or (held and rng.random() < 0.45):
+                        midi.write_midi_event(off, bytes((0x80, held.pop(0), 0)))
+                    elif rng.random() < 0.2:
+                        midi.write_midi_event(off, bytes((0xE0, 0, int(rng.integers(0, 128)))))
+                    else:
+                        key = int(rng.integers(36, 96))
+                        held.append(key)
+                        midi.write_midi_event(off, bytes((0x90, key, int(rng.integers(30, 128)))))
+                    state["sent"] += 1
+                    state["next"] += every
+
+            client.set_process_callback(send)
+            client.set_xrun_callback(lambda delay: xruns.__setitem__(0, xruns[0] + 1))
+            client.activate()
+            target = [p.name for p in client.get_ports(is_midi=True, is_input=True) if "sing-synth" in p.name][0]
+            client.connect(midi, target)
+            time.sleep(minutes * 60)
+            client.deactivate()
+            client.close()
+            stop_synth(proc)
+            time.sleep(0.5)  # the reader thread collects the last lines
+            out = "".join(lines)
+    finally:
+        server.stop()
+    synth_xruns = int(out.split(" xruns")[0].rsplit(" ", 1)[-1]) if " xruns" in out else -1
+    return state["sent"], synth_xruns, xruns[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default=None, help="preset name or directory (default: sing-gm)")
     parser.add_argument("--notes", type=int, default=40, help="notes per latency run")
     parser.add_argument("--blocks", type=int, default=3000, help="blocks per callback-cost case")
+    parser.add_argument("--soak-minutes", type=float, default=1.0, help="length of the 100 events/s run (issue: 10)")
     args = parser.parse_args()
     preset = presets.load(args.preset)
     preset_arg = str(preset.path)
@@ -186,6 +239,10 @@ def main() -> None:
         p_ms = 1000 * period / RATE
         print(f"{period:5d} {p_ms:9.2f} {np.median(lat):9.2f} {np.percentile(lat, 95):8.2f} "
               f"{1.5 * p_ms + 1:9.2f} {len(lat):5d} {xruns:5d}", flush=True)
+
+    print(f"\n# soak: 100 MIDI events/s (notes, bends) for {args.soak_minutes:g} min at 256 frames, after start-up")
+    sent, synth_xruns, jack_xruns = soak(256, preset_arg, args.soak_minutes)
+    print(f"events sent {sent}, synth xruns (PortAudio status) {synth_xruns}, JACK xruns {jack_xruns}", flush=True)
 
     print("\n# start to ready (process start to the `ready` line), 256 frames")
     server = JackServer(RATE, 256).start()
