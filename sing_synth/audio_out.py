@@ -1,12 +1,15 @@
 """Audio output: a sounddevice (PortAudio) stream around ``Engine.process``.
 
-The callback contract (DESIGN.md section 3, as sounddevice's Stream documents it): the
+The callback contract (DESIGN.md section 3, and sounddevice's ``Stream`` documentation): the
 callback runs on PortAudio's real-time thread and must fill the whole output buffer on time.
-It does exactly three things: publish the block's (engine frame, time) for the MIDI thread,
-let the engine drain its lock-free event queue and mix pre-rendered notes into ``outdata``, and
-update plain counters (xruns, load). No torch, no disk, no printing or logging, no lock, no
-allocation that grows with the block; the engine's work is bounded by the polyphony limit and
-by its per-block event budget, whatever arrives on MIDI.
+It does exactly three things: tick the :class:`~sing_synth.midi_in.AudioClock` with the
+block's first engine frame (the MIDI thread turns arrival times into engine frames with it,
+one block ahead, so every event lands at its own sample offset with a constant latency), let
+the engine drain its lock-free event queue and mix pre-rendered notes into ``outdata``, and
+update plain counters (xruns from PortAudio's status flags, callback load). No torch, no disk,
+no printing or logging, no lock, no NumPy allocation; the engine's work is bounded by the
+polyphony limit and by its per-block event budget, whatever arrives on MIDI. Should the engine
+ever raise, the block is silenced and counted in ``errors`` instead of stopping the stream.
 """
 
 from __future__ import annotations
@@ -63,7 +66,8 @@ class AudioOutput:
         sd = _sd()
         self.engine, self.clock = engine, clock
         self.rate, self.blocksize = rate, blocksize
-        self.xruns = 0
+        self.xruns = 0  # blocks PortAudio flagged as output underflow/overflow
+        self.errors = 0
         self.load = 0.0
         self.max_load = 0.0
         self.callbacks = 0
@@ -78,10 +82,15 @@ class AudioOutput:
 
     def _callback(self, outdata, frames, time_info, status) -> None:
         t0 = time.perf_counter()
-        if status.output_underflow or status.output_overflow:
+        xrun = status.output_underflow or status.output_overflow
+        if xrun:
             self.xruns += 1
-        self.clock.tick(self.engine.frame)
-        self.engine.process(outdata)
+        self.clock.tick(self.engine.frame, self._period, xrun)
+        try:
+            self.engine.process(outdata)
+        except Exception:  # never let the stream die: silence this block, count it
+            outdata.fill(0.0)
+            self.errors += 1
         self.callbacks += 1
         load = (time.perf_counter() - t0) / self._period
         self.load = load

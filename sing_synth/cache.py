@@ -3,7 +3,9 @@
 It implements the engine's ``NoteSource``. The audio thread only calls :meth:`NoteCache.get`,
 :meth:`NoteCache.standin` and :meth:`NoteCache.request`: dictionary lookups and a deque append,
 which never block and do bounded work (``standin`` looks at most 128 pitches). Everything else
-(torch, disk, eviction) happens in the renderer thread.
+(torch, disk, eviction) happens in the renderer thread; the model itself can be built there
+too (pass a factory as ``renderer``), so a warm start reads the disk while the model loads.
+This module does not import torch.
 
 Disk layout: ``CACHE_DIR/<preset sha256[:16]>-<rate>/<instrument>/<pitch>-<vclass>.npz`` holding
 the float32 note and the sha256 of its bytes; files are written to a temporary name and renamed,
@@ -36,7 +38,11 @@ def default_cache_dir() -> Path:
 
 
 class NoteCache:
-    """Notes of one preset at one output rate; ``renderer`` is a NoteRenderer (or None: disk only)."""
+    """Notes of one preset at one output rate.
+
+    ``renderer``: a NoteRenderer, a function returning one (called in the renderer thread the
+    first time a note is not on disk, or when idle), or None (disk only).
+    """
 
     def __init__(self, preset, rate: int, renderer=None, cache_dir=None, memory_bytes: int = 2 << 30,
                  batch_size: int = 16):
@@ -56,6 +62,7 @@ class NoteCache:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # scheduling state (main and renderer threads, never audio)
         self._bytes = 0
         self.rendered = 0  # statistics, plain ints
         self.loaded = 0
@@ -107,11 +114,18 @@ class NoteCache:
         return keys
 
     def schedule(self, keys, level: int = 1) -> None:
-        for n, key in enumerate(keys):
-            if key not in self.notes and key not in self._queued:
-                self._queued.add(key)
-                heapq.heappush(self._heap, (level, n, key))
+        """Queue notes for the renderer thread: lower ``level`` first, then in the order given."""
+        with self._lock:
+            for n, key in enumerate(keys):
+                if key not in self.notes and key not in self._queued:
+                    self._queued.add(key)
+                    heapq.heappush(self._heap, (level, n, key))
         self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        """Notes still waiting to be rendered or loaded."""
+        return len(self._heap)
 
     def wait(self, keys, timeout: float | None = None, progress=None) -> bool:
         """Block (the main thread) until every key is in memory; ``progress(done, total)`` is called."""
@@ -142,32 +156,45 @@ class NoteCache:
             self._thread.join(timeout=30)
 
     def _next_batch(self) -> list[tuple[int, int, int]]:
+        """The next notes to make: requested notes alone (they are urgent), else up to a batch."""
         while self._requests:
             key = self._requests.popleft()
             if key[0] not in self._prefetched and key[0] in self.ranges:
                 self.prefetch(key[0], level=2)  # a new instrument (program change): all its notes, later
             if key not in self.notes:
-                heapq.heappush(self._heap, (URGENT, 0, key))
-                self._queued.add(key)
+                with self._lock:
+                    heapq.heappush(self._heap, (URGENT, 0, key))
+                    self._queued.add(key)
         batch = []
-        while self._heap and len(batch) < self.batch_size:
-            _, _, key = heapq.heappop(self._heap)
-            if key not in self.notes and key not in batch:
-                batch.append(key)
-            self._queued.discard(key)
+        with self._lock:
+            urgent = bool(self._heap) and self._heap[0][0] == URGENT
+            while self._heap and len(batch) < self.batch_size:
+                if urgent and self._heap[0][0] != URGENT:
+                    break
+                _, _, key = heapq.heappop(self._heap)
+                if key not in self.notes and key not in batch:
+                    batch.append(key)
+                self._queued.discard(key)
         return batch
+
+    def _renderer(self):
+        if self.renderer is not None and not hasattr(self.renderer, "render"):
+            self.renderer = self.renderer()  # a factory: the model is built here, in this thread
+        return self.renderer
 
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
                 batch = self._next_batch()
                 if not batch:
+                    self._renderer()  # idle: have the model ready for notes the disk lacks
                     self._wake.wait(0.5)
                     self._wake.clear()
                     continue
                 missing = [k for k in batch if not self._load(k)]
-                if missing and self.renderer is not None:
-                    for key, wav in zip(missing, self.renderer.render(missing)):
+                renderer = self._renderer() if missing else None
+                if renderer is not None:
+                    for key, wav in zip(missing, renderer.render(missing)):
                         self._store(key, wav)
                         self.rendered += 1
         except BaseException as exc:  # reported to the main thread by wait()

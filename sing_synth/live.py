@@ -1,27 +1,32 @@
 """Live play: start-up order, warm-up of the note cache, status line, clean shutdown.
 
-Order: preset -> audio device (for its sample rate) -> renderer thread + note cache ->
-pre-render the playing instrument's notes (progress bar) -> engine -> audio stream -> MIDI
-port -> ``ready``. Ctrl-C or SIGTERM: MIDI closed, notes released and faded, stream closed,
-renderer joined, exit 0.
+Order: preset -> the MIDI input and audio device are checked (a typo fails at once, not after
+the warm-up) -> note cache and its renderer thread (the model is built there) -> the playing
+instrument's notes are loaded from disk or rendered, with a progress bar -> engine -> audio
+stream -> MIDI port -> ``ready``. Ctrl-C or SIGTERM: MIDI closed first (its callback removed),
+every note faded out, stream closed, renderer thread joined, exit 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 from . import preset as presets
+
+APIS = ("alsa", "jack", "coremidi", "windows")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("MIDI input")
     g.add_argument("--midi-in", metavar="NAME", help="input port: case-insensitive part of its name")
     g.add_argument("--virtual", action="store_true", help="open a virtual input port named sing-synth")
-    g.add_argument("--midi-api", choices=("alsa", "jack", "coremidi", "windows"), help="rtmidi API (default: first that works)")
+    g.add_argument("--midi-api", choices=APIS, help="rtmidi API (default: the first that works: ALSA, then JACK)")
     g.add_argument("--channel", type=int, help="only listen to this MIDI channel (1-16)")
     g = p.add_argument_group("sound")
     g.add_argument("--instrument", help="instrument id or name for every melodic channel (default: GM programs)")
@@ -33,13 +38,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--blocksize", type=int, default=256, help="frames per callback (default 256)")
     g.add_argument("--latency", default="low", help="PortAudio latency: low, high or seconds (default low)")
     g = p.add_argument_group("note cache")
-    g.add_argument("--cache-dir", help="disk cache directory (default: $SING_SYNTH_CACHE or ~/.cache/sing-synth)")
+    g.add_argument("--cache-dir", help="disk cache directory (default: $SING_SYNTH_CACHE, else $XDG_CACHE_HOME/sing-synth)")
     g.add_argument("--cache-memory", type=float, default=2.0, help="memory for rendered notes, GiB (default 2)")
-    g.add_argument("--threads", type=int, default=1, help="torch threads of the renderer (default 1: a core stays free for audio)")
+    g.add_argument("--threads", type=int, default=1,
+                   help="torch threads of the renderer (default 1: a core stays free for audio)")
+    p.add_argument("--ready-file", metavar="PATH", help="create this file once the instrument is playing")
 
 
 def add_ports_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--midi-api", choices=("alsa", "jack", "coremidi", "windows"), help="rtmidi API")
+    p.add_argument("--midi-api", choices=APIS, help="rtmidi API (default: the first that works)")
 
 
 def add_devices_arguments(p: argparse.ArgumentParser) -> None:
@@ -49,15 +56,19 @@ def add_devices_arguments(p: argparse.ArgumentParser) -> None:
 def run_ports(args) -> int:
     from .midi_in import list_inputs
 
-    names = list_inputs(args.midi_api)
-    print("\n".join(names) if names else "no MIDI inputs (use --virtual to open one)")
+    api, names = list_inputs(args.midi_api)
+    print(f"MIDI inputs ({api}):")
+    print("\n".join(f"  {n}" for n in names) if names else "  none (sing-synth --virtual opens one)")
     return 0
 
 
 def run_devices(args) -> int:
     from .audio_out import output_devices
 
-    for d in output_devices():
+    devices = output_devices()
+    if not devices:
+        print("no audio outputs (is a sound server such as JACK running?)")
+    for d in devices:
         mark = "*" if d["default"] else " "
         print(f"{mark}{d['index']:3d}  {d['name']:<40} {d['api']:<28} {d['channels']} ch, {d['rate']:.0f} Hz")
     return 0
@@ -67,23 +78,32 @@ def _latency(value: str):
     try:
         return float(value)
     except ValueError:
+        if value not in ("low", "high"):
+            from .errors import ConfigError
+
+            raise ConfigError(f"--latency {value!r}: use low, high or a number of seconds") from None
         return value
 
 
 class Bar:
+    """A progress bar on stderr when it is a terminal; silent otherwise."""
+
     def __init__(self, label: str):
         self.label, self.tty, self.last = label, sys.stderr.isatty(), -1
 
     def __call__(self, done: int, total: int) -> None:
-        if done == self.last:
+        if done == self.last or not self.tty:
             return
         self.last = done
-        if self.tty:
-            width = 30
-            fill = width * done // max(total, 1)
-            print(f"\r{self.label} [{'#' * fill}{'.' * (width - fill)}] {done}/{total}", end="", file=sys.stderr, flush=True)
-            if done == total:
-                print(file=sys.stderr)
+        width = 30
+        fill = width * done // max(total, 1)
+        print(f"\r{self.label} [{'#' * fill}{'.' * (width - fill)}] {done}/{total}", end="", file=sys.stderr, flush=True)
+        if done == total:
+            print(file=sys.stderr)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def run(args) -> int:
@@ -91,67 +111,98 @@ def run(args) -> int:
     from .audio_out import AudioOutput, find_device
     from .cache import NoteCache
     from .engine import Engine
-    from .midi_in import AudioClock, MidiInput
-    from .renderer import NoteRenderer
+    from .errors import ConfigError
+    from .midi_in import AudioClock, MidiInput, check_input
 
+    if args.blocksize < 16 or args.blocksize > 8192:
+        raise ConfigError(f"--blocksize {args.blocksize}: use 16-8192 frames (e.g. 128 or 256)")
+    latency = _latency(args.latency)
     preset = presets.load(args.preset)
     instrument = preset.instrument(args.instrument) if args.instrument else None
+    port = check_input(args.midi_in, args.virtual, args.midi_api, args.channel)
     device = find_device(args.device)
     rate = int(args.rate or device["rate"])
     t_start = time.perf_counter()
-    renderer = NoteRenderer(preset, device=args.model_device, precision=args.precision, output_rate=rate,
+
+    def make_renderer():
+        from .renderer import NoteRenderer  # torch: only in the renderer thread
+
+        return NoteRenderer(preset, device=args.model_device, precision=args.precision, output_rate=rate,
                             threads=args.threads)
-    cache = NoteCache(preset, rate, renderer, cache_dir=args.cache_dir,
+
+    old_term = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM during the warm-up: like Ctrl-C
+    cache = NoteCache(preset, rate, make_renderer, cache_dir=args.cache_dir,
                       memory_bytes=int(args.cache_memory * (1 << 30))).start()
     try:
-        first = [instrument] if instrument else [preset.gm_instrument(0)]
+        first = instrument or preset.gm_instrument(0)
+        keys = cache.prefetch(first.id)
         kit = preset.gm_instrument(0, drums=True)
-        keys = cache.prefetch(first[0].id)
         if kit is not None and instrument is None:
             cache.prefetch(kit.id, level=2)
-        cache.wait(keys, progress=Bar(f"rendering {first[0].name}"))
+        cache.wait(keys, progress=Bar(f"notes of {first.name}"))
         ready_s = time.perf_counter() - t_start
+        sys.setswitchinterval(0.0005)  # the audio callback waits less for the GIL
         engine = Engine(preset, cache, rate=rate, instrument=instrument.id if instrument else None,
                         polyphony=args.polyphony, gain=args.gain, max_block=max(args.blocksize, 64))
         clock = AudioClock(rate, delay_frames=args.blocksize)
-        audio = AudioOutput(engine, clock, device, rate, args.blocksize, _latency(args.latency))
-        midi = None
-        stop = threading.Event()
-        old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            audio.start()
-            midi = MidiInput(engine, clock, args.midi_in, args.virtual, args.midi_api, args.channel)
-            print(f"MIDI input: {midi.name}" + (" (virtual)" if args.virtual else ""))
-            print(f"audio output: {device['name']} ({device['api']}), {rate} Hz, block {args.blocksize} frames, "
-                  f"output latency {1000 * audio.latency:.1f} ms")
-            print(f"instrument: {instrument.name if instrument else 'General MIDI programs'}; "
-                  f"notes ready in {ready_s:.1f} s ({cache.rendered} rendered, {cache.loaded} from disk)")
-            print("ready", flush=True)
-            tty = sys.stderr.isatty()
-            next_poll = time.monotonic() + 1.0
-            while not stop.wait(0.2):
-                if time.monotonic() >= next_poll:
-                    next_poll = time.monotonic() + 1.0
-                    message = midi.poll()
-                    if message:
-                        print(message, file=sys.stderr, flush=True)
-                if tty:
-                    print(f"\rvoices {engine.active_voices:3d}  load {100 * audio.load:5.1f}% "
-                          f"(max {100 * audio.max_load:5.1f}%)  xruns {audio.xruns}  notes {engine.notes_played}",
-                          end="", file=sys.stderr, flush=True)
-        finally:
-            if midi is not None:
-                midi.close()  # the callback is removed first: the main thread is the only producer now
-            for ch in range(16):
-                engine.push(ev.CONTROL, ch, ev.CC_ALL_SOUND_OFF, 0)
-            time.sleep(0.1)  # let the callback apply it and fade the voices out
-            audio.close()
-            for s, handler in old.items():
-                signal.signal(s, handler)
-            if sys.stderr.isatty():
-                print(file=sys.stderr)
-            print(f"stopped: {engine.notes_played} notes played, {audio.xruns} xruns, "
-                  f"max callback load {100 * audio.max_load:.1f}%", flush=True)
+        audio = AudioOutput(engine, clock, device, rate, args.blocksize, latency)
+        _play(args, ev, engine, clock, audio, cache, MidiInput, port, device, first, instrument, ready_s)
+    except KeyboardInterrupt:
+        print("\ninterrupted before ready", file=sys.stderr)
+        return 130
     finally:
         cache.stop()
+        signal.signal(signal.SIGTERM, old_term)
     return 0
+
+
+def _play(args, ev, engine, clock, audio, cache, MidiInput, port, device, first, instrument, ready_s) -> None:
+    """Open the stream and the port, print the session, run the status loop until a signal."""
+    stop = threading.Event()
+    old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    midi = None
+    tty = sys.stderr.isatty()
+    try:
+        audio.start()
+        midi = MidiInput(engine, clock, port, args.virtual, args.midi_api, args.channel)
+        kind = " (virtual: connect a keyboard or sequencer to it)" if args.virtual else ""
+        print(f"MIDI input: {midi.name} ({midi.api}){kind}")
+        print(f"audio output: {device['name']} ({device['api']}), {audio.rate} Hz, block {audio.blocksize} frames "
+              f"({1000 * audio.blocksize / audio.rate:.1f} ms), output latency {1000 * audio.latency:.1f} ms")
+        print(f"instrument: {instrument.name if instrument else 'General MIDI programs'}; {len(cache.notes)} notes "
+              f"ready in {ready_s:.1f} s ({cache.rendered} rendered, {cache.loaded} from disk {cache.dir})")
+        print("ready", flush=True)
+        if args.ready_file:
+            Path(args.ready_file).write_text(f"{os.getpid()}\n")
+        reported_error = False
+        next_poll = time.monotonic() + 1.0
+        while not stop.wait(0.25):
+            if time.monotonic() >= next_poll:
+                next_poll = time.monotonic() + 1.0
+                message = midi.poll()
+                if message:
+                    print(("\n" if tty else "") + message, file=sys.stderr, flush=True)
+            if cache.error is not None and not reported_error:
+                reported_error = True
+                print(f"\nrenderer stopped: {cache.error}; notes not rendered yet play re-pitched neighbours",
+                      file=sys.stderr, flush=True)
+            if tty:
+                print(f"\rvoices {engine.active_voices:3d}  load {100 * audio.load:5.1f}% "
+                      f"(max {100 * audio.max_load:5.1f}%)  xruns {audio.xruns}  notes {engine.notes_played}  "
+                      f"rendering {cache.pending}   ", end="", file=sys.stderr, flush=True)
+    finally:
+        if midi is not None:
+            midi.shutdown()  # the callback is removed first: the main thread is the only producer now
+        for ch in range(16):
+            engine.push(ev.CONTROL, ch, ev.CC_SUSTAIN, 0)
+            engine.push(ev.CONTROL, ch, ev.CC_ALL_SOUND_OFF, 0)
+        time.sleep(max(0.1, 4 * audio.blocksize / audio.rate))  # the callback applies it and fades out
+        audio.close()
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        if args.ready_file:
+            Path(args.ready_file).unlink(missing_ok=True)
+        if tty:
+            print(file=sys.stderr)
+        print(f"stopped: {engine.notes_played} notes played, {audio.xruns} xruns, "
+              f"max callback load {100 * audio.max_load:.1f}%", flush=True)

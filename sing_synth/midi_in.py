@@ -1,13 +1,16 @@
 """MIDI input through python-rtmidi: API choice, port matching, time-stamped events.
 
 The rtmidi callback thread only stamps each message with its time, converts it to an engine
-frame with the audio clock (a constant one-block delay, so events land at the matching sample
-offset instead of at block boundaries) and pushes it on the engine's lock-free queue. Message
-times come from rtmidi's delta times (which carry the sub-period position JACK gives each
-event) anchored to the wall clock at the earliest delivery seen, since backends such as JACK
-deliver a whole period's messages at once.
-It is the queue's only producer while a port is open; the main thread pushes (all notes off
-when a keyboard is unplugged) only after closing the port.
+frame with the audio clock (arrival time plus a constant delay of one block, so an event
+lands at the matching sample offset instead of at the next block boundary) and pushes it on
+the engine's lock-free queue. Message times come from rtmidi's delta times anchored to the
+wall clock at the earliest delivery seen: the backend's own time stamps (ALSA's sequencer
+stamps each event on arrival) minus the jitter of waking the Python thread. JACK MIDI through
+rtmidi 5 stamps all the events of one JACK period with the same time (measured: deltas are
+whole periods), so on JACK the sub-period position is lost before it reaches us and the
+latency varies by up to one JACK period; on ALSA and CoreMIDI it is constant.
+The callback is the queue's only producer while a port is open; the main thread pushes (all
+notes off when a keyboard is unplugged) only after closing the port.
 """
 
 from __future__ import annotations
@@ -58,20 +61,57 @@ def match_port(names: list[str], query: str) -> int:
     return found[0]
 
 
+def check_input(query: str | None, virtual: bool = False, api: str | None = None, channel: int | None = None) -> str:
+    """Validate the MIDI choices before a slow start-up; the full name of the port that will open."""
+    if not virtual and not query:
+        raise PortError("choose a MIDI input with --midi-in NAME (see `sing-synth ports`) or use --virtual")
+    if channel is not None and not 1 <= channel <= 16:
+        raise PortError(f"--channel {channel} out of range: use 1-16")
+    _, midi = open_api(api)
+    try:
+        names = midi.get_ports()
+        return CLIENT_NAME if virtual else names[match_port(names, query)]
+    finally:
+        midi.delete()
+
+
 class AudioClock:
-    """Maps wall-clock time to engine frames; the audio callback publishes (frame, time) per block."""
+    """Maps wall-clock time to engine frames for the MIDI thread; the audio callback ticks it per block.
+
+    The anchor (wall time of engine frame 0) follows the lower envelope of the callbacks' start
+    times: callbacks can only start late, so the earliest is the truest, and the scheduling
+    jitter of the audio thread does not move events. The envelope rises slowly (200 ppm, for a
+    sound card whose clock runs slower than the system's) and is reset after an xrun or a gap.
+    An event stamped at wall time ``t`` is placed at ``(t - anchor) * rate + delay`` frames, so
+    its latency is the constant ``delay`` plus what the MIDI transport adds.
+    """
+
+    LEAK = 0.0002
 
     def __init__(self, rate: int, delay_frames: int):
         self.rate = rate
         self.delay = delay_frames
-        self.stamp = (0, time.perf_counter())  # replaced whole: one atomic store
+        self.anchor: float | None = None  # one float, replaced whole: an atomic store
+        self.resets = 0  # re-anchorings after an xrun or a late block
 
-    def tick(self, frame: int) -> None:
-        self.stamp = (frame, time.perf_counter())
+    def tick(self, frame: int, period: float, xrun: bool = False) -> None:
+        """Audio thread, at the start of each block of ``period`` seconds starting at engine ``frame``."""
+        anchor = time.perf_counter() - frame / self.rate
+        old = self.anchor
+        if old is None or anchor <= old:
+            self.anchor = anchor
+        elif xrun or anchor - old > period:
+            self.anchor = anchor
+            self.resets += 1
+        else:
+            self.anchor = min(anchor, old + self.LEAK * period)
 
     def frame_at(self, t: float) -> float:
-        frame, t0 = self.stamp
-        return frame + (t - t0) * self.rate + self.delay
+        """The engine frame for an event stamped at ``perf_counter()`` time ``t``."""
+        anchor = self.anchor
+        if anchor is None:  # no block yet: as soon as possible
+            return -1.0
+        return (t - anchor) * self.rate + self.delay
 
 
 class MidiInput:
@@ -88,7 +128,8 @@ class MidiInput:
         self.midi.ignore_types(sysex=True, timing=True, active_sense=True)
         self.virtual = virtual
         self.channel = None if channel is None else channel - 1
-        self.name = CLIENT_NAME if virtual else self.midi.get_ports()[match_port(self.midi.get_ports(), query)]
+        names = [] if virtual else self.midi.get_ports()
+        self.name = CLIENT_NAME if virtual else names[match_port(names, query)]
         self.is_open = False
         self.received = 0
         self.ignored = 0
@@ -153,5 +194,16 @@ class MidiInput:
             self.is_open = False
 
 
-def list_inputs(api: str | None = None) -> list[str]:
-    return open_api(api)[1].get_ports()
+    def shutdown(self) -> None:
+        """Close the port and leave the MIDI system (the client disappears from JACK's graph)."""
+        self.close()
+        self.midi.delete()
+
+
+def list_inputs(api: str | None = None) -> tuple[str, list[str]]:
+    """The API used and the names of its MIDI inputs."""
+    name, midi = open_api(api)
+    try:
+        return name, midi.get_ports()
+    finally:
+        midi.delete()

@@ -1,13 +1,22 @@
-"""A private JACK server with the dummy backend: real-time-paced audio and real MIDI ports."""
+"""A private JACK dummy server (real-time-paced audio, real MIDI ports) and JACK test clients.
+
+``JackServer`` starts ``jackd -d dummy`` under a unique name and stops it by its pid.
+``MidiSender`` writes MIDI at exact frames of the server's timeline and ``Recorder`` records
+audio ports with each block placed by its frame time; they are two separate JACK clients, so
+sender -> synth -> recorder is a chain JACK can order (one client doing both would form a
+cycle, and JACK would shift one side by a period). ``bench/live.py`` uses them too.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+import threading
 import time
 import uuid
 
+import numpy as np
 import pytest
 
 
@@ -16,6 +25,10 @@ class JackServer:
         self.name = f"sing-test-{uuid.uuid4().hex[:8]}"
         self.rate, self.period = rate, period
         self.proc = None
+
+    @staticmethod
+    def available() -> bool:
+        return shutil.which("jackd") is not None and shutil.which("jack_wait") is not None
 
     @property
     def env(self) -> dict:
@@ -34,7 +47,7 @@ class JackServer:
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
+            self.proc.terminate()  # a clean TERM lets jackd remove its files in /dev/shm
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
@@ -42,10 +55,17 @@ class JackServer:
                 self.proc.wait()
             self.proc = None
 
+    def __enter__(self) -> JackServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
 
 @pytest.fixture(scope="module")
 def jack_server():
-    if shutil.which("jackd") is None or shutil.which("jack_wait") is None:
+    """A private server for the module; JACK_DEFAULT_SERVER points every client at it."""
+    if not JackServer.available():
         pytest.skip("jackd2 is not installed (.ci/run installs it)")
     server = JackServer().start()
     old = os.environ.get("JACK_DEFAULT_SERVER")
@@ -57,3 +77,112 @@ def jack_server():
     else:
         os.environ["JACK_DEFAULT_SERVER"] = old
     server.stop()
+
+
+class MidiSender:
+    """A JACK client with one MIDI output that sends scheduled messages at exact frames."""
+
+    def __init__(self, name: str = "sing-test-keys"):
+        import jack
+
+        self.client = jack.Client(name, no_start_server=True)
+        self.port = self.client.midi_outports.register("out")
+        self._pending: list = []
+        self.sent = 0
+        self.client.set_process_callback(self._process)
+        self.client.activate()
+
+    def _process(self, frames: int) -> None:
+        self.port.clear_buffer()
+        now = self.client.last_frame_time
+        pending = self._pending
+        while pending and pending[0][0] < now + frames:
+            at, data = pending.pop(0)
+            self.port.write_midi_event(max(at - now, 0), data)
+            self.sent += 1
+
+    def connect(self, substring: str) -> str:
+        ports = [p.name for p in self.client.get_ports(is_midi=True, is_input=True) if substring in p.name]
+        assert len(ports) == 1, ports
+        self.client.connect(self.port, ports[0])
+        return ports[0]
+
+    def schedule(self, events) -> None:
+        """``events``: (absolute frame, bytes) pairs; replaces what is still pending."""
+        self._pending = sorted(((int(f), bytes(d)) for f, d in events), key=lambda e: e[0])
+
+    @property
+    def done(self) -> bool:
+        return not self._pending
+
+    def close(self) -> None:
+        self.client.deactivate()
+        self.client.close()
+
+
+class Recorder:
+    """A JACK client recording stereo input from ``start`` frame for ``frames`` frames."""
+
+    def __init__(self, name: str = "sing-test-rec"):
+        import jack
+
+        self.client = jack.Client(name, no_start_server=True)
+        self.ins = [self.client.inports.register(f"in_{c}") for c in "LR"]
+        self.audio = np.zeros((0, 2), np.float32)
+        self.start = None
+        self.filled = 0
+        self.gaps = 0  # blocks whose frame time did not follow the previous one
+        self.xruns = 0
+        self._last = None
+        self.finished = threading.Event()
+        self.client.set_process_callback(self._process)
+        self.client.set_xrun_callback(self._xrun)
+        self.client.activate()
+
+    def _xrun(self, delay) -> None:
+        self.xruns += 1
+
+    def _process(self, frames: int) -> None:
+        now = self.client.last_frame_time
+        if self._last is not None and now != self._last + frames:
+            self.gaps += 1
+        self._last = now
+        if self.start is None or now + frames <= self.start:
+            return
+        a = max(now, self.start) - self.start
+        b = min(now + frames - self.start, len(self.audio))
+        if a < b:
+            k = a - (now - self.start)
+            self.audio[a:b, 0] = self.ins[0].get_array()[k : k + b - a]
+            self.audio[a:b, 1] = self.ins[1].get_array()[k : k + b - a]
+            self.filled = b
+        if b >= len(self.audio):
+            self.finished.set()
+
+    def connect(self, substring: str) -> list[str]:
+        ports = [p.name for p in self.client.get_ports(is_audio=True, is_output=True) if substring in p.name]
+        assert len(ports) == 2, ports
+        for src, dst in zip(ports, self.ins):
+            self.client.connect(src, dst)
+        return ports
+
+    def record(self, start: int, frames: int) -> None:
+        """Arm the recording (returns at once; ``finished`` is set when it is complete)."""
+        self.finished.clear()
+        self.audio = np.zeros((frames, 2), np.float32)
+        self.filled = 0
+        self.start = int(start)
+
+    def wait(self, timeout: float) -> np.ndarray:
+        assert self.finished.wait(timeout), f"recorded {self.filled} of {len(self.audio)} frames"
+        return self.audio
+
+    def close(self) -> None:
+        self.client.deactivate()
+        self.client.close()
+
+
+def onset(x: np.ndarray, start: int, floor: float = 1e-6) -> int:
+    """First frame at or after ``start`` where ``|x|`` exceeds ``floor`` (-1 if none)."""
+    idx = np.flatnonzero(np.abs(x[start:]) > floor)
+    return start + int(idx[0]) if len(idx) else -1
