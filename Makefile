@@ -13,7 +13,7 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	-$(PY) -m pip install -q --upgrade pip  # best effort: offline, the venv's own pip does
 	$(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -e '.[dev,train]'
 	# tinysoundfont's pyaudio requirement only serves its own playback and needs portaudio headers

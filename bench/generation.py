@@ -5,16 +5,25 @@ For batch 1, 16 and 64, float32 and bfloat16 (the whole model cast), on the CPU 
 line also shows achieved FLOP/s (the model's FLOPs per note counted from its configuration) as a
 fraction of that measured peak. Untrained weights: speed does not depend on training.
 
+Each line times the two halves of the forward pass separately (the sequence generator, which is
+the LSTM, and the convolutional decoder; the model's forward is exactly one then the other) and,
+on the CPU, the renderer's resampling of the batch from 16 kHz to 44.1 kHz (not counted in
+audio s/s). The machine's load average is printed before and after: on a shared machine other
+processes take cores, and with more torch threads than free cores the figures drop sharply.
+
     python bench/generation.py [--sizes paper small] [--batches 1 16 64] [--threads N]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
+import numpy as np
 import torch
 
+from sing_synth import dsp
 from sing_synth.model import Sing, SingConfig
 
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -29,34 +38,53 @@ def flops_per_note(c: SingConfig) -> float:
     return per_step * c.n_steps + per_frame * c.n_frames
 
 
+def sync(device: str) -> None:
+    if device != "cpu":
+        torch.cuda.synchronize()
+
+
 def matmul_peak(dtype: torch.dtype, device: str, n: int = 4096, seconds: float = 2.0) -> float:
     a = torch.randn(n, n, device=device).to(dtype)
     b = torch.randn(n, n, device=device).to(dtype)
     a @ b
+    sync(device)
     reps, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         a @ b
         reps += 1
-        if device != "cpu":
-            torch.cuda.synchronize()
+        sync(device)
     return 2 * n**3 * reps / (time.perf_counter() - t0)
 
 
-def time_batch(model: Sing, batch: int, device: str, min_seconds: float) -> float:
+def best_time(fn, device: str, min_seconds: float, max_reps: int = 20) -> float:
+    """Fastest of several calls after a warm-up, repeated for at least ``min_seconds`` (at least once)."""
+    fn()
+    sync(device)
+    times, t_all = [], time.perf_counter()
+    while not times or (time.perf_counter() - t_all < min_seconds and len(times) < max_reps):
+        t = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def time_batch(model: Sing, batch: int, device: str, min_seconds: float) -> tuple[float, float, np.ndarray]:
+    """Seconds per batch of the generator and of the decoder, and the batch's waveforms."""
     v = torch.randint(0, 5, (batch,), device=device)
     i = torch.randint(0, model.config.n_instruments, (batch,), device=device)
     p = torch.randint(24, 96, (batch,), device=device)
     with torch.inference_mode():
-        model(v, i, p)  # warm-up
-        times = []
-        t_all = time.perf_counter()
-        while not times or (time.perf_counter() - t_all < min_seconds and len(times) < 20):
-            t = time.perf_counter()
-            model(v, i, p)
-            if device != "cpu":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - t)
-    return min(times)
+        t_gen = best_time(lambda: model.generator(v, i, p), device, min_seconds / 2)
+        latent, _ = model.generator(v, i, p)
+        t_dec = best_time(lambda: model.decode(latent), device, min_seconds / 2)
+        wav = model.decode(latent).float().cpu().numpy()
+    return t_gen, t_dec, wav
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} cores"
 
 
 def main() -> None:
@@ -67,16 +95,23 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--min-seconds", type=float, default=2.0, help="repeat each case at least this long")
+    parser.add_argument("--rate", type=int, default=44100, help="output rate of the resampling column")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    threads = torch.get_num_threads()
+    print(f"# torch {torch.__version__}, device {args.device}, {threads} threads; {load()}")
+    if args.device == "cpu" and os.getloadavg()[0] + threads > (os.cpu_count() or 1) + 0.5:
+        print(f"# note: other processes are using these cores: with {threads} torch threads the figures are lower "
+              "than on an idle machine (fewer threads than free cores avoids stalls)")
     peaks = {name: matmul_peak(dt, args.device) for name, dt in PRECISIONS.items() if name in args.precisions}
-    print(f"# torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads")
     for name, peak in peaks.items():
         print(f"# measured peak: {name} 4096^3 matmul {peak / 1e9:.1f} GFLOP/s")
+    print("# audio s/s counts the model only (generator + decoder, timed apart); lstm/decoder/resample in ms per note;")
+    print(f"# resample: the renderer's 16 kHz -> {args.rate} Hz of the whole batch (dsp.resample, CPU, not in audio s/s)")
     print(f"{'model':<6} {'params':>7} {'GFLOP/note':>10} {'precision':<9} {'batch':>5} "
-          f"{'audio s/s':>10} {'notes/s':>8} {'GFLOP/s':>8} {'of peak':>8}")
+          f"{'audio s/s':>10} {'notes/s':>8} {'GFLOP/s':>8} {'of peak':>8} {'lstm':>7} {'decoder':>7} {'resample':>8}")
     for size in args.sizes:
         config = SingConfig.named(size, n_instruments=1006 if size == "paper" else 669)
         torch.manual_seed(0)
@@ -89,12 +124,15 @@ def main() -> None:
             model.load_state_dict(base.state_dict())
             model = model.to(args.device, PRECISIONS[precision])
             for batch in args.batches:
-                dt = time_batch(model, batch, args.device, args.min_seconds)
-                notes = batch / dt
+                t_gen, t_dec, wav = time_batch(model, batch, args.device, args.min_seconds)
+                t_res = best_time(lambda w=wav, r=config.sample_rate: dsp.resample(w, r, args.rate), "cpu", 0.5, 5)
+                notes = batch / (t_gen + t_dec)
                 achieved = notes * fpn
                 print(f"{size:<6} {params:6.1f}M {fpn / 1e9:10.2f} {precision:<9} {batch:5d} "
                       f"{notes * seconds_per_note:10.1f} {notes:8.1f} {achieved / 1e9:8.1f} "
-                      f"{achieved / peaks[precision]:8.1%}", flush=True)
+                      f"{achieved / peaks[precision]:8.1%} {1e3 * t_gen / batch:7.2f} {1e3 * t_dec / batch:7.2f} "
+                      f"{1e3 * t_res / batch:8.2f}", flush=True)
+    print(f"# after the run: {load()}")
 
 
 if __name__ == "__main__":

@@ -1,21 +1,27 @@
-"""Live-play figures: callback cost, MIDI-in to audio-out latency on JACK, time to ready.
+"""Live play figures: callback cost, MIDI-in to audio-out latency, start-to-ready time, a soak run.
 
-1. Callback cost: ``Engine.process`` (all the audio callback does) timed over many blocks with
-   1, 16, 64 and 128 voices sounding and pitch bend moving on every channel each block, at 128
-   and 256 frames and 48 kHz, as a fraction of the block period. The notes are 4 s of noise at
-   the output rate: the mixing cost does not depend on what the notes contain.
-2. Latency: `sing-synth --virtual` in a subprocess on a private JACK dummy server; a JACK client
-   sends note-ons at exact frames and records the synth's output; latency = first non-silent
-   recorded sample - send frame (median, p95), at 128 and 256 frames.
-3. Start to ready: the same command with an empty, then a warm, disk cache.
+1. Callback cost: ``Engine.process`` called in a loop (the audio callback's work) at 48 kHz with
+   1, 16, 64 and 128 keys held on one channel and its pitch bend moving (an event at a random
+   sample of every block), at 128 and 256 frames: median, p99 and max as a fraction of the block
+   period. The notes are synthetic sustaining tones of the real length (4 s): the cost does not
+   depend on their content; held notes reach their loop within the run.
+2. Latency: `sing-synth --virtual` on a private JACK dummy server; a JACK client sends note-ons
+   at exact frames (random positions inside the period) and a second one records the output;
+   latency = first sound - send, on JACK's frame timeline (median, p95), at 128 and 256 frames.
+3. Start to ready: `sing-synth` from launch to its ``ready`` line with an empty, then a warm
+   disk cache (the default preset when it is installed, else a tiny untrained one).
+4. Soak: after start-up, 100 MIDI events per second (note-ons and offs, pitch bend) for
+   ``--soak`` seconds; xruns reported by the synth's stream and seen by the recorder.
 
-    python bench/live.py [--preset sing-gm] [--notes 40] [--blocks 3000]
+    python bench/live.py [--blocks 3000] [--notes 30] [--soak 30] [--preset NAME_OR_DIR]
+    python bench/live.py --only soak --soak 600      # the 10-minute run of the issue
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -26,235 +32,285 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests"))  # the JACK server and test clients
 
-from jack_server import JackServer  # noqa: E402
+from jack_server import JackServer, MidiSender, Recorder, onsets  # noqa: E402
 
 from sing_synth import events as ev  # noqa: E402
-from sing_synth import preset as presets  # noqa: E402
 from sing_synth.engine import DictNoteSource, Engine  # noqa: E402
+from sing_synth.preset import Instrument, Preset  # noqa: E402
 
 RATE = 48000
+REALTIME = True  # jackd -R: the server and its clients' audio threads get real-time priority
 
 
-def callback_cost(preset, voices: int, block: int, blocks: int) -> tuple[float, float, float]:
-    rng = np.random.default_rng(0)
-    inst = preset.instruments[0].id
-    source = DictNoteSource()
-    for p in range(128):
-        for v in range(5):
-            source.add((inst, p, v), (0.01 * rng.standard_normal(4 * RATE)).astype(np.float32))
-    engine = Engine(preset, source, rate=RATE, instrument=inst, polyphony=max(voices, 1), max_block=block)
+# 1. Callback cost ---------------------------------------------------------------------------
+def callback_cost(voices: int, block: int, blocks: int) -> np.ndarray:
+    """Seconds per ``process`` call with ``voices`` keys held on channel 1 and its bend moving.
+
+    One pitch-bend event per block, at a random sample of the block (a pitch wheel sends one
+    every few milliseconds); blocks run long enough for held notes to reach their loop.
+    """
+    preset = Preset(
+        path=Path("."),
+        name="bench",
+        config=None,
+        instruments=[Instrument(0, "bench organ", family="organ", gm_program=0, pitch_range=(0, 127))],
+    )
+    t = np.arange(4 * RATE) / RATE
+    tone = (0.05 * (np.sin(2 * np.pi * 220 * t) + 0.5 * np.sin(2 * np.pi * 440 * t))).astype(np.float32)
+    source = DictNoteSource({(0, p, v): tone for p in range(128) for v in range(5)})
+    engine = Engine(preset, source, rate=RATE, polyphony=128, max_block=block)
+    keys = sorted(range(128), key=lambda k: abs(k - 64))[:voices]  # the middle of the keyboard outwards
+    for key in keys:
+        engine.push(ev.NOTE_ON, 0, key, 100, 0)
     out = np.zeros((block, 2), np.float32)
-    for k in range(voices):
-        engine.push(ev.NOTE_ON, k % 9, 30 + (k * 7) % 80, 100)  # melodic channels, distinct keys
-    engine.process(out)
-    times = []
-    for n in range(blocks):
-        bend = 8192 + int(4000 * np.sin(n / 20))
-        for ch in range(9):
-            engine.push(ev.PITCH_BEND, ch, bend, 0)
-        t = time.perf_counter()
+    rng = np.random.default_rng(0)
+    times = np.zeros(blocks)
+    for i in range(blocks + 50):
+        engine.push(ev.PITCH_BEND, 0, int(8192 + 4000 * np.sin(i / 20)), 0, engine.frame + int(rng.integers(block)))
+        t0 = time.perf_counter()
         engine.process(out)
-        times.append(time.perf_counter() - t)
-    assert engine.active_voices >= min(voices, 1)
-    period = block / RATE
-    t = np.array(times) / period
-    return float(np.median(t)), float(np.percentile(t, 99)), float(t.max())
+        dt = time.perf_counter() - t0
+        if i >= 50:
+            times[i - 50] = dt
+    assert engine.active_voices == voices, (engine.active_voices, voices)
+    return times
 
 
-def start_synth(preset_arg: str, period: int, cache_dir: str, env: dict):
-    cmd = [sys.executable, "-m", "sing_synth", "--virtual", "--midi-api", "jack", "--preset", preset_arg,
-           "--instrument", "0", "--blocksize", str(period), "--cache-dir", cache_dir]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    ready = threading.Event()
-    lines: list[str] = []
+# Synth subprocess helpers -------------------------------------------------------------------
+def tiny_preset(directory: Path) -> Path:
+    import torch
 
-    def reader():
-        for line in proc.stdout:
-            lines.append(line)
-            if line.strip() == "ready":
-                ready.set()
+    from sing_synth import preset as presets
+    from sing_synth.model import Sing, SingConfig
 
-    threading.Thread(target=reader, daemon=True).start()
-    if not ready.wait(180):
-        proc.kill()
-        raise RuntimeError("sing-synth did not become ready: " + proc.stderr.read()[-2000:])
-    return proc, time.perf_counter() - t0, lines
+    torch.manual_seed(0)
+    inst = [Instrument(0, "tiny piano", family="keyboard", gm_program=0, pitch_range=(21, 108))]
+    presets.save(directory, Sing(SingConfig.tiny(1)), inst, name="tiny")
+    return directory
 
 
-def stop_synth(proc) -> None:
-    proc.terminate()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+class Synth:
+    """`sing-synth --virtual` as a subprocess on a JACK server; ``ready_s`` from launch to ready."""
+
+    def __init__(self, preset: Path | str, cache: Path, period: int, env: dict, instrument: str = "0"):
+        cmd = [
+            sys.executable,
+            "-m",
+            "sing_synth",
+            "--virtual",
+            "--midi-api",
+            "jack",
+            "--preset",
+            str(preset),
+            "--instrument",
+            instrument,
+            "--blocksize",
+            str(period),
+            "--cache-dir",
+            str(cache),
+        ]
+        t0 = time.perf_counter()
+        self.err = tempfile.TemporaryFile(mode="w+")  # a pipe nobody reads could fill up and block it
+        self.proc = subprocess.Popen(
+            cmd, env={**env, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, stderr=self.err, text=True
+        )
+        self.lines: list[str] = []
+        ready = threading.Event()
+
+        def reader():
+            for line in self.proc.stdout:
+                self.lines.append(line)
+                if line.strip() == "ready":
+                    ready.set()
+
+        self._reader = threading.Thread(target=reader, daemon=True)
+        self._reader.start()
+        if not ready.wait(600):
+            self.stop()
+            raise RuntimeError("sing-synth did not become ready:\n" + "".join(self.lines) + self._stderr())
+        self.ready_s = time.perf_counter() - t0
+
+    def stop(self) -> int:
+        """Stop with SIGTERM; the xruns the synth reports."""
+        self.proc.terminate()
+        self.proc.wait(60)
+        self._reader.join(10)  # the reader thread owns stdout: it collects the last lines
+        line = [x for x in self.lines if x.startswith("stopped:")]
+        return int(line[0].split(" xruns")[0].rsplit(" ", 1)[-1]) if line else -1
+
+    def _stderr(self) -> str:
+        self.err.seek(0)
+        return self.err.read()[-3000:]
+
+    def info(self, prefix: str) -> str:
+        return next((x.strip() for x in self.lines if x.startswith(prefix)), "")
 
 
-def measure_latency(period: int, preset_arg: str, notes: int) -> tuple[list[float], int]:
-    import jack
-
-    server = JackServer(RATE, period).start()
-    try:
-        with tempfile.TemporaryDirectory() as cache:
-            proc, _, _ = start_synth(preset_arg, period, cache, server.env)
-            try:
-                os.environ["JACK_DEFAULT_SERVER"] = server.name
-                # two clients, so that the graph has no loop: sender -> synth -> recorder
-                sender = jack.Client("bench-send", no_start_server=True)
-                recorder = jack.Client("bench-record", no_start_server=True)
-                midi = sender.midi_outports.register("out")
-                inport = recorder.inports.register("in")
-                spacing = int(0.4 * RATE)
-                audio = np.zeros(spacing * (notes + 2), np.float32)
-                state = {"start": None, "pos": 0, "pending": []}
-                xruns = [0]
-
-                def send(frames):
-                    midi.clear_buffer()
-                    now = sender.last_frame_time
-                    pend = state["pending"]
-                    while pend and pend[0][0] < now + frames:
-                        at, data = pend.pop(0)
-                        midi.write_midi_event(max(at - now, 0), bytes(data))
-
-                def record(frames):
-                    now = recorder.last_frame_time
-                    pos = state["pos"]
-                    if state["start"] is not None and now >= state["start"] and pos + frames <= len(audio):
-                        audio[pos : pos + frames] = inport.get_array()
-                        state["pos"] = pos + frames
-
-                sender.set_process_callback(send)
-                recorder.set_process_callback(record)
-                recorder.set_xrun_callback(lambda delay: xruns.__setitem__(0, xruns[0] + 1))
-                sender.activate()
-                recorder.activate()
-                target = [p.name for p in sender.get_ports(is_midi=True, is_input=True) if "sing-synth" in p.name][0]
-                source = [p.name for p in sender.get_ports(is_audio=True, is_output=True) if "PortAudio" in p.name][0]
-                sender.connect(midi, target)
-                recorder.connect(source, inport)
-                time.sleep(0.3)
-                start = sender.frame_time + RATE // 4
-                start -= start % period  # recording starts on a period boundary
-                sends = []
-                pend = []
-                for k in range(notes):
-                    at = start + spacing * (k + 1) + (k * 37) % period  # every offset inside a period
-                    sends.append(at - start)
-                    pend += [(at, (0x90, 60 + k % 12, 100)), (at + int(0.1 * RATE), (0x80, 60 + k % 12, 0))]
-                state["start"] = start
-                state["pending"] = pend
-                time.sleep(spacing * (notes + 1.5) / RATE)
-                for c in (sender, recorder):
-                    c.deactivate()
-                    c.close()
-            finally:
-                stop_synth(proc)
-    finally:
-        server.stop()
-    lat = []
-    for at in sends:
-        seg = np.abs(audio[at - period * 3 : at + int(0.1 * RATE)])
-        idx = np.nonzero(seg > 1e-4)[0]
-        if len(idx):
-            lat.append(1000 * (idx[0] - period * 3) / RATE)
-    return lat, xruns[0]
+# 2. Latency ---------------------------------------------------------------------------------
+def latency(preset: Path, period: int, notes: int, cache: Path) -> dict:
+    with JackServer(RATE, period, REALTIME) as server:
+        os.environ["JACK_DEFAULT_SERVER"] = server.name
+        synth = Synth(preset, cache, period, server.env)
+        sender, rec = MidiSender(), Recorder()
+        try:
+            sender.connect("sing-synth")
+            rec.connect("PortAudio")
+            rng = random.Random(period)
+            spacing = int(0.45 * RATE)  # a note of 40 ms, its release, then silence
+            start = sender.client.frame_time + RATE // 4
+            sends = [start + k * spacing + rng.randrange(period) for k in range(notes)]
+            key = [48 + rng.randrange(24) for _ in sends]
+            events = [(f, (0x90, k, 100)) for f, k in zip(sends, key)]
+            events += [(f + RATE // 25, (0x80, k, 0)) for f, k in zip(sends, key)]
+            rec.record(start, notes * spacing + RATE // 2)
+            sender.schedule(events)
+            x = rec.wait(notes * spacing / RATE + 10)[:, 0]
+        finally:
+            xruns = synth.stop()  # first: JACK2 clients leaving the graph make xruns of their own
+            sender.close()
+            rec.close()
+    found = onsets(x, gap=RATE // 20)
+    assert len(found) == notes, f"{len(found)} onsets for {notes} notes"
+    ms = 1000 * (found - (np.array(sends) - start)) / RATE
+    return {
+        "median": np.median(ms),
+        "p95": np.percentile(ms, 95),
+        "min": ms.min(),
+        "max": ms.max(),
+        "xruns": xruns,
+        "gaps": rec.gaps,
+    }
 
 
-def soak(period: int, preset_arg: str, minutes: float, rate_per_s: int = 100) -> tuple[int, int, int]:
-    """Play ``rate_per_s`` MIDI events a second for ``minutes``; returns (events, synth xruns, JACK xruns)."""
-    import jack
-
-    server = JackServer(RATE, period).start()
-    try:
-        with tempfile.TemporaryDirectory() as cache:
-            proc, _, lines = start_synth(preset_arg, period, cache, server.env)
-            os.environ["JACK_DEFAULT_SERVER"] = server.name
-            client = jack.Client("bench-soak", no_start_server=True)
-            midi = client.midi_outports.register("out")
-            rng = np.random.default_rng(0)
-            every = RATE // rate_per_s
-            state = {"next": None, "sent": 0, "held": []}
-            xruns = [0]
-
-            def send(frames):
-                midi.clear_buffer()
-                now = client.last_frame_time
-                if state["next"] is None:
-                    state["next"] = now
-                while state["next"] < now + frames:
-                    off = state["next"] - now
-                    held = state["held"]
-                    if len(held) > 24 or (held and rng.random() < 0.45):
-                        midi.write_midi_event(off, bytes((0x80, held.pop(0), 0)))
-                    elif rng.random() < 0.2:
-                        midi.write_midi_event(off, bytes((0xE0, 0, int(rng.integers(0, 128)))))
-                    else:
-                        key = int(rng.integers(36, 96))
-                        held.append(key)
-                        midi.write_midi_event(off, bytes((0x90, key, int(rng.integers(30, 128)))))
-                    state["sent"] += 1
-                    state["next"] += every
-
-            client.set_process_callback(send)
-            client.set_xrun_callback(lambda delay: xruns.__setitem__(0, xruns[0] + 1))
-            client.activate()
-            target = [p.name for p in client.get_ports(is_midi=True, is_input=True) if "sing-synth" in p.name][0]
-            client.connect(midi, target)
-            time.sleep(minutes * 60)
-            client.deactivate()
-            client.close()
-            stop_synth(proc)
-            time.sleep(0.5)  # the reader thread collects the last lines
-            out = "".join(lines)
-    finally:
-        server.stop()
-    synth_xruns = int(out.split(" xruns")[0].rsplit(" ", 1)[-1]) if " xruns" in out else -1
-    return state["sent"], synth_xruns, xruns[0]
+# 3. Start to ready ------------------------------------------------------------------------
+def ready_times(preset, cache: Path) -> list[tuple[str, float, str]]:
+    rows = []
+    with JackServer(RATE, 256, REALTIME) as server:
+        for label in ("empty", "warm"):
+            synth = Synth(preset, cache, 256, server.env)
+            rows.append((label, synth.ready_s, synth.info("instrument:")))
+            synth.stop()
+    return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default=None, help="preset name or directory (default: sing-gm)")
-    parser.add_argument("--notes", type=int, default=40, help="notes per latency run")
-    parser.add_argument("--blocks", type=int, default=3000, help="blocks per callback-cost case")
-    parser.add_argument("--soak-minutes", type=float, default=1.0, help="length of the 100 events/s run (issue: 10)")
-    args = parser.parse_args()
-    preset = presets.load(args.preset)
-    preset_arg = str(preset.path)
+# 4. Soak ------------------------------------------------------------------------------------
+def soak(preset, cache: Path, seconds: float, period: int = 256) -> dict:
+    log = cache.parent / "jackd-soak.log"
+    with JackServer(RATE, period, REALTIME, log=str(log)) as server:
+        os.environ["JACK_DEFAULT_SERVER"] = server.name
+        synth = Synth(preset, cache, period, server.env)
+        sender, rec = MidiSender(), Recorder()
+        try:
+            sender.connect("sing-synth")
+            rec.connect("PortAudio")
+            rng = random.Random(0)
+            start = sender.client.frame_time + RATE // 4
+            events, held = [], []
+            step = RATE // 100  # 100 events per second
+            for k in range(int(seconds * 100)):
+                f = start + k * step + rng.randrange(step)
+                if k % 10 == 9:
+                    events.append((f, (0xE0, 0, 32 + rng.randrange(64))))  # bend
+                elif held and (len(held) > 12 or rng.random() < 0.5):
+                    events.append((f, (0x80, held.pop(rng.randrange(len(held))), 0)))
+                else:
+                    key = 36 + rng.randrange(48)
+                    held.append(key)
+                    events.append((f, (0x90, key, 30 + rng.randrange(97))))
+            events += [(start + int(seconds * RATE) + 1, (0xB0, 123, 0))]
+            rec.record(start, int(seconds * RATE) + RATE // 2)
+            sender.schedule(events)
+            rec.wait(seconds + 30)
+        finally:
+            xruns = synth.stop()  # first: JACK2 clients leaving the graph make xruns of their own
+            sender.close()
+            rec.close()
+        late = server.late_clients()
+    return {
+        "events": len(events),
+        "xruns": xruns,
+        "recorder_xruns": rec.xruns,
+        "gaps": rec.gaps,
+        "load": synth.info("stopped:"),
+        "late": late,
+    }
 
-    print(f"# preset {preset.name}; callback cost = Engine.process time / block period (48 kHz)")
-    print(f"{'voices':>6} {'block':>5} {'median':>8} {'p99':>8} {'max':>8}")
-    for block in (128, 256):
-        for voices in (1, 16, 64, 128):
-            med, p99, mx = callback_cost(preset, voices, block, args.blocks)
-            print(f"{voices:6d} {block:5d} {med:8.1%} {p99:8.1%} {mx:8.1%}", flush=True)
 
-    print("\n# MIDI in -> audio out on a JACK dummy server (first non-silent sample after the send)")
-    print(f"{'block':>5} {'period ms':>9} {'median ms':>9} {'p95 ms':>8} {'target ms':>9} {'notes':>5} {'xruns':>5}")
-    for period in (128, 256):
-        lat, xruns = measure_latency(period, preset_arg, args.notes)
-        p_ms = 1000 * period / RATE
-        print(f"{period:5d} {p_ms:9.2f} {np.median(lat):9.2f} {np.percentile(lat, 95):8.2f} "
-              f"{1.5 * p_ms + 1:9.2f} {len(lat):5d} {xruns:5d}", flush=True)
+PARTS = ("cost", "latency", "ready", "soak")
 
-    print(f"\n# soak: 100 MIDI events/s (notes, bends) for {args.soak_minutes:g} min at 256 frames, after start-up")
-    sent, synth_xruns, jack_xruns = soak(256, preset_arg, args.soak_minutes)
-    print(f"events sent {sent}, synth xruns (PortAudio status) {synth_xruns}, JACK xruns {jack_xruns}", flush=True)
 
-    print("\n# start to ready (process start to the `ready` line), 256 frames")
-    server = JackServer(RATE, 256).start()
-    try:
-        with tempfile.TemporaryDirectory() as cache:
-            for label in ("empty disk cache", "warm disk cache"):
-                proc, seconds, _ = start_synth(preset_arg, 256, cache, server.env)
-                stop_synth(proc)
-                print(f"{label:<18} {seconds:6.2f} s", flush=True)
-    finally:
-        server.stop()
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--blocks", type=int, default=3000, help="blocks timed per callback-cost case (default 3000)")
+    p.add_argument("--notes", type=int, default=30, help="notes per latency measurement (default 30)")
+    p.add_argument("--soak", type=float, default=30, help="seconds of 100 events/s after start-up (default 30)")
+    p.add_argument("--preset", help="preset for start-to-ready and soak (default: the default preset, else tiny)")
+    p.add_argument("--only", nargs="+", choices=PARTS, default=PARTS, help="run only these parts")
+    p.add_argument("--no-realtime", action="store_true", help="run jackd without -R (no real-time scheduling)")
+    args = p.parse_args(argv)
+    global REALTIME
+    REALTIME = not args.no_realtime
+    print(
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
+        f"(figures on a shared machine are upper bounds); jackd {'-R (real-time)' if REALTIME else 'not real-time'}"
+    )
+
+    if "cost" in args.only:
+        print("\n1. Callback cost at 48 kHz, pitch bend moving (fraction of the block period)")
+        print(f"{'voices':>7} {'block':>6} {'period ms':>10} {'median':>8} {'p99':>8} {'max':>8}")
+        for block in (128, 256):
+            period = block / RATE
+            for voices in (1, 16, 64, 128):
+                t = callback_cost(voices, block, args.blocks) / period
+                print(
+                    f"{voices:7d} {block:6d} {1000 * period:10.2f} {np.median(t):8.1%} "
+                    f"{np.percentile(t, 99):8.1%} {t.max():8.1%}",
+                    flush=True,
+                )
+    if set(args.only) - {"cost"} and not JackServer.available():
+        print("\njackd is not installed: latency, start-up and soak figures skipped")
+        return 0
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        tiny = tiny_preset(tmp / "tiny")
+        if "latency" in args.only:
+            print("\n2. MIDI-in to audio-out latency on a JACK dummy server (send frame to first sound)")
+            print(f"{'block':>6} {'period ms':>10} {'median ms':>10} {'p95 ms':>8} {'min':>7} {'max':>7} {'xruns':>6}")
+            for period in (128, 256):
+                r = latency(tiny, period, args.notes, tmp / "cache-tiny")
+                print(
+                    f"{period:6d} {1000 * period / RATE:10.2f} {r['median']:10.2f} {r['p95']:8.2f} "
+                    f"{r['min']:7.2f} {r['max']:7.2f} {r['xruns']:6d}",
+                    flush=True,
+                )
+
+        from sing_synth import preset as presets
+
+        try:
+            preset = presets.resolve(args.preset)
+        except Exception:
+            if args.preset:
+                raise
+            preset = tiny
+        cache = tmp / "cache"
+        if "ready" in args.only:
+            print(f"\n3. Start to ready ({presets.load(preset).name}, instrument 0, 48 kHz; launch to `ready`)")
+            for label, seconds, info in ready_times(preset, cache):
+                print(f"  {label:>5} disk cache: {seconds:5.1f} s   ({info})", flush=True)
+        if "soak" in args.only:
+            print(f"\n4. Soak: {args.soak:.0f} s of 100 MIDI events/s after start-up (block 256)")
+            r = soak(preset, cache, args.soak)
+            print(
+                f"  {r['events']} events; xruns counted by the synth's stream {r['xruns']}, by the recorder "
+                f"{r['recorder_xruns']}; timeline gaps {r['gaps']}"
+            )
+            print(f"  late client per xrun (jackd -v): {r['late'] or 'none'}  (PortAudio is the synth)")
+            print(f"  {r['load']}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

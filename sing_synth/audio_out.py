@@ -31,32 +31,45 @@ def output_devices() -> list[dict]:
     sd = _sd()
     apis = sd.query_hostapis()
     return [
-        {"index": i, "name": d["name"], "api": apis[d["hostapi"]]["name"], "channels": d["max_output_channels"],
-         "rate": d["default_samplerate"], "default": i == sd.default.device[1]}
-        for i, d in enumerate(sd.query_devices()) if d["max_output_channels"] > 0
+        {
+            "index": i,
+            "name": d["name"],
+            "api": apis[d["hostapi"]]["name"],
+            "channels": d["max_output_channels"],
+            "rate": d["default_samplerate"],
+            "default": i == sd.default.device[1],
+        }
+        for i, d in enumerate(sd.query_devices())
+        if d["max_output_channels"] > 0
     ]
 
 
-def find_device(query: str | int | None) -> dict:
+def match_device(devices: list[dict], query: str | int | None) -> dict:
     """An output device by index, or by case-insensitive substring of its name; None: the default."""
-    devices = output_devices()
     if not devices:
         raise PortError("no audio output device found; start a sound server (e.g. JACK) or check the sound card")
     if query is None or query == "":
         default = [d for d in devices if d["default"]]
         return default[0] if default else devices[0]
-    if isinstance(query, int) or str(query).isdigit():
+    if isinstance(query, int) or str(query).strip().isdigit():
         for d in devices:
             if d["index"] == int(query):
                 return d
-        raise PortError(f"no audio output with index {query}; see `sing-synth devices`")
-    found = [d for d in devices if str(query).lower() in d["name"].lower()]
+        listing = ", ".join(f"{d['index']} {d['name']!r}" for d in devices)
+        raise PortError(f"no audio output with index {query} (available: {listing}); see `sing-synth devices`")
+    exact = [d for d in devices if d["name"].lower() == str(query).lower()]
+    found = exact or [d for d in devices if str(query).lower() in d["name"].lower()]
     if len(found) == 1:
         return found[0]
     listing = ", ".join(f"{d['index']} {d['name']!r}" for d in (found or devices))
     if not found:
         raise PortError(f"no audio output matches {query!r} (available: {listing}); see `sing-synth devices`")
-    raise PortError(f"audio output {query!r} is ambiguous ({listing}); give an index or more of its name")
+    raise PortError(f"audio output {query!r} is ambiguous ({listing}); give its index or more of its name")
+
+
+def find_device(query: str | int | None) -> dict:
+    """The output device chosen with ``--device`` among those PortAudio sees now."""
+    return match_device(output_devices(), query)
 
 
 class AudioOutput:
@@ -74,8 +87,13 @@ class AudioOutput:
         self._period = blocksize / rate
         try:
             self.stream = sd.OutputStream(
-                samplerate=rate, blocksize=blocksize, device=device["index"], channels=2, dtype="float32",
-                latency=latency, callback=self._callback,
+                samplerate=rate,
+                blocksize=blocksize,
+                device=device["index"],
+                channels=2,
+                dtype="float32",
+                latency=latency,
+                callback=self._callback,
             )
         except Exception as exc:  # sounddevice.PortAudioError
             raise PortError(f"cannot open audio output {device['name']!r} at {rate} Hz: {exc}") from None

@@ -7,9 +7,13 @@ which never block and do bounded work (``standin`` looks at most 128 pitches). E
 too (pass a factory as ``renderer``), so a warm start reads the disk while the model loads.
 This module does not import torch.
 
-Disk layout: ``CACHE_DIR/<preset sha256[:16]>-<rate>/<instrument>/<pitch>-<vclass>.npz`` holding
-the float32 note and the sha256 of its bytes; files are written to a temporary name and renamed,
-and an entry whose checksum does not match (or that cannot be read) is deleted and re-rendered.
+Disk layout: ``CACHE_DIR/<preset sha256[:16]>-<rate>/<instrument>/<pitch>-<vclass>.note``: a
+24-byte header (magic ``SINGNOTE``, format version, sample count, CRC-32 of the samples) and the
+float32 samples. Files are written to a temporary name and renamed (atomic); an entry whose
+header or checksum does not match, or that cannot be read, is deleted and re-rendered. A warm
+start reads an instrument's 365 notes at 48 kHz (280 MB) in about 0.1 s: plain reads, CRC-32
+(5x faster than SHA-256 here, and enough to catch a corrupt or truncated file) and arrays that
+share the read buffer (read-only, as the audio thread wants them).
 ``CACHE_DIR`` is ``--cache-dir``, else ``$SING_SYNTH_CACHE``, else ``$XDG_CACHE_HOME/sing-synth``
 (``~/.cache/sing-synth``).
 """
@@ -17,15 +21,18 @@ and an entry whose checksum does not match (or that cannot be read) is deleted a
 from __future__ import annotations
 
 import collections
-import hashlib
 import heapq
 import os
+import struct
 import threading
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
 
+HEADER = struct.Struct("<8sIII")  # magic, format version, samples, CRC-32
+MAGIC, VERSION = b"SINGNOTE", 1
 VELOCITY_ORDER = (3, 2, 4, 1, 0)  # 100, 75, 127, 50, 25: the common velocities first
 URGENT = -1
 
@@ -44,8 +51,9 @@ class NoteCache:
     first time a note is not on disk, or when idle), or None (disk only).
     """
 
-    def __init__(self, preset, rate: int, renderer=None, cache_dir=None, memory_bytes: int = 2 << 30,
-                 batch_size: int = 16):
+    def __init__(
+        self, preset, rate: int, renderer=None, cache_dir=None, memory_bytes: int = 2 << 30, batch_size: int = 16
+    ):
         self.preset = preset
         self.rate = int(rate)
         self.renderer = renderer
@@ -63,6 +71,7 @@ class NoteCache:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # scheduling state (main and renderer threads, never audio)
+        self.model_ready = threading.Event()  # set once the renderer is built (or there is none)
         self._bytes = 0
         self.rendered = 0  # statistics, plain ints
         self.loaded = 0
@@ -127,8 +136,9 @@ class NoteCache:
         """Notes still waiting to be rendered or loaded."""
         return len(self._heap)
 
-    def wait(self, keys, timeout: float | None = None, progress=None) -> bool:
-        """Block (the main thread) until every key is in memory; ``progress(done, total)`` is called."""
+    def wait(self, keys, timeout: float | None = None, progress=None, model: bool = False) -> bool:
+        """Block (the main thread) until every key is in memory (and, with ``model``, the renderer
+        is built); ``progress(done, total)`` is called as notes arrive. False on timeout."""
         keys = list(keys)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -137,7 +147,7 @@ class NoteCache:
             done = sum(k in self.notes for k in keys)
             if progress:
                 progress(done, len(keys))
-            if done == len(keys):
+            if done == len(keys) and (not model or self.model_ready.is_set()):
                 return True
             if deadline is not None and time.monotonic() > deadline:
                 return False
@@ -180,6 +190,7 @@ class NoteCache:
     def _renderer(self):
         if self.renderer is not None and not hasattr(self.renderer, "render"):
             self.renderer = self.renderer()  # a factory: the model is built here, in this thread
+        self.model_ready.set()
         return self.renderer
 
     def _run(self) -> None:
@@ -225,18 +236,19 @@ class NoteCache:
     # Disk ------------------------------------------------------------------------------
     def path(self, key) -> Path:
         i, p, v = key
-        return self.dir / str(i) / f"{p}-{v}.npz"
+        return self.dir / str(i) / f"{p}-{v}.note"
 
     def _load(self, key) -> bool:
         path = self.path(key)
-        if not path.is_file():
-            return False
         try:
-            with np.load(path, allow_pickle=False) as data:
-                wav, digest = data["audio"], bytes(data["sha256"])
-            if wav.dtype != np.float32 or hashlib.sha256(wav.tobytes()).digest() != digest:
-                raise ValueError("checksum mismatch")
-        except Exception:  # truncated, corrupt or foreign file: re-render it
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return False
+        except OSError:
+            data = b""
+        wav = _decode(data)
+        if wav is None:  # truncated, corrupt or foreign: re-render it
             self.corrupt += 1
             path.unlink(missing_ok=True)
             return False
@@ -247,12 +259,27 @@ class NoteCache:
     def _store(self, key, wav: np.ndarray) -> None:
         wav = np.ascontiguousarray(wav, dtype=np.float32)
         path = self.path(key)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            body = wav.astype("<f4", copy=False).tobytes()
             with open(tmp, "wb") as f:
-                np.savez(f, audio=wav, sha256=np.frombuffer(hashlib.sha256(wav.tobytes()).digest(), np.uint8))
+                f.write(HEADER.pack(MAGIC, VERSION, len(wav), zlib.crc32(body)))
+                f.write(body)
             os.replace(tmp, path)
-        except OSError:
-            pass  # a read-only or full disk only costs the next start its speed
+        except OSError:  # a read-only or full disk only costs the next start its speed
+            tmp.unlink(missing_ok=True)
         self._insert(key, wav)
+
+
+def _decode(data: bytes) -> np.ndarray | None:
+    """The samples of a ``.note`` file (a read-only view of ``data``), or None if it is damaged."""
+    if len(data) < HEADER.size:
+        return None
+    magic, version, n, crc = HEADER.unpack_from(data)
+    if magic != MAGIC or version != VERSION or len(data) != HEADER.size + 4 * n:
+        return None
+    body = memoryview(data)[HEADER.size :]
+    if zlib.crc32(body) != crc:
+        return None
+    return np.frombuffer(body, dtype="<f4")

@@ -53,9 +53,9 @@ def get_parser() -> argparse.ArgumentParser:
     sub.add_parser("presets", parents=common, help="list the installed presets")
     inst = sub.add_parser("instruments", parents=common, help="list a preset's instruments")
     inst.add_argument("query", nargs="?", default="", help="case-insensitive filter on name, family, source")
-    ports = sub.add_parser("ports", help="list MIDI inputs")
+    ports = sub.add_parser("ports", parents=common, help="list MIDI inputs")
     _lazy("live", "add_ports_arguments", ports)
-    devices = sub.add_parser("devices", help="list audio outputs")
+    devices = sub.add_parser("devices", parents=common, help="list audio outputs")
     _lazy("live", "add_devices_arguments", devices)
     return parser
 
@@ -74,6 +74,53 @@ def _lazy(module: str, name: str, *args):
     return fn(*args) if fn else None
 
 
+def stored_parameters(weights: os.PathLike) -> int | None:
+    """Number of parameters in a safetensors file, from its header alone (no tensor is read)."""
+    import json
+    import math
+    import struct
+
+    try:
+        with open(weights, "rb") as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(size))
+    except (OSError, ValueError, struct.error):
+        return None
+    return sum(math.prod(t["shape"]) for k, t in header.items() if k != "__metadata__")
+
+
+def describe_preset(p, default: bool = False) -> list[str]:
+    """Lines of ``sing-synth presets`` for one preset: size, training provenance, metrics."""
+    c, t, m = p.config, p.training or {}, p.metrics or {}
+    n = stored_parameters(p.weights_path)
+    params = f"{n / 1e6:.1f} M parameters" if n is not None else "parameters unknown"
+    lines = [
+        f"{p.name}{' (default)' if default else ''}  {p.path}",
+        f"  {len(p.instruments)} instruments; model {c.lstm_layers}x{c.lstm_hidden} LSTM, {c.channels} channels, "
+        f"{params}; {p.sample_rate} Hz",
+    ]
+    if t:
+        corpus = t.get("corpus") or {}
+        what = f"{corpus.get('kind', 'unknown')} corpus"
+        if corpus.get("notes"):
+            what += f" ({corpus['notes']} notes)"
+        hours = sum((t.get("wall_time_s") or {}).values()) / 3600
+        hw = t.get("hardware") or {}
+        where = hw.get("gpu") or f"{hw.get('cpu', '?')}" + (f" x{hw['cores']} cores" if hw.get("cores") else "")
+        lines.append(f"  trained on {what} in {hours:.1f} h on {where}; "
+                     f"code {str(t.get('code_revision', '?'))[:12]}")
+        steps = t.get("steps_done") or {}
+        if steps:
+            done = ", ".join(f"{k} {v}" for k, v in steps.items())
+            lines.append(f"  steps: {done}" + ("" if t.get("complete", True) else " (training not complete)"))
+    else:
+        lines.append("  no training provenance recorded")
+    scores = [(k, (m.get(k) or {}).get("spectral_l1")) for k in ("train", "test", "test_baseline_repitch")]
+    scores = [f"{k.replace('_', ' ')} {v:.4f}" for k, v in scores if isinstance(v, (int, float))]
+    lines.append("  spectral L1: " + "; ".join(scores) if scores else "  no evaluation metrics in preset.yaml")
+    return lines
+
+
 def cmd_presets(args) -> int:
     from . import preset as presets
 
@@ -87,17 +134,7 @@ def cmd_presets(args) -> int:
         except SingError as exc:
             print(f"{path.name}: unusable ({exc})")
             continue
-        c = p.config
-        t = p.training or {}
-        corpus = (t.get("corpus") or {}).get("kind", "?")
-        wall = sum((t.get("wall_time_s") or {}).values()) / 3600
-        test = (p.metrics.get("test") or {}).get("spectral_l1")
-        print(f"{p.name}  ({p.path})")
-        print(f"  {len(p.instruments)} instruments; model {c.lstm_layers}x{c.lstm_hidden} LSTM, "
-              f"{c.channels} channels; {p.sample_rate} Hz")
-        print(f"  trained on {corpus} corpus, {wall:.1f} h, {t.get('hardware', {}).get('cpu', '?')}; "
-              f"code {str(t.get('code_revision', '?'))[:12]}"
-              + (f"; test spectral L1 {test:.4f}" if test is not None else ""))
+        print("\n".join(describe_preset(p, default=p.name == presets.DEFAULT_PRESET)))
     return 0
 
 
@@ -122,6 +159,8 @@ def cmd_note(args) -> int:
     from .errors import ConfigError
     from .renderer import NoteRenderer
 
+    if not 8000 <= args.rate <= 192000:
+        raise ConfigError(f"sample rate {args.rate} out of range; use 8000-192000 (for example 44100 or 48000)")
     p = presets.load(args.preset)
     inst = p.instrument(args.instrument)
     if not 1 <= args.velocity <= 127:
@@ -138,10 +177,15 @@ def cmd_note(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def with_default_command(argv: list[str]) -> list[str]:
+    """``play`` is the default command: ``sing-synth --midi-in X`` means ``sing-synth play --midi-in X``."""
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version")):
-        argv.insert(0, "play")
+        return ["play", *argv]
+    return list(argv)
+
+
+def main(argv=None) -> int:
+    argv = with_default_command(list(sys.argv[1:] if argv is None else argv))
     parser = get_parser()
     args = parser.parse_args(argv)
     try:

@@ -2,14 +2,18 @@
 
 Order: preset -> the MIDI input and audio device are checked (a typo fails at once, not after
 the warm-up) -> note cache and its renderer thread (the model is built there) -> the playing
-instrument's notes are loaded from disk or rendered, with a progress bar -> engine -> audio
-stream -> MIDI port -> ``ready``. Ctrl-C or SIGTERM: MIDI closed first (its callback removed),
-every note faded out, stream closed, renderer thread joined, exit 0.
+instrument's notes are loaded from disk or rendered, with a progress bar, and the model is
+built -> garbage collector frozen (no long collection can land in the audio thread) -> engine ->
+MIDI port (a JACK client joining a running graph would make the stream skip a period) ->
+audio stream -> ``ready`` (and ``--ready-file``). Ctrl-C or SIGTERM: the MIDI callback is
+removed, pedals up and every note faded out, the stream closed, then the MIDI port and client,
+the renderer thread joined, exit 0 (130 when interrupted before ready).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import signal
 import sys
@@ -38,10 +42,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--blocksize", type=int, default=256, help="frames per callback (default 256)")
     g.add_argument("--latency", default="low", help="PortAudio latency: low, high or seconds (default low)")
     g = p.add_argument_group("note cache")
-    g.add_argument("--cache-dir", help="disk cache directory (default: $SING_SYNTH_CACHE, else $XDG_CACHE_HOME/sing-synth)")
+    g.add_argument(
+        "--cache-dir", help="disk cache directory (default: $SING_SYNTH_CACHE, else $XDG_CACHE_HOME/sing-synth)"
+    )
     g.add_argument("--cache-memory", type=float, default=2.0, help="memory for rendered notes, GiB (default 2)")
-    g.add_argument("--threads", type=int, default=1,
-                   help="torch threads of the renderer (default 1: a core stays free for audio)")
+    g.add_argument(
+        "--threads", type=int, default=1, help="torch threads of the renderer (default 1: a core stays free for audio)"
+    )
     p.add_argument("--ready-file", metavar="PATH", help="create this file once the instrument is playing")
 
 
@@ -97,7 +104,9 @@ class Bar:
         self.last = done
         width = 30
         fill = width * done // max(total, 1)
-        print(f"\r{self.label} [{'#' * fill}{'.' * (width - fill)}] {done}/{total}", end="", file=sys.stderr, flush=True)
+        print(
+            f"\r{self.label} [{'#' * fill}{'.' * (width - fill)}] {done}/{total}", end="", file=sys.stderr, flush=True
+        )
         if done == total:
             print(file=sys.stderr)
 
@@ -116,34 +125,56 @@ def run(args) -> int:
 
     if args.blocksize < 16 or args.blocksize > 8192:
         raise ConfigError(f"--blocksize {args.blocksize}: use 16-8192 frames (e.g. 128 or 256)")
+    if not 1 <= args.polyphony <= 512:
+        raise ConfigError(f"--polyphony {args.polyphony}: use 1-512 voices")
+    if args.cache_memory <= 0:
+        raise ConfigError(f"--cache-memory {args.cache_memory:g}: give a positive number of GiB")
     latency = _latency(args.latency)
+    t_start = time.perf_counter()
     preset = presets.load(args.preset)
     instrument = preset.instrument(args.instrument) if args.instrument else None
     port = check_input(args.midi_in, args.virtual, args.midi_api, args.channel)
     device = find_device(args.device)
     rate = int(args.rate or device["rate"])
-    t_start = time.perf_counter()
 
     def make_renderer():
         from .renderer import NoteRenderer  # torch: only in the renderer thread
 
-        return NoteRenderer(preset, device=args.model_device, precision=args.precision, output_rate=rate,
-                            threads=args.threads)
+        return NoteRenderer(
+            preset, device=args.model_device, precision=args.precision, output_rate=rate, threads=args.threads
+        )
 
     old_term = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM during the warm-up: like Ctrl-C
-    cache = NoteCache(preset, rate, make_renderer, cache_dir=args.cache_dir,
-                      memory_bytes=int(args.cache_memory * (1 << 30))).start()
+    cache = NoteCache(
+        preset, rate, make_renderer, cache_dir=args.cache_dir, memory_bytes=int(args.cache_memory * (1 << 30))
+    ).start()
     try:
-        first = instrument or preset.gm_instrument(0)
-        keys = cache.prefetch(first.id)
+        first = instrument or preset.gm_instrument(0) or preset.instruments[0]
+        keys = cache.instrument_keys(first.id)
+        need = len(keys) * 4 * preset.config.note_samples * rate / preset.sample_rate
+        if need > cache.memory_bytes:
+            raise ConfigError(
+                f"--cache-memory {args.cache_memory:g} GiB cannot hold the {len(keys)} notes of "
+                f"{first.name} at {rate} Hz ({need / (1 << 30):.2f} GiB); give it more"
+            )
+        cache.prefetch(first.id)
         kit = preset.gm_instrument(0, drums=True)
         if kit is not None and instrument is None:
             cache.prefetch(kit.id, level=2)
-        cache.wait(keys, progress=Bar(f"notes of {first.name}"))
+        cache.wait(keys, progress=Bar(f"notes of {first.name}"), model=True)  # the model too: no build while playing
         ready_s = time.perf_counter() - t_start
         sys.setswitchinterval(0.0005)  # the audio callback waits less for the GIL
-        engine = Engine(preset, cache, rate=rate, instrument=instrument.id if instrument else None,
-                        polyphony=args.polyphony, gain=args.gain, max_block=max(args.blocksize, 64))
+        gc.collect()
+        gc.freeze()  # what start-up made is never scanned again: no long collection in the audio thread
+        engine = Engine(
+            preset,
+            cache,
+            rate=rate,
+            instrument=instrument.id if instrument else None,
+            polyphony=args.polyphony,
+            gain=args.gain,
+            max_block=max(args.blocksize, 64),
+        )
         clock = AudioClock(rate, delay_frames=args.blocksize)
         audio = AudioOutput(engine, clock, device, rate, args.blocksize, latency)
         _play(args, ev, engine, clock, audio, cache, MidiInput, port, device, first, instrument, ready_s)
@@ -163,17 +194,24 @@ def _play(args, ev, engine, clock, audio, cache, MidiInput, port, device, first,
     midi = None
     tty = sys.stderr.isatty()
     try:
-        audio.start()
+        # MIDI first: a JACK client joining the graph makes the running stream skip a period
         midi = MidiInput(engine, clock, port, args.virtual, args.midi_api, args.channel)
+        audio.start()
         kind = " (virtual: connect a keyboard or sequencer to it)" if args.virtual else ""
         print(f"MIDI input: {midi.name} ({midi.api}){kind}")
-        print(f"audio output: {device['name']} ({device['api']}), {audio.rate} Hz, block {audio.blocksize} frames "
-              f"({1000 * audio.blocksize / audio.rate:.1f} ms), output latency {1000 * audio.latency:.1f} ms")
-        print(f"instrument: {instrument.name if instrument else 'General MIDI programs'}; {len(cache.notes)} notes "
-              f"ready in {ready_s:.1f} s ({cache.rendered} rendered, {cache.loaded} from disk {cache.dir})")
+        print(
+            f"audio output: {device['name']} ({device['api']}), {audio.rate} Hz, block {audio.blocksize} frames "
+            f"({1000 * audio.blocksize / audio.rate:.1f} ms), output latency {1000 * audio.latency:.1f} ms"
+        )
+        print(
+            f"instrument: {instrument.name if instrument else 'General MIDI programs'}; {len(cache.notes)} notes "
+            f"ready in {ready_s:.1f} s ({cache.rendered} rendered, {cache.loaded} from disk {cache.dir})"
+        )
+        if args.ready_file:  # before the line: whoever reads the line finds the file
+            tmp = Path(f"{args.ready_file}.{os.getpid()}.tmp")
+            tmp.write_text(f"{os.getpid()}\n")
+            os.replace(tmp, args.ready_file)
         print("ready", flush=True)
-        if args.ready_file:
-            Path(args.ready_file).write_text(f"{os.getpid()}\n")
         reported_error = False
         next_poll = time.monotonic() + 1.0
         while not stop.wait(0.25):
@@ -184,25 +222,38 @@ def _play(args, ev, engine, clock, audio, cache, MidiInput, port, device, first,
                     print(("\n" if tty else "") + message, file=sys.stderr, flush=True)
             if cache.error is not None and not reported_error:
                 reported_error = True
-                print(f"\nrenderer stopped: {cache.error}; notes not rendered yet play re-pitched neighbours",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"\nrenderer stopped: {cache.error}; notes not rendered yet play re-pitched neighbours",
+                    file=sys.stderr,
+                    flush=True,
+                )
             if tty:
-                print(f"\rvoices {engine.active_voices:3d}  load {100 * audio.load:5.1f}% "
-                      f"(max {100 * audio.max_load:5.1f}%)  xruns {audio.xruns}  notes {engine.notes_played}  "
-                      f"rendering {cache.pending}   ", end="", file=sys.stderr, flush=True)
+                print(
+                    f"\rvoices {engine.active_voices:3d}  load {100 * audio.load:5.1f}% "
+                    f"(max {100 * audio.max_load:5.1f}%)  xruns {audio.xruns}  notes {engine.notes_played}  "
+                    f"rendering {cache.pending}   ",
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
     finally:
         if midi is not None:
-            midi.shutdown()  # the callback is removed first: the main thread is the only producer now
+            midi.detach()  # the callback is removed first: the main thread is the only producer now
         for ch in range(16):
             engine.push(ev.CONTROL, ch, ev.CC_SUSTAIN, 0)
             engine.push(ev.CONTROL, ch, ev.CC_ALL_SOUND_OFF, 0)
         time.sleep(max(0.1, 4 * audio.blocksize / audio.rate))  # the callback applies it and fades out
         audio.close()
+        if midi is not None:
+            midi.shutdown()  # port and client go after the stream: no graph change while it fades
         for s, handler in old.items():
             signal.signal(s, handler)
         if args.ready_file:
             Path(args.ready_file).unlink(missing_ok=True)
         if tty:
             print(file=sys.stderr)
-        print(f"stopped: {engine.notes_played} notes played, {audio.xruns} xruns, "
-              f"max callback load {100 * audio.max_load:.1f}%", flush=True)
+        print(
+            f"stopped: {engine.notes_played} notes played, {audio.xruns} xruns, "
+            f"max callback load {100 * audio.max_load:.1f}%",
+            flush=True,
+        )

@@ -8,13 +8,17 @@ wall clock at the earliest delivery seen: the backend's own time stamps (ALSA's 
 stamps each event on arrival) minus the jitter of waking the Python thread. JACK MIDI through
 rtmidi 5 stamps all the events of one JACK period with the same time (measured: deltas are
 whole periods), so on JACK the sub-period position is lost before it reaches us and the
-latency varies by up to one JACK period; on ALSA and CoreMIDI it is constant.
+latency varies by up to one JACK period; on ALSA and CoreMIDI it is constant. Messages that
+waited while the callback handled the previous one (a chord delivered in one burst) keep the
+burst's time, so a chord's notes start on the same sample.
 The callback is the queue's only producer while a port is open; the main thread pushes (all
 notes off when a keyboard is unplugged) only after closing the port.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 
 import rtmidi
@@ -24,6 +28,8 @@ from .errors import PortError
 
 APIS = {"alsa": "API_LINUX_ALSA", "jack": "API_UNIX_JACK", "coremidi": "API_MACOSX_CORE", "windows": "API_WINDOWS_MM"}
 CLIENT_NAME = "sing-synth"
+ALSA_SEQ = "/dev/snd/seq"
+BURST_SLACK = 0.001  # s: from our callback's return to rtmidi stamping the next waiting message (preemption included)
 
 
 def open_api(api: str | None = None) -> tuple[str, rtmidi.MidiIn]:
@@ -37,6 +43,9 @@ def open_api(api: str | None = None) -> tuple[str, rtmidi.MidiIn]:
         code = getattr(rtmidi, APIS[name])
         if code not in compiled:
             errors.append(f"{name}: not built into python-rtmidi")
+            continue
+        if name == "alsa" and not api and sys.platform.startswith("linux") and not os.path.exists(ALSA_SEQ):
+            errors.append(f"alsa: no sequencer ({ALSA_SEQ})")  # probing it would only print ALSA's complaint
             continue
         try:  # raises where the API has no server (e.g. no ALSA sequencer)
             return name, rtmidi.MidiIn(code, name=CLIENT_NAME)
@@ -117,8 +126,15 @@ class AudioClock:
 class MidiInput:
     """One input port (by name, or a virtual port) feeding an engine, with reconnection."""
 
-    def __init__(self, engine, clock: AudioClock, query: str | None = None, virtual: bool = False,
-                 api: str | None = None, channel: int | None = None):
+    def __init__(
+        self,
+        engine,
+        clock: AudioClock,
+        query: str | None = None,
+        virtual: bool = False,
+        api: str | None = None,
+        channel: int | None = None,
+    ):
         if not virtual and not query:
             raise PortError("choose a MIDI input with --midi-in NAME (see `sing-synth ports`) or use --virtual")
         if channel is not None and not 1 <= channel <= 16:
@@ -130,12 +146,14 @@ class MidiInput:
         self.channel = None if channel is None else channel - 1
         names = [] if virtual else self.midi.get_ports()
         self.name = CLIENT_NAME if virtual else names[match_port(names, query)]
-        self.is_open = False
+        self.is_open = self.listening = False
         self.received = 0
         self.ignored = 0
         self.reconnects = 0
         self._stream_time = 0.0  # sum of rtmidi's delta times
         self._anchor = None  # wall time of stream time 0, from the earliest delivery
+        self._last_stamp = 0.0  # wall time given to the previous message
+        self._busy_until = 0.0  # when the previous callback returned (plus BURST_SLACK)
         self._open()
 
     def _open(self) -> None:
@@ -148,7 +166,7 @@ class MidiInput:
             raise PortError(f"cannot open MIDI input {self.name!r}: {exc}") from None
         self._anchor = None
         self.midi.set_callback(self._callback)
-        self.is_open = True
+        self.is_open = self.listening = True
 
     def _callback(self, message, data=None) -> None:
         """rtmidi's thread: validate, stamp, enqueue. Nothing else."""
@@ -159,13 +177,20 @@ class MidiInput:
         # delivery can only be late: the earliest anchor is the best; drift slowly (1 ms/s) allowed
         if self._anchor is None or anchor < self._anchor or anchor - self._anchor > 0.001 * delta + 0.05:
             self._anchor = anchor
+        stamp = self._anchor + self._stream_time
+        if stamp <= self._busy_until:
+            # Stamped while this callback was still handling the previous message: a burst that
+            # waited for us (rtmidi's JACK backend stamps each message just before its callback).
+            # It arrived with the previous one: a chord's notes start on the same sample.
+            stamp = self._last_stamp
+        self._last_stamp = stamp
         event = ev.from_bytes(data)
         if event is None or (self.channel is not None and event.kind != ev.RESET and event.channel != self.channel):
             self.ignored += 1
-            return
-        self.received += 1
-        frame = self.clock.frame_at(self._anchor + self._stream_time)
-        self.engine.push(event.kind, event.channel, event.a, event.b, frame)
+        else:
+            self.received += 1
+            self.engine.push(event.kind, event.channel, event.a, event.b, self.clock.frame_at(stamp))
+        self._busy_until = time.perf_counter() + BURST_SLACK
 
     def poll(self) -> str | None:
         """Main thread, about once a second: notice an unplugged keyboard and its return."""
@@ -187,12 +212,18 @@ class MidiInput:
             return f"MIDI input {self.name!r} is back"
         return None
 
+    def detach(self) -> None:
+        """Stop delivering messages (the callback is removed; the port stays, so the JACK graph
+        does not change under a running stream). Afterwards the caller may push on the queue."""
+        if self.listening:
+            self.midi.cancel_callback()
+            self.listening = False
+
     def close(self) -> None:
         if self.is_open:
-            self.midi.cancel_callback()  # remove the callback first, then close
+            self.detach()  # remove the callback first, then close
             self.midi.close_port()
             self.is_open = False
-
 
     def shutdown(self) -> None:
         """Close the port and leave the MIDI system (the client disappears from JACK's graph)."""

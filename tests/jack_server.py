@@ -9,6 +9,8 @@ cycle, and JACK would shift one side by a period). ``bench/live.py`` uses them t
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
 import shutil
 import subprocess
@@ -21,9 +23,11 @@ import pytest
 
 
 class JackServer:
-    def __init__(self, rate: int = 48000, period: int = 256):
+    def __init__(self, rate: int = 48000, period: int = 256, realtime: bool = False, log: str | None = None):
         self.name = f"sing-test-{uuid.uuid4().hex[:8]}"
         self.rate, self.period = rate, period
+        self.realtime = realtime  # -R: real-time scheduling for the server and its clients (root, or rtprio)
+        self.log = log  # a file for jackd's verbose output: which client made each xrun
         self.proc = None
 
     @staticmethod
@@ -35,13 +39,22 @@ class JackServer:
         return {**os.environ, "JACK_DEFAULT_SERVER": self.name, "JACK_NO_AUDIO_RESERVATION": "1"}
 
     def start(self) -> JackServer:
+        flags = (["-R"] if self.realtime else []) + (["-v"] if self.log else [])
+        out = open(self.log, "w") if self.log else subprocess.DEVNULL  # noqa: SIM115 (the child owns it)
         self.proc = subprocess.Popen(
-            ["jackd", "-n", self.name, "-d", "dummy", "-r", str(self.rate), "-p", str(self.period)],
-            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ["jackd", *flags, "-n", self.name, "-d", "dummy", "-r", str(self.rate), "-p", str(self.period)],
+            env=self.env,
+            stdout=out,
+            stderr=out,
         )
+        if self.log:
+            out.close()
         ok = subprocess.run(["jack_wait", "-w", "-t", "10"], env=self.env, capture_output=True).returncode == 0
         if not ok:
             self.stop()
+            if self.realtime:  # not allowed real-time scheduling here: run without it
+                self.realtime = False
+                return self.start()
             raise RuntimeError("jackd did not start")
         return self
 
@@ -54,6 +67,23 @@ class JackServer:
                 self.proc.kill()
                 self.proc.wait()
             self.proc = None
+            # jackd leaves a semaphore per client that was still registered (e.g. one killed)
+            for leftover in glob.glob(f"/dev/shm/jack_sem.*_{self.name}_*"):
+                with contextlib.suppress(OSError):
+                    os.unlink(leftover)
+
+    def late_clients(self) -> dict[str, int]:
+        """From the verbose log: how many xruns each client caused (it was still running, or had
+        not even been scheduled, when the period ended; clients merely waiting on it are not counted)."""
+        counts: dict[str, int] = {}
+        previous = ""
+        for line in open(self.log, errors="replace"):
+            if "was not finished" in line and "XRun: client = " in line:
+                name = line.split("client = ", 1)[1].split(" was not finished")[0]
+                if not previous.startswith("JackEngine::XRun"):  # the first one listed for this xrun
+                    counts[name] = counts.get(name, 0) + 1
+            previous = line.strip()
+        return counts
 
     def __enter__(self) -> JackServer:
         return self.start()
@@ -67,7 +97,7 @@ def jack_server():
     """A private server for the module; JACK_DEFAULT_SERVER points every client at it."""
     if not JackServer.available():
         pytest.skip("jackd2 is not installed (.ci/run installs it)")
-    server = JackServer().start()
+    server = JackServer(realtime=True).start()  # like a musician's setup; without -R where not allowed
     old = os.environ.get("JACK_DEFAULT_SERVER")
     os.environ["JACK_DEFAULT_SERVER"] = server.name
     time.sleep(0.2)
@@ -132,7 +162,7 @@ class Recorder:
         self.start = None
         self.filled = 0
         self.gaps = 0  # blocks whose frame time did not follow the previous one
-        self.xruns = 0
+        self.xruns = 0  # xruns anywhere in the graph while recording
         self._last = None
         self.finished = threading.Event()
         self.client.set_process_callback(self._process)
@@ -140,7 +170,8 @@ class Recorder:
         self.client.activate()
 
     def _xrun(self, delay) -> None:
-        self.xruns += 1
+        if self.start is not None and not self.finished.is_set():  # while recording only
+            self.xruns += 1
 
     def _process(self, frames: int) -> None:
         now = self.client.last_frame_time
@@ -180,6 +211,14 @@ class Recorder:
     def close(self) -> None:
         self.client.deactivate()
         self.client.close()
+
+
+def onsets(x: np.ndarray, gap: int, floor: float = 1e-6) -> np.ndarray:
+    """Frames where sound starts after at least ``gap`` frames of silence (``|x| <= floor``)."""
+    loud = np.flatnonzero(np.abs(x) > floor)
+    if not len(loud):
+        return loud
+    return np.concatenate([loud[:1], loud[1:][np.diff(loud) > gap]])
 
 
 def onset(x: np.ndarray, start: int, floor: float = 1e-6) -> int:

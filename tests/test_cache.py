@@ -58,7 +58,13 @@ def test_a_corrupt_entry_is_detected_and_re_rendered(tiny_preset, renderer, tmp_
         np.testing.assert_allclose(again.get(*key), good, atol=1e-6)
     finally:
         again.stop()
-    path.write_bytes(b"not a numpy file")
+    path.write_bytes(path.read_bytes()[:-4])  # truncated
+    fourth = NoteCache(tiny_preset, 22050, renderer, cache_dir=tmp_path).start()
+    fourth.schedule([key])
+    assert fourth.wait([key], timeout=60)
+    fourth.stop()
+    assert fourth.corrupt == 1 and fourth.rendered == 1
+    path.write_bytes(b"not a note file")
     third = NoteCache(tiny_preset, 22050, None, cache_dir=tmp_path).start()
     third.schedule([key])
     time.sleep(0.5)
@@ -90,3 +96,21 @@ def test_standin_is_the_nearest_rendered_pitch_re_pitched(tiny_preset, tmp_path)
     note, ratio = cache.standin(0, 64, 3)  # nearest pitch wins over the same velocity class
     assert note[0] == 2.0 and ratio == pytest.approx(2 ** (-1 / 12))
     assert cache.standin(1, 60, 3) is None  # never another instrument
+
+
+def test_memory_stays_within_its_budget_and_keeps_played_notes(tiny_preset, tmp_path):  # noqa: F811
+    note = np.zeros(1000, np.float32)  # 4000 bytes
+    cache = NoteCache(tiny_preset, 22050, None, cache_dir=tmp_path, memory_bytes=3 * note.nbytes)
+    for p in range(60, 63):
+        cache._store((0, p, 3), note)
+    assert cache.get(0, 60, 3) is not None  # played: the audio thread marks it used
+    for p in range(63, 66):
+        cache._store((0, p, 3), note + p)
+    assert cache._bytes <= cache.memory_bytes and len(cache.notes) <= 3
+    assert cache.get(0, 60, 3) is not None and cache.get(0, 61, 3) is None  # the unplayed, oldest went first
+    again = NoteCache(tiny_preset, 22050, None, cache_dir=tmp_path).start()  # evicted notes stay on disk
+    try:
+        again.schedule([(0, 61, 3)])
+        assert again.wait([(0, 61, 3)], timeout=10)
+    finally:
+        again.stop()

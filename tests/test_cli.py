@@ -1,10 +1,12 @@
 """The command line: listings, single notes, and one-line errors with non-zero exits."""
 
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+import yaml
 from engine_fixtures import one_thread, tiny_preset  # noqa: F401
 
 from sing_synth import cli, dsp
@@ -21,6 +23,30 @@ def test_presets_lists_instrument_counts(preset_path, capsys):
     assert cli.main(["presets"]) == 0
     out = capsys.readouterr().out
     assert "tiny" in out and "4 instruments" in out and "1x32 LSTM" in out
+    assert "no training provenance" in out and "no evaluation metrics" in out
+    from sing_synth.model import Sing, SingConfig, count_parameters
+
+    n = count_parameters(Sing(SingConfig.tiny(4)))
+    assert f"{n / 1e6:.1f} M parameters" in out
+
+
+def test_presets_shows_provenance_and_metrics(tmp_path, tiny_preset, monkeypatch, capsys):  # noqa: F811
+    dest = tmp_path / "lib" / "trained"
+    shutil.copytree(tiny_preset.path, dest)
+    data = yaml.safe_load((dest / "preset.yaml").read_text())
+    data["name"] = "trained"
+    data["training"] = {"corpus": {"kind": "soundfont", "notes": 1200}, "wall_time_s": {"a": 1800, "b": 1800},
+                        "hardware": {"cpu": "Test CPU", "cores": 2}, "code_revision": "0123456789abcdef",
+                        "steps_done": {"autoencoder": 10, "end_to_end": 0}, "complete": False}
+    data["metrics"] = {"train": {"spectral_l1": 0.05}, "test": {"spectral_l1": 0.0625},
+                       "test_baseline_repitch": {"spectral_l1": 0.058}}
+    (dest / "preset.yaml").write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("SING_SYNTH_PRESETS", str(dest.parent))
+    assert cli.main(["presets"]) == 0
+    out = capsys.readouterr().out
+    assert "trained on soundfont corpus (1200 notes) in 1.0 h on Test CPU x2 cores; code 0123456789ab" in out
+    assert "steps: autoencoder 10, end_to_end 0 (training not complete)" in out
+    assert "spectral L1: train 0.0500; test 0.0625; test baseline repitch 0.0580" in out
 
 
 def test_instruments_lists_and_filters(preset_path, capsys):
@@ -47,6 +73,8 @@ def test_note_renders_a_wav(preset_path, tmp_path, one_thread, capsys):  # noqa:
         (["note", "--instrument", "tuba"], "no instrument named 'tuba'"),
         (["note", "--instrument", "412"], "no instrument 412"),
         (["note", "--velocity", "0"], "velocity 0 out of range: use 1-127"),
+        (["note", "--pitch", "60", "200"], "pitch 200 out of range: use 0-127"),
+        (["note", "--rate", "100"], "sample rate 100 out of range"),
         (["instruments", "--preset", "missing-preset"], "no preset 'missing-preset'"),
     ],
 )
@@ -57,6 +85,18 @@ def test_errors_are_one_line_with_a_non_zero_exit(preset_path, tmp_path, capsys,
     err = capsys.readouterr().err
     assert err.startswith("sing-synth: error: ") and message in err and err.count("\n") == 1
     assert not (tmp_path / "x.wav").exists()
+
+
+def test_play_is_the_default_command():
+    argv = cli.with_default_command(["--midi-in", "Keystation", "--instrument", "412"])
+    assert argv == ["play", "--midi-in", "Keystation", "--instrument", "412"]
+    args = cli.get_parser().parse_args(argv)
+    assert (args.command, args.midi_in, args.instrument, args.model_device, args.preset) == (
+        "play", "Keystation", "412", "auto", None)
+    assert cli.with_default_command(["render", "x.mid"])[0] == "render"
+    assert cli.with_default_command(["--version"]) == ["--version"]
+    render = cli.get_parser().parse_args(["render", "x.mid", "--device", "cpu", "--preset", "p"])
+    assert (render.model_device, render.preset) == ("cpu", "p")  # in render, --device is the model's device
 
 
 def test_console_entry_point_runs():

@@ -57,6 +57,24 @@ def test_decoder_matches_windowed_conv_transpose():
     assert not torch.allclose(dec.synthesis.weight[0, 0, :4], (dec.synthesis.weight * dec.window)[0, 0, :4])
 
 
+def test_decoder_in_cpu_chunks_gives_the_same_samples():
+    torch.manual_seed(0)
+    config = SingConfig.tiny()
+    dec = Decoder(config).eval()
+    z = torch.randn(2 * dec.cpu_chunk + 3, config.n_steps, config.latent_dim)
+    with torch.no_grad():
+        chunked = dec(z)  # no autograd on the CPU: decoded cpu_chunk notes at a time
+        whole = dec._decode(z)
+        ref = F.conv_transpose1d(
+            F.relu(dec.rewrite[1](F.relu(dec.rewrite[0](F.relu(dec.context(z.transpose(1, 2))))))),
+            dec.synthesis.weight * dec.window, dec.synthesis.bias, stride=config.stride,
+            padding=config.decoder_padding,
+        )[:, 0]
+    assert chunked.shape == (len(z), config.decoder_samples)
+    torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=1e-5)  # the same rows, up to BLAS blocking
+    torch.testing.assert_close(chunked, ref, atol=1e-6, rtol=1e-5)
+
+
 def test_encoder_mirrors_the_decoder():
     config = SingConfig.tiny()
     enc = Encoder(config)
