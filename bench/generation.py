@@ -82,9 +82,27 @@ def time_batch(model: Sing, batch: int, device: str, min_seconds: float) -> tupl
     return t_gen, t_dec, wav
 
 
+def busy_cores(seconds: float = 1.0) -> float | None:
+    """Cores kept busy by other processes, sampled from /proc/stat over ``seconds`` (None if unknown)."""
+    def sample():
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        return sum(values), values[3] + values[4]  # total, idle + iowait
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return (os.cpu_count() or 1) * (1 - (idle1 - idle0) / max(1, total1 - total0))
+
+
 def load() -> str:
     one, five, _ = os.getloadavg()
-    return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} cores"
+    busy = busy_cores()
+    now = f"{busy:.1f} cores busy now, " if busy is not None else ""
+    return f"{now}load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} cores"
 
 
 def main() -> None:
@@ -102,12 +120,11 @@ def main() -> None:
 
     threads = torch.get_num_threads()
     print(f"# torch {torch.__version__}, device {args.device}, {threads} threads; {load()}")
-    if args.device == "cpu" and os.getloadavg()[0] + threads > (os.cpu_count() or 1) + 0.5:
+    busy = busy_cores()
+    if args.device == "cpu" and busy is not None and busy + threads > (os.cpu_count() or 1) + 0.3:
         print(f"# note: other processes are using these cores: with {threads} torch threads the figures are lower "
               "than on an idle machine (fewer threads than free cores avoids stalls)")
-    peaks = {name: matmul_peak(dt, args.device) for name, dt in PRECISIONS.items() if name in args.precisions}
-    for name, peak in peaks.items():
-        print(f"# measured peak: {name} 4096^3 matmul {peak / 1e9:.1f} GFLOP/s")
+    print("# peak: a 4096^3 matmul in the line's precision, measured just before each model/precision group")
     print("# audio s/s counts the model only (generator + decoder, timed apart); lstm/decoder/resample in ms per note;")
     print(f"# resample: the renderer's 16 kHz -> {args.rate} Hz of the whole batch (dsp.resample, CPU, not in audio s/s)")
     print(f"{'model':<6} {'params':>7} {'GFLOP/note':>10} {'precision':<9} {'batch':>5} "
@@ -123,6 +140,8 @@ def main() -> None:
             model = Sing(config).eval()
             model.load_state_dict(base.state_dict())
             model = model.to(args.device, PRECISIONS[precision])
+            peak = matmul_peak(PRECISIONS[precision], args.device)
+            print(f"# peak now: {precision} {peak / 1e9:.1f} GFLOP/s; {load()}", flush=True)
             for batch in args.batches:
                 t_gen, t_dec, wav = time_batch(model, batch, args.device, args.min_seconds)
                 t_res = best_time(lambda w=wav, r=config.sample_rate: dsp.resample(w, r, args.rate), "cpu", 0.5, 5)
@@ -130,7 +149,7 @@ def main() -> None:
                 achieved = notes * fpn
                 print(f"{size:<6} {params:6.1f}M {fpn / 1e9:10.2f} {precision:<9} {batch:5d} "
                       f"{notes * seconds_per_note:10.1f} {notes:8.1f} {achieved / 1e9:8.1f} "
-                      f"{achieved / peaks[precision]:8.1%} {1e3 * t_gen / batch:7.2f} {1e3 * t_dec / batch:7.2f} "
+                      f"{achieved / peak:8.1%} {1e3 * t_gen / batch:7.2f} {1e3 * t_dec / batch:7.2f} "
                       f"{1e3 * t_res / batch:8.2f}", flush=True)
     print(f"# after the run: {load()}")
 
