@@ -212,7 +212,7 @@ class SoundFontCorpus:
         data = {"key": key, "peaks": all_peaks, "pitches": pitches}
         if path:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one per process: DDP ranks probe together
             tmp.write_text(json.dumps(data))
             os.replace(tmp, path)
         return data
