@@ -20,12 +20,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -34,7 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the JACK server and test clients
 
-from jack_server import JackServer, MidiSender, Recorder, onsets  # noqa: E402
+from jack_server import JackServer, MidiSender, Recorder, Synth, onsets  # noqa: E402
 
 from sing_synth import events as ev  # noqa: E402
 from sing_synth.engine import DictNoteSource, Engine  # noqa: E402
@@ -91,86 +90,43 @@ def tiny_preset(directory: Path) -> Path:
     return directory
 
 
-class Synth:
-    """`sing-synth --virtual` as a subprocess on a JACK server; ``ready_s`` from launch to ready."""
+def start_synth(preset, cache: Path, period: int, env: dict) -> Synth:
+    synth = Synth(preset, cache, env, period)
+    if not synth.wait_ready(600):
+        code, err = synth.stop()
+        raise RuntimeError(f"sing-synth did not become ready (exit {code}):\n" + "".join(synth.lines) + err[-3000:])
+    return synth
 
-    def __init__(self, preset: Path | str, cache: Path, period: int, env: dict, instrument: str = "0"):
-        cmd = [
-            sys.executable,
-            "-m",
-            "sing_synth",
-            "--virtual",
-            "--midi-api",
-            "jack",
-            "--preset",
-            str(preset),
-            "--instrument",
-            instrument,
-            "--blocksize",
-            str(period),
-            "--cache-dir",
-            str(cache),
-        ]
-        t0 = time.perf_counter()
-        self.err = tempfile.TemporaryFile(mode="w+")  # a pipe nobody reads could fill up and block it
-        self.proc = subprocess.Popen(
-            cmd, env={**env, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, stderr=self.err, text=True
-        )
-        self.lines: list[str] = []
-        ready = threading.Event()
 
-        def reader():
-            for line in self.proc.stdout:
-                self.lines.append(line)
-                if line.strip() == "ready":
-                    ready.set()
-
-        self._reader = threading.Thread(target=reader, daemon=True)
-        self._reader.start()
-        if not ready.wait(600):
-            self.stop()
-            raise RuntimeError("sing-synth did not become ready:\n" + "".join(self.lines) + self._stderr())
-        self.ready_s = time.perf_counter() - t0
-
-    def stop(self) -> int:
-        """Stop with SIGTERM; the xruns the synth reports."""
-        self.proc.terminate()
-        self.proc.wait(60)
-        self._reader.join(10)  # the reader thread owns stdout: it collects the last lines
-        line = [x for x in self.lines if x.startswith("stopped:")]
-        return int(line[0].split(" xruns")[0].rsplit(" ", 1)[-1]) if line else -1
-
-    def _stderr(self) -> str:
-        self.err.seek(0)
-        return self.err.read()[-3000:]
-
-    def info(self, prefix: str) -> str:
-        return next((x.strip() for x in self.lines if x.startswith(prefix)), "")
+@contextlib.contextmanager
+def playing(server: JackServer, preset, cache: Path, period: int):
+    """The synth on ``server`` with a MIDI sender into it and a recorder of its output."""
+    os.environ["JACK_DEFAULT_SERVER"] = server.name
+    synth = start_synth(preset, cache, period, server.env)
+    sender, rec = MidiSender(), Recorder()
+    try:
+        sender.connect("sing-synth")
+        rec.connect("PortAudio")
+        yield synth, sender, rec
+    finally:
+        synth.stop()  # first: JACK2 clients leaving the graph make xruns of their own
+        sender.close()
+        rec.close()
 
 
 # 2. Latency ---------------------------------------------------------------------------------
 def latency(preset: Path, period: int, notes: int, cache: Path) -> dict:
-    with JackServer(RATE, period, REALTIME) as server:
-        os.environ["JACK_DEFAULT_SERVER"] = server.name
-        synth = Synth(preset, cache, period, server.env)
-        sender, rec = MidiSender(), Recorder()
-        try:
-            sender.connect("sing-synth")
-            rec.connect("PortAudio")
-            rng = random.Random(period)
-            spacing = int(0.45 * RATE)  # a note of 40 ms, its release, then silence
-            start = sender.client.frame_time + RATE // 4
-            sends = [start + k * spacing + rng.randrange(period) for k in range(notes)]
-            key = [48 + rng.randrange(24) for _ in sends]
-            events = [(f, (0x90, k, 100)) for f, k in zip(sends, key)]
-            events += [(f + RATE // 25, (0x80, k, 0)) for f, k in zip(sends, key)]
-            rec.record(start, notes * spacing + RATE // 2)
-            sender.schedule(events)
-            x = rec.wait(notes * spacing / RATE + 10)[:, 0]
-        finally:
-            xruns = synth.stop()  # first: JACK2 clients leaving the graph make xruns of their own
-            sender.close()
-            rec.close()
+    with JackServer(RATE, period, REALTIME) as server, playing(server, preset, cache, period) as (synth, sender, rec):
+        rng = random.Random(period)
+        spacing = int(0.45 * RATE)  # a note of 40 ms, its release, then silence
+        start = sender.client.frame_time + RATE // 4
+        sends = [start + k * spacing + rng.randrange(period) for k in range(notes)]
+        key = [48 + rng.randrange(24) for _ in sends]
+        events = [(f, (0x90, k, 100)) for f, k in zip(sends, key)]
+        events += [(f + RATE // 25, (0x80, k, 0)) for f, k in zip(sends, key)]
+        rec.record(start, notes * spacing + RATE // 2)
+        sender.schedule(events)
+        x = rec.wait(notes * spacing / RATE + 10)[:, 0]
     found = onsets(x, gap=RATE // 20)
     assert len(found) == notes, f"{len(found)} onsets for {notes} notes"
     ms = 1000 * (found - (np.array(sends) - start)) / RATE
@@ -179,7 +135,7 @@ def latency(preset: Path, period: int, notes: int, cache: Path) -> dict:
         "p95": np.percentile(ms, 95),
         "min": ms.min(),
         "max": ms.max(),
-        "xruns": xruns,
+        "xruns": synth.xruns,
         "gaps": rec.gaps,
     }
 
@@ -189,7 +145,7 @@ def ready_times(preset, cache: Path) -> list[tuple[str, float, str]]:
     rows = []
     with JackServer(RATE, 256, REALTIME) as server:
         for label in ("empty", "warm"):
-            synth = Synth(preset, cache, 256, server.env)
+            synth = start_synth(preset, cache, 256, server.env)
             rows.append((label, synth.ready_s, synth.info("instrument:")))
             synth.stop()
     return rows
@@ -199,12 +155,7 @@ def ready_times(preset, cache: Path) -> list[tuple[str, float, str]]:
 def soak(preset, cache: Path, seconds: float, period: int = 256) -> dict:
     log = cache.parent / "jackd-soak.log"
     with JackServer(RATE, period, REALTIME, log=str(log)) as server:
-        os.environ["JACK_DEFAULT_SERVER"] = server.name
-        synth = Synth(preset, cache, period, server.env)
-        sender, rec = MidiSender(), Recorder()
-        try:
-            sender.connect("sing-synth")
-            rec.connect("PortAudio")
+        with playing(server, preset, cache, period) as (synth, sender, rec):
             rng = random.Random(0)
             start = sender.client.frame_time + RATE // 4
             events, held = [], []
@@ -223,14 +174,10 @@ def soak(preset, cache: Path, seconds: float, period: int = 256) -> dict:
             rec.record(start, int(seconds * RATE) + RATE // 2)
             sender.schedule(events)
             rec.wait(seconds + 30)
-        finally:
-            xruns = synth.stop()  # first: JACK2 clients leaving the graph make xruns of their own
-            sender.close()
-            rec.close()
         late = server.late_clients()
     return {
         "events": len(events),
-        "xruns": xruns,
+        "xruns": synth.xruns,
         "recorder_xruns": rec.xruns,
         "gaps": rec.gaps,
         "load": synth.info("stopped:"),

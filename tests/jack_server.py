@@ -1,6 +1,7 @@
 """A private JACK dummy server (real-time-paced audio, real MIDI ports) and JACK test clients.
 
 ``JackServer`` starts ``jackd -d dummy`` under a unique name and stops it by its pid.
+``Synth`` runs ``sing-synth --virtual`` as a subprocess on such a server.
 ``MidiSender`` writes MIDI at exact frames of the server's timeline and ``Recorder`` records
 audio ports with each block placed by its frame time; they are two separate JACK clients, so
 sender -> synth -> recorder is a chain JACK can order (one client doing both would form a
@@ -14,6 +15,8 @@ import glob
 import os
 import shutil
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -225,3 +228,52 @@ def onset(x: np.ndarray, start: int, floor: float = 1e-6) -> int:
     """First frame at or after ``start`` where ``|x|`` exceeds ``floor`` (-1 if none)."""
     idx = np.flatnonzero(np.abs(x[start:]) > floor)
     return start + int(idx[0]) if len(idx) else -1
+
+
+class Synth:
+    """`sing-synth --virtual` in a subprocess on a JACK server; a thread collects its stdout lines."""
+
+    def __init__(self, preset, cache, env: dict, period: int = 256, *extra: str):
+        cmd = [sys.executable, "-m", "sing_synth", "--virtual", "--midi-api", "jack", "--preset", str(preset),
+               "--instrument", "0", "--blocksize", str(period), "--cache-dir", str(cache), *extra]
+        self.t0 = time.perf_counter()
+        self.ready_s = None  # seconds from launch to the `ready` line
+        self.err = tempfile.TemporaryFile(mode="w+")  # a pipe nobody reads could fill up and block it
+        self.proc = subprocess.Popen(cmd, env={"OMP_NUM_THREADS": "1", **env}, stdout=subprocess.PIPE,
+                                     stderr=self.err, text=True)
+        self.lines: list[str] = []
+        self.ready = threading.Event()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            if line.strip() == "ready":
+                self.ready_s = time.perf_counter() - self.t0
+                self.ready.set()
+
+    def wait_ready(self, timeout: float) -> bool:
+        return self.ready.wait(timeout)
+
+    def stop(self) -> tuple[int, str]:
+        """SIGTERM (the synth stops cleanly, exit 0); the exit code and stderr."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.reader.join(10)  # the reader thread owns stdout: it collects the last lines
+        self.err.seek(0)
+        return self.proc.returncode, self.err.read()
+
+    def info(self, prefix: str) -> str:
+        return next((x.strip() for x in self.lines if x.startswith(prefix)), "")
+
+    @property
+    def xruns(self) -> int:
+        """The xruns the synth reported on its way out (-1 before it stopped)."""
+        line = self.info("stopped:")
+        return int(line.split(" xruns")[0].rsplit(" ", 1)[-1]) if line else -1

@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tempfile
-import threading
 
 import numpy as np
 import pytest
 from engine_fixtures import tiny_preset  # noqa: F401
-from jack_server import MidiSender, Recorder, jack_server, onsets  # noqa: F401
+from jack_server import MidiSender, Recorder, Synth, jack_server, onsets  # noqa: F401
 
 jack = pytest.importorskip("jack")
 
@@ -48,54 +46,6 @@ SCRIPT = [
 ]
 NOTE_ONS = [0.50, 1.40, 2.20, 3.15]
 LENGTH = 4.6
-
-
-class Synth:
-    """`sing-synth --virtual` in a subprocess; a thread collects its stdout lines."""
-
-    def __init__(self, preset_dir, cache_dir, env, *extra):
-        cmd = [
-            sys.executable,
-            "-m",
-            "sing_synth",
-            "--virtual",
-            "--midi-api",
-            "jack",
-            "--preset",
-            str(preset_dir),
-            "--instrument",
-            "0",
-            "--blocksize",
-            str(PERIOD),
-            "--cache-dir",
-            str(cache_dir),
-            *extra,
-        ]
-        self.err = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=self.err, text=True)
-        self.lines: list[str] = []
-        self.ready = threading.Event()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            if line.strip() == "ready":
-                self.ready.set()
-
-    def stop(self) -> tuple[int, str]:
-        """SIGTERM (the synth stops cleanly, exit 0); the exit code and stderr."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.reader.join(10)
-        self.err.seek(0)
-        return self.proc.returncode, self.err.read()
 
 
 def fit(x: np.ndarray, refs: dict, n: int) -> tuple[dict, float]:
@@ -145,9 +95,9 @@ def chord_fit(x: np.ndarray, refs: dict, pitches, n: int, max_shift: int) -> tup
 
 def test_live_notes_chord_and_pedal_on_jack(jack_server, tiny_preset, tmp_path):  # noqa: F811
     ready_file = tmp_path / "playing"
-    synth = Synth(tiny_preset.path, tmp_path / "cache", jack_server.env, "--ready-file", str(ready_file))
+    synth = Synth(tiny_preset.path, tmp_path / "cache", jack_server.env, PERIOD, "--ready-file", str(ready_file))
     try:
-        if not synth.ready.wait(60):
+        if not synth.wait_ready(60):
             code, err = synth.stop()
             pytest.fail(f"no ready line (exit {code}):\n{''.join(synth.lines)}{err}")
         assert ready_file.read_text().strip() == str(synth.proc.pid)
@@ -170,9 +120,8 @@ def test_live_notes_chord_and_pedal_on_jack(jack_server, tiny_preset, tmp_path):
     out = "".join(lines)
     assert code == 0, err
     assert not ready_file.exists()  # removed on the way out
-    stopped = [line for line in lines if line.startswith("stopped:")]
-    assert stopped, out + err
-    synth_xruns = int(stopped[0].split(" xruns")[0].rsplit(" ", 1)[-1])
+    assert synth.info("stopped:"), out + err
+    synth_xruns = synth.xruns
     assert "MIDI input: sing-synth" in out and f"block {PERIOD} frames" in out and "Hz" in out
 
     def at(t):
