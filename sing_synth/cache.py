@@ -1,8 +1,10 @@
 """The live note cache: memory, then disk, filled by one renderer thread in priority order.
 
-It implements the engine's ``NoteSource``. The audio thread only calls :meth:`NoteCache.get`,
+It implements the engine's ``NoteSource``. The audio thread only calls :meth:`NoteCache.find`,
 :meth:`NoteCache.standin` and :meth:`NoteCache.request`: dictionary lookups and a deque append,
-which never block and do bounded work (``standin`` looks at most 128 pitches). Everything else
+which never block and do bounded work (``standin`` looks at most 128 pitches). Notes live in a
+:class:`~sing_synth.bank.NoteBank` sized by the memory budget, allocated once (its slots are
+reused, never reallocated, so the audio thread can read them at any time). Everything else
 (torch, disk, eviction) happens in the renderer thread; the model itself can be built there
 too (pass a factory as ``renderer``), so a warm start reads the disk while the model loads.
 This module does not import torch.
@@ -30,6 +32,8 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+
+from .bank import NoteBank
 
 HEADER = struct.Struct("<8sIII")  # magic, format version, samples, CRC-32
 MAGIC, VERSION = b"SINGNOTE", 1
@@ -60,7 +64,8 @@ class NoteCache:
         self.dir = Path(cache_dir or default_cache_dir()) / f"{preset.sha256[:16] or 'unhashed'}-{self.rate}"
         self.memory_bytes = int(memory_bytes)
         self.batch_size = batch_size
-        self.notes: dict[tuple[int, int, int], np.ndarray] = {}
+        self.slots: dict[tuple[int, int, int], int] = {}  # published notes: key -> bank slot
+        self.bank: NoteBank | None = None  # made with the first note (its length sets the slot size)
         self.ranges = {i.id: i.pitch_range for i in preset.instruments}
         self._requests: collections.deque = collections.deque(maxlen=1024)  # audio thread -> renderer
         self._used: collections.deque = collections.deque(maxlen=4096)  # recently played keys
@@ -72,34 +77,44 @@ class NoteCache:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # scheduling state (main and renderer threads, never audio)
         self.model_ready = threading.Event()  # set once the renderer is built (or there is none)
-        self._bytes = 0
         self.rendered = 0  # statistics, plain ints
         self.loaded = 0
         self.corrupt = 0
+        self.dropped = 0  # notes not kept: memory full of notes being played (they stay on disk)
         self.error: BaseException | None = None
 
     # Audio-thread side: never blocks ---------------------------------------------------
-    def get(self, instrument: int, pitch: int, vclass: int):
-        note = self.notes.get((instrument, pitch, vclass))
-        if note is not None:
+    def find(self, instrument: int, pitch: int, vclass: int) -> int:
+        slot = self.slots.get((instrument, pitch, vclass), -1)
+        if slot > 0:
             self._used.append((instrument, pitch, vclass))
-        return note
+        return slot
 
     def standin(self, instrument: int, pitch: int, vclass: int):
-        """The nearest rendered pitch of the same instrument (same velocity class first), re-pitched."""
-        notes = self.notes
+        """The nearest rendered pitch of the same instrument (same velocity class first): its slot and re-pitch ratio."""
+        slots = self.slots
         for d in range(1, 128):
             for p in (pitch - d, pitch + d):
                 if 0 <= p < 128:
-                    note = notes.get((instrument, p, vclass))
-                    if note is None:
+                    slot = slots.get((instrument, p, vclass), -1)
+                    if slot < 0:
                         for v in VELOCITY_ORDER:
-                            note = notes.get((instrument, p, v))
-                            if note is not None:
+                            slot = slots.get((instrument, p, v), -1)
+                            if slot > 0:
                                 break
-                    if note is not None:
-                        return note, 2.0 ** ((pitch - p) / 12.0)
+                    if slot > 0:
+                        return slot, 2.0 ** ((pitch - p) / 12.0)
         return None
+
+    def get(self, instrument: int, pitch: int, vclass: int) -> np.ndarray | None:
+        """The note as a read-only array (a view of the bank), or None (marks it played, as ``find``)."""
+        slot = self.find(instrument, pitch, vclass)
+        return self.bank.note(slot) if slot > 0 else None
+
+    @property
+    def memory_used(self) -> int:
+        """Bytes of audio held in memory."""
+        return 0 if self.bank is None else len(self.slots) * 4 * self.bank.length
 
     def request(self, instrument: int, pitch: int, vclass: int) -> None:
         self._requests.append((instrument, pitch, vclass))
@@ -126,7 +141,7 @@ class NoteCache:
         """Queue notes for the renderer thread: lower ``level`` first, then in the order given."""
         with self._lock:
             for n, key in enumerate(keys):
-                if key not in self.notes and key not in self._queued:
+                if key not in self.slots and key not in self._queued:
                     self._queued.add(key)
                     heapq.heappush(self._heap, (level, n, key))
         self._wake.set()
@@ -144,7 +159,7 @@ class NoteCache:
         while True:
             if self.error is not None:
                 raise self.error
-            done = sum(k in self.notes for k in keys)
+            done = sum(k in self.slots for k in keys)
             if progress:
                 progress(done, len(keys))
             if done == len(keys) and (not model or self.model_ready.is_set()):
@@ -171,7 +186,7 @@ class NoteCache:
             key = self._requests.popleft()
             if key[0] not in self._prefetched and key[0] in self.ranges:
                 self.prefetch(key[0], level=2)  # a new instrument (program change): all its notes, later
-            if key not in self.notes:
+            if key not in self.slots:
                 with self._lock:
                     heapq.heappush(self._heap, (URGENT, 0, key))
                     self._queued.add(key)
@@ -182,7 +197,7 @@ class NoteCache:
                 if urgent and self._heap[0][0] != URGENT:
                     break
                 _, _, key = heapq.heappop(self._heap)
-                if key not in self.notes and key not in batch:
+                if key not in self.slots and key not in batch:
                     batch.append(key)
                 self._queued.discard(key)
         return batch
@@ -212,12 +227,25 @@ class NoteCache:
             self.error = exc
 
     def _insert(self, key, wav: np.ndarray) -> None:
-        wav = np.ascontiguousarray(wav, dtype=np.float32)
-        wav.setflags(write=False)
-        self.notes[key] = wav
-        self._bytes += wav.nbytes
-        if self._bytes > self.memory_bytes:
+        wav = np.asarray(wav, dtype=np.float32).reshape(-1)
+        if self.bank is None:
+            self.bank = NoteBank(len(wav), max(2, self.memory_bytes // (4 * len(wav))))
+        bank = self.bank
+        wav = wav[: bank.length]
+        slot = bank.add(wav)
+        deadline = time.monotonic() + 0.2
+        while slot < 0:
             self._evict()
+            slot = bank.add(wav)
+            if slot < 0:  # evicted slots are reused once the audio thread has let go of them
+                if time.monotonic() > deadline:
+                    self.dropped += 1
+                    return
+                time.sleep(0.005)
+        old = self.slots.get(key)
+        self.slots[key] = slot  # published: the audio thread may play it from now on
+        if old is not None:
+            bank.retire(old)
 
     def _evict(self) -> None:
         """Drop the least recently played notes (never ones played in the last few thousand notes)."""
@@ -227,11 +255,13 @@ class NoteCache:
                 break
             except RuntimeError:
                 continue
-        for key in list(self.notes):
-            if self._bytes <= self.memory_bytes * 0.9:
+        target = max(1, self.bank.capacity // 10)
+        for key in list(self.slots):
+            if target <= 0:
                 break
             if key not in recent:
-                self._bytes -= self.notes.pop(key).nbytes
+                self.bank.retire(self.slots.pop(key))  # unpublished first, then retired
+                target -= 1
 
     # Disk ------------------------------------------------------------------------------
     def path(self, key) -> Path:

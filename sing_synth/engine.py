@@ -5,9 +5,12 @@ event whose time (in engine frames) falls inside the block at its exact sample o
 the voices and runs a soft limiter. Live play feeds the queue from the MIDI thread and calls
 ``process`` from the audio callback; offline rendering pushes the file's events and calls it
 in a loop. Real-time contract of ``process``: no torch, no disk, no logging, no blocking lock,
-no NumPy allocation in steady state (every buffer is made in ``__init__``), and work bounded
-by the polyphony limit whatever arrives on MIDI (at most ``max_events`` events are applied per
-block, the rest wait for the next one; a fixed pool of voices is mixed).
+and work bounded by the polyphony limit whatever arrives on MIDI: at most ``max_events`` events
+are applied per block (the rest wait for the next one), the voices are rendered in at most
+``max_splits + 1`` stretches per block (a flood of events at more distinct samples than that
+applies the rest at the last split), and all voices are mixed together by a fixed number of
+NumPy calls (see ``voices``). The scratch matrices are made in ``__init__``; NumPy's own small
+casting buffers (bounded by its buffer size) are the only allocations.
 
 Channel 10 (index 9) plays the preset's drum kit. ``instrument`` overrides the General MIDI
 program of every melodic channel. Pitches outside an instrument's playable range are played
@@ -22,19 +25,25 @@ from typing import Protocol
 import numpy as np
 
 from . import events as ev
+from .bank import NoteBank
 from .channels import Channel, InstrumentMap, note_layers
 from .voices import FADING, HELD, SUSTAINED, VoicePool
 
-__all__ = ["Engine", "NoteSource", "DictNoteSource", "InstrumentMap", "note_layers"]
+__all__ = ["Engine", "NoteSource", "DictNoteSource", "InstrumentMap", "NoteBank", "note_layers"]
 
 
 class NoteSource(Protocol):
-    """Where the engine gets rendered notes (float32 mono at the engine rate). Never blocks."""
+    """Where the engine gets rendered notes: slots of a :class:`NoteBank` (float32 mono at the
+    engine rate). The audio-thread methods (``find``, ``standin``, ``request``) never block."""
 
-    def get(self, instrument: int, pitch: int, vclass: int) -> np.ndarray | None: ...
+    bank: NoteBank | None
 
-    def standin(self, instrument: int, pitch: int, vclass: int) -> tuple[np.ndarray, float] | None:
-        """A nearby rendered note and the playback-rate ratio that re-pitches it to ``pitch``."""
+    def find(self, instrument: int, pitch: int, vclass: int) -> int:
+        """The note's bank slot, or -1 when it is not rendered yet."""
+        ...
+
+    def standin(self, instrument: int, pitch: int, vclass: int) -> tuple[int, float] | None:
+        """A nearby rendered note's slot and the playback-rate ratio that re-pitches it to ``pitch``."""
         ...
 
     def request(self, instrument: int, pitch: int, vclass: int) -> None:
@@ -43,10 +52,11 @@ class NoteSource(Protocol):
 
 
 class DictNoteSource:
-    """A :class:`NoteSource` over notes rendered in advance (offline rendering, tests)."""
+    """A :class:`NoteSource` over notes rendered in advance (offline rendering, tests), in a growable bank."""
 
     def __init__(self, notes: dict | None = None) -> None:
-        self.notes: dict[tuple[int, int, int], np.ndarray] = {}
+        self.bank: NoteBank | None = None
+        self.slots: dict[tuple[int, int, int], int] = {}
         self._pitches: dict[tuple[int, int], list[int]] = {}
         self.requested: list[tuple[int, int, int]] = []
         for key, wav in (notes or {}).items():
@@ -54,29 +64,43 @@ class DictNoteSource:
 
     def add(self, key: tuple[int, int, int], wav: np.ndarray) -> None:
         key = (int(key[0]), int(key[1]), int(key[2]))
-        if key not in self.notes:
+        wav = np.asarray(wav, dtype=np.float32).reshape(-1)
+        if self.bank is None:
+            self.bank = NoteBank(max(1, len(wav)), 64, growable=True)
+        if key in self.slots:
+            self.bank.retire(self.slots.pop(key))
+        else:
             self._pitches.setdefault((key[0], key[2]), []).append(key[1])
             self._pitches[(key[0], key[2])].sort()
-        self.notes[key] = np.ascontiguousarray(wav, dtype=np.float32)
+        self.slots[key] = self.bank.add(wav)
 
     def __contains__(self, key) -> bool:
-        return tuple(key) in self.notes
+        return tuple(key) in self.slots
 
     def __len__(self) -> int:
-        return len(self.notes)
+        return len(self.slots)
+
+    @property
+    def notes(self) -> dict[tuple[int, int, int], np.ndarray]:
+        """Every note as a read-only array (a view of the bank)."""
+        return {key: self.bank.note(slot) for key, slot in self.slots.items()}
 
     def missing(self, keys) -> list[tuple[int, int, int]]:
-        return [k for k in keys if tuple(k) not in self.notes]
+        return [k for k in keys if tuple(k) not in self.slots]
 
     def get(self, instrument: int, pitch: int, vclass: int) -> np.ndarray | None:
-        return self.notes.get((instrument, pitch, vclass))
+        slot = self.find(instrument, pitch, vclass)
+        return self.bank.note(slot) if slot > 0 else None
 
-    def standin(self, instrument: int, pitch: int, vclass: int) -> tuple[np.ndarray, float] | None:
+    def find(self, instrument: int, pitch: int, vclass: int) -> int:
+        return self.slots.get((instrument, pitch, vclass), -1)
+
+    def standin(self, instrument: int, pitch: int, vclass: int) -> tuple[int, float] | None:
         pitches = self._pitches.get((instrument, vclass))
         if not pitches:
             return None
         near = min(pitches, key=lambda p: (abs(p - pitch), p))
-        return self.notes[(instrument, near, vclass)], 2.0 ** ((pitch - near) / 12.0)
+        return self.slots[(instrument, near, vclass)], 2.0 ** ((pitch - near) / 12.0)
 
     def request(self, instrument: int, pitch: int, vclass: int) -> None:
         self.requested.append((instrument, pitch, vclass))
@@ -100,6 +124,7 @@ class Engine:
         max_block: int = 4096,
         queue_size: int = 4096,
         max_events: int = 512,
+        max_splits: int = 32,
         release: float = 0.25,
         threshold: float = 0.85,
         limiter_release: float = 0.3,
@@ -114,6 +139,9 @@ class Engine:
         self.max_block = int(max_block)
         self.queue = ev.EventQueue(queue_size)
         self.max_events = int(max_events)  # per block: later ones wait for the next block
+        # per block, the voices are rendered up to at most this many distinct event times; a flood
+        # of events at more times than that applies the rest at the last one (bounded work)
+        self.max_splits = int(max_splits)
         self.pool = VoicePool(polyphony, self.rate, self.max_block, release=release)
         self.channels = [Channel(i) for i in range(16)]
         self.frame = 0  # engine time: frames processed so far
@@ -123,6 +151,7 @@ class Engine:
         self._ev = [0.0, 0, 0, 0, 0]
         self._t = np.zeros(self.max_block, np.float32)
         self._t2 = np.zeros(self.max_block, np.float32)
+        self._ramp = np.arange(1, self.max_block + 1, dtype=np.float32)
         # statistics (read them from another thread without locking: plain ints)
         self.notes_played = 0
         self.notes_missing = 0  # note-ons with neither the note nor a stand-in in the source
@@ -160,16 +189,22 @@ class Engine:
         end = self.frame + n
         q, e = self.queue, self._ev
         budget = self.max_events
+        done = 0  # frames rendered so far: the voices are rendered up to each event's sample
+        splits = 0
         while budget > 0 and q.peek_time() < end:
             budget -= 1
             q.pop_into(e)
             t = e[0]
-            offset = int(t) - self.frame if t >= self.frame else 0
-            self._apply(e[1], e[2], e[3], e[4], min(max(offset, 0), n - 1))
-        for v in pool.voices:
-            if v.active:
-                pool.render(v, v.cursor, n)
-                v.cursor = 0
+            offset = min(max(int(t) - self.frame, 0), n - 1) if t >= self.frame else 0
+            if offset > done and splits < self.max_splits:
+                pool.render(self.source.bank, done, offset)
+                done = offset
+                splits += 1
+            self._apply(e[1], e[2], e[3], e[4], done)
+        pool.render(self.source.bank, done, n)
+        bank = self.source.bank
+        if bank is not None:
+            bank.epoch += 1
         self.max_voices = max(self.max_voices, pool.sounding())
         self._limit(out, n)
         self.frame = end
@@ -190,7 +225,7 @@ class Engine:
             right *= self.gain * g0
         else:
             ramp = self._t[:n]
-            np.multiply(self.pool.ramp32[:n], (g1 - g0) / n, out=ramp)
+            np.multiply(self._ramp[:n], (g1 - g0) / n, out=ramp)
             ramp += g0
             ramp *= self.gain
             left *= ramp
@@ -235,24 +270,30 @@ class Engine:
         elif kind == ev.PROGRAM:
             c = self.channels[ch]
             c.program = a
-            c.instrument = self.imap.resolve(ch, a, c.bank_msb, c.bank_lsb)
+            inst = self.imap.resolve(ch, a, c.bank_msb, c.bank_lsb)
+            if inst >= 0 and inst != c.instrument:
+                # a new instrument: ask for its middle note now, so that the notes played next have a
+                # neighbour to stand in for them (a live cache then schedules the whole instrument)
+                src = self.imap.source_pitch(inst, 60)
+                if src is not None:
+                    self.source.request(inst, src[0], min(3, len(self.imap.velocities) - 1))
+            c.instrument = inst
         elif kind == ev.PITCH_BEND:
             c = self.channels[ch]
             c.bend = a
-            self._update_rates(c, offset)
+            self._update_rates(c)
         elif kind == ev.RESET:
             for c in self.channels:
-                self._all_sound_off(c.index, offset)
+                self._all_sound_off(c.index)
                 c.reset_all()
                 c.instrument = self.imap.resolve(c.index, c.program, c.bank_msb, c.bank_lsb)
 
     def _note_on(self, ch: int, key: int, velocity: int, offset: int) -> None:
         c = self.channels[ch]
         pool = self.pool
-        for v in pool.voices:  # a repeated key retriggers: the old voice fades out quickly
-            if v.active and v.channel == ch and v.key == key and v.state != FADING:
-                pool.render(v, v.cursor, offset)
-                pool.fade_out(v)
+        for i in pool.voices(channel=ch, key=key):  # a repeated key retriggers: the old voice fades out quickly
+            if pool.state[i] != FADING:
+                pool.fade_out(i)
         inst = c.instrument
         layers = note_layers(self.imap, inst, key, velocity, c.soft) if inst >= 0 else None
         if layers is None:
@@ -260,117 +301,112 @@ class Engine:
             return
         src_pitch, ratio, lo, hi, wlo, whi = layers
         source = self.source
-        x0 = source.get(inst, src_pitch, lo) if wlo > 0.0 else None
-        x1 = source.get(inst, src_pitch, hi) if whi > 0.0 else None
-        if (wlo > 0.0 and x0 is None) or (whi > 0.0 and x1 is None):
-            if wlo > 0.0 and x0 is None:
+        x0 = source.find(inst, src_pitch, lo) if wlo > 0.0 else -1
+        x1 = source.find(inst, src_pitch, hi) if whi > 0.0 else -1
+        if (wlo > 0.0 and x0 < 0) or (whi > 0.0 and x1 < 0):
+            if wlo > 0.0 and x0 < 0:
                 source.request(inst, src_pitch, lo)
-            if whi > 0.0 and x1 is None:
+            if whi > 0.0 and x1 < 0:
                 source.request(inst, src_pitch, hi)
-            if x0 is None and x1 is None:
+            if x0 < 0 and x1 < 0:
                 main, other = (lo, hi) if wlo >= whi else (hi, lo)
                 found = source.standin(inst, src_pitch, main) or source.standin(inst, src_pitch, other)
                 if found is None:
                     self.notes_missing += 1
                     return
-                x0, ratio, wlo, x1, whi = found[0], ratio * found[1], wlo + whi, None, 0.0
-            elif x0 is None:
-                x0, wlo, x1, whi = x1, wlo + whi, None, 0.0
+                x0, ratio, wlo, x1, whi = found[0], ratio * found[1], wlo + whi, -1, 0.0
+            elif x0 < 0:
+                x0, wlo, x1, whi = x1, wlo + whi, -1, 0.0
             else:
-                wlo, x1, whi = wlo + whi, None, 0.0
-        elif x0 is None:
-            x0, wlo, x1, whi = x1, whi, None, 0.0
-        v, stolen = pool.allocate(offset, self.frame + offset)
+                wlo, x1, whi = wlo + whi, -1, 0.0
+        elif x0 < 0:
+            x0, wlo, x1, whi = x1, whi, -1, 0.0
+        bank = source.bank
+        now = self.frame + offset
+        i, stolen = pool.allocate(now, bank)
         self.voices_stolen += stolen
-        pool.start(v, ch, key, offset, self.frame + offset)
-        pool.set_layers(v, x0, wlo, x1, whi, ratio, c.bend_factor())
-        pool.setup_loop(v, key, allowed=not c.drums)
+        pool.start(i, ch, key, now)
+        pool.set_layers(i, bank, x0, wlo, x1, whi, ratio, c.bend_factor())
+        pool.setup_loop(i, bank, key, allowed=not c.drums)
         gl, gr = c.gains()
-        pool.set_gain(v, gl, gr, immediate=True)
+        pool.set_gain(i, gl, gr, immediate=True)
         self.notes_played += 1
 
     def _note_off(self, ch: int, key: int, offset: int) -> None:
         c = self.channels[ch]
-        for v in self.pool.voices:
-            if v.active and v.channel == ch and v.key == key and v.state == HELD:
-                self._key_up(c, v, offset)
+        for i in self.pool.voices(channel=ch, key=key, state=HELD):
+            self._key_up(c, i)
 
-    def _key_up(self, c: Channel, v, offset: int) -> None:
-        self.pool.render(v, v.cursor, offset)
-        v.key_down = False
-        if c.sustain or v.sostenuto:
-            v.state = SUSTAINED
+    def _key_up(self, c: Channel, i: int) -> None:
+        pool = self.pool
+        pool.key_down[i] = False
+        if c.sustain or pool.sostenuto[i]:
+            pool.state[i] = SUSTAINED
         else:
-            self.pool.release(v)
+            pool.release(i)
 
     def _control(self, ch: int, cc: int, value: int, offset: int) -> None:
         c = self.channels[ch]
+        pool = self.pool
         if cc == ev.CC_SUSTAIN:
             c.sustain = value >= 64
             if not c.sustain:
-                self._release_pedalled(c, offset)
+                self._release_pedalled(c)
         elif cc == ev.CC_SOSTENUTO:
             down = value >= 64
             if down and not c.sostenuto:
-                for v in self.pool.voices:
-                    if v.active and v.channel == ch and v.key_down and v.state == HELD:
-                        v.sostenuto = True
+                for i in pool.voices(channel=ch, state=HELD):
+                    if pool.key_down[i]:
+                        pool.sostenuto[i] = True
             elif not down and c.sostenuto:
-                for v in self.pool.voices:
-                    if v.active and v.channel == ch:
-                        v.sostenuto = False
-                self._release_pedalled(c, offset)
+                pool.sostenuto[pool.voices(channel=ch)] = False
+                self._release_pedalled(c)
             c.sostenuto = down
         elif cc in (ev.CC_VOLUME, ev.CC_PAN, ev.CC_EXPRESSION):
             c.set_controller(cc, value)
-            self._update_gains(c, offset)
+            self._update_gains(c)
         elif cc == ev.CC_ALL_SOUND_OFF:
-            self._all_sound_off(ch, offset)
+            self._all_sound_off(ch)
         elif cc == ev.CC_RESET_CONTROLLERS:
             pedal = c.sustain or c.sostenuto
             c.reset_controllers()
-            for v in self.pool.voices:
-                if v.active and v.channel == ch:
-                    v.sostenuto = False
+            pool.sostenuto[pool.voices(channel=ch)] = False
             if pedal:
-                self._release_pedalled(c, offset)
-            self._update_gains(c, offset)
-            self._update_rates(c, offset)
+                self._release_pedalled(c)
+            self._update_gains(c)
+            self._update_rates(c)
         elif cc >= ev.CC_ALL_NOTES_OFF:
-            for v in self.pool.voices:
-                if v.active and v.channel == ch and v.state == HELD:
-                    self._key_up(c, v, offset)
+            for i in pool.voices(channel=ch, state=HELD):
+                self._key_up(c, i)
         elif cc in (ev.CC_BANK_MSB, ev.CC_BANK_LSB):
             c.set_controller(cc, value)  # takes effect at the next program change
         else:
             if c.set_controller(cc, value):  # RPN 0 data entry changed the bend range
-                self._update_rates(c, offset)
+                self._update_rates(c)
 
-    def _release_pedalled(self, c: Channel, offset: int) -> None:
-        for v in self.pool.voices:
-            if v.active and v.channel == c.index and v.state == SUSTAINED and not (c.sustain or v.sostenuto):
-                self.pool.render(v, v.cursor, offset)
-                self.pool.release(v)
+    def _release_pedalled(self, c: Channel) -> None:
+        if c.sustain:
+            return
+        pool = self.pool
+        for i in pool.voices(channel=c.index, state=SUSTAINED):
+            if not pool.sostenuto[i]:
+                pool.release(i)
 
-    def _all_sound_off(self, ch: int, offset: int) -> None:
-        for v in self.pool.voices:
-            if v.active and v.channel == ch and v.state != FADING:
-                self.pool.render(v, v.cursor, offset)
-                self.pool.fade_out(v)
+    def _all_sound_off(self, ch: int) -> None:
+        pool = self.pool
+        for i in pool.voices(channel=ch):
+            if pool.state[i] != FADING:
+                pool.fade_out(i)
 
-    def _update_gains(self, c: Channel, offset: int) -> None:
+    def _update_gains(self, c: Channel) -> None:
         gl, gr = c.gains()
-        for v in self.pool.voices:
-            if v.active and v.channel == c.index:
-                self.pool.render(v, v.cursor, offset)
-                self.pool.set_gain(v, gl, gr)
+        for i in self.pool.voices(channel=c.index):
+            self.pool.set_gain(i, gl, gr)
 
-    def _update_rates(self, c: Channel, offset: int) -> None:
-        bend = c.bend_factor()
-        for v in self.pool.voices:
-            if v.active and v.channel == c.index:
-                self.pool.render(v, v.cursor, offset)
-                v.rate = v.ratio * bend
+    def _update_rates(self, c: Channel) -> None:
+        pool = self.pool
+        idx = pool.voices(channel=c.index)
+        pool.speed[idx] = pool.ratio[idx] * c.bend_factor()
 
 
 def peak_dbfs(x: np.ndarray) -> float:

@@ -204,7 +204,7 @@ def _play(args, ev, engine, clock, audio, cache, MidiInput, port, device, first,
             f"({1000 * audio.blocksize / audio.rate:.1f} ms), output latency {1000 * audio.latency:.1f} ms"
         )
         print(
-            f"instrument: {instrument.name if instrument else 'General MIDI programs'}; {len(cache.notes)} notes "
+            f"instrument: {instrument.name if instrument else 'General MIDI programs'}; {len(cache.slots)} notes "
             f"ready in {ready_s:.1f} s ({cache.rendered} rendered, {cache.loaded} from disk {cache.dir})"
         )
         if args.ready_file:  # before the line: whoever reads the line finds the file

@@ -260,7 +260,7 @@ def _mix(engine: Engine, song, writer, block: int, tail: float, threshold_db: fl
 
 
 def _any_active(engine: Engine) -> bool:
-    return any(v.active for v in engine.pool.voices)
+    return bool(engine.pool.active.any())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

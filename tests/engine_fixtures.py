@@ -73,11 +73,11 @@ class HarmonicSource(DictNoteSource):
     def missing(self, keys) -> list:
         return []  # every note is made on demand
 
-    def get(self, instrument: int, pitch: int, vclass: int) -> np.ndarray:
+    def find(self, instrument: int, pitch: int, vclass: int) -> int:
         key = (instrument, pitch, vclass)
-        if key not in self.notes:
+        if key not in self.slots:
             self.add(key, harmonic_note(instrument, pitch, vclass, self.rate))
-        return self.notes[key]
+        return self.slots[key]
 
 
 def make_engine(source=None, rate: int = RATE, preset=None, **kwargs) -> Engine:

@@ -83,7 +83,7 @@ def test_events_sound_at_their_arrival_time_not_at_block_boundaries(portaudio):
     source = HarmonicSource(RATE)
     for pitch in range(60, 69):
         for vclass in range(5):
-            source.get(0, pitch, vclass)  # made now: HarmonicSource makes notes on first use
+            source.find(0, pitch, vclass)  # made now: HarmonicSource makes notes on first use
     engine = make_engine(source, rate=RATE, max_block=PERIOD)
     clock = AudioClock(RATE, delay_frames=PERIOD)
     audio = AudioOutput(engine, clock, find_device("system"), RATE, PERIOD)

@@ -91,10 +91,10 @@ def test_standin_is_the_nearest_rendered_pitch_re_pitched(tiny_preset, tmp_path)
     a, b = np.ones(10, np.float32), np.full(10, 2.0, np.float32)
     cache._store((0, 60, 3), a)
     cache._store((0, 65, 1), b)
-    note, ratio = cache.standin(0, 62, 3)
-    assert note[0] == 1.0 and ratio == pytest.approx(2 ** (2 / 12))
-    note, ratio = cache.standin(0, 64, 3)  # nearest pitch wins over the same velocity class
-    assert note[0] == 2.0 and ratio == pytest.approx(2 ** (-1 / 12))
+    slot, ratio = cache.standin(0, 62, 3)
+    assert cache.bank.note(slot)[0] == 1.0 and ratio == pytest.approx(2 ** (2 / 12))
+    slot, ratio = cache.standin(0, 64, 3)  # nearest pitch wins over the same velocity class
+    assert cache.bank.note(slot)[0] == 2.0 and ratio == pytest.approx(2 ** (-1 / 12))
     assert cache.standin(1, 60, 3) is None  # never another instrument
 
 
@@ -106,7 +106,7 @@ def test_memory_stays_within_its_budget_and_keeps_played_notes(tiny_preset, tmp_
     assert cache.get(0, 60, 3) is not None  # played: the audio thread marks it used
     for p in range(63, 66):
         cache._store((0, p, 3), note + p)
-    assert cache._bytes <= cache.memory_bytes and len(cache.notes) <= 3
+    assert cache.memory_used <= cache.memory_bytes and len(cache.slots) <= 3
     assert cache.get(0, 60, 3) is not None and cache.get(0, 61, 3) is None  # the unplayed, oldest went first
     again = NoteCache(tiny_preset, 22050, None, cache_dir=tmp_path).start()  # evicted notes stay on disk
     try:

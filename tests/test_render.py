@@ -190,11 +190,11 @@ def test_a_failed_render_leaves_no_partial_file(tmp_path):
     class Interrupting(HarmonicSource):
         calls = 0
 
-        def get(self, *key):
+        def find(self, *key):
             Interrupting.calls += 1
             if Interrupting.calls > 5:
                 raise KeyboardInterrupt
-            return super().get(*key)
+            return super().find(*key)
 
     source = Interrupting()
     source.add((0, 48, 0), np.zeros(10, np.float32))

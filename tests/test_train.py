@@ -136,15 +136,29 @@ def test_three_stages_run_and_learn(tmp_path):
 
 @needs_fonts
 def test_interrupted_run_resumes_from_its_checkpoint(tmp_path):
-    recipe = tiny_recipe(end_to_end={"steps": 6, "lr": 0.001, "batch": 8, "crop": 16})
+    e2e = {"steps": 6, "lr": 0.001, "batch": 8, "crop": 16, "decay_steps": 4, "lr_final": 1e-4}
+    recipe = tiny_recipe(end_to_end=e2e)
     straight = Trainer(recipe, tmp_path / "straight", quiet=True)
     straight.fit()
     first = Trainer(recipe, tmp_path / "resumed", quiet=True)
     assert first.fit(max_steps=37) is False  # stops inside the sequence stage
     again = Trainer(recipe, tmp_path / "resumed", quiet=True)
     assert (again.stage_index, again.step) == (1, 7)
-    assert again.fit() is True
-    assert weights_digest(again.model) == weights_digest(straight.model)
+    assert again.fit(max_steps=16) is False  # and inside the end-to-end stage's learning-rate decay
+    third = Trainer(recipe, tmp_path / "resumed", quiet=True)
+    assert (third.stage_index, third.step) == (2, 3)
+    assert third.fit() is True
+    assert weights_digest(third.model) == weights_digest(straight.model)
+
+
+def test_learning_rate_is_constant_then_falls_linearly():
+    from train.config import StageConfig
+
+    cfg = StageConfig(steps=10, lr=1e-3, decay_steps=4, lr_final=1e-4)
+    rates = [cfg.lr_at(s) for s in range(10)]
+    assert rates[:6] == [1e-3] * 6
+    assert rates[6:] == pytest.approx([7.75e-4, 5.5e-4, 3.25e-4, 1e-4])
+    assert StageConfig(steps=10, lr=1e-3).lr_at(9) == 1e-3
 
 
 @needs_fonts
