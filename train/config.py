@@ -22,6 +22,18 @@ class StageConfig:
     loss: str = "spectral"  # autoencoder and end_to_end: "spectral" or "waveform"
     chunk: int = 32  # sequence stage: truncated backpropagation length in LSTM steps
     clip_grad: float = 0.0  # max gradient norm (0: no clipping)
+    # Learning-rate decay: constant ``lr``, then a linear fall to ``lr_final`` over the last
+    # ``decay_steps`` steps (0: constant throughout). The rate is a function of the step, so a
+    # resumed run follows the same schedule.
+    decay_steps: int = 0
+    lr_final: float = 0.0
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of optimizer step ``step`` (0-based)."""
+        start = self.steps - self.decay_steps
+        if self.decay_steps <= 0 or step < start:
+            return self.lr
+        return self.lr + (self.lr_final - self.lr) * min(1.0, (step - start + 1) / self.decay_steps)
     # Training loss only: both waveforms are amplified by this many dB before the spectral loss,
     # which lowers the floor set by the 1 in log(1 + |STFT|^2) (near -48 dBFS): at the paper's
     # level a quiet or silent output has a vanishing gradient and the decoder collapses to zero.

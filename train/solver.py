@@ -280,6 +280,8 @@ class Trainer:
         start_elapsed = self.elapsed.get(name, 0.0)
         while self.step < cfg.steps:
             notes, rng = self.batch(stage_id, self.step, cfg.batch)
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr_at(self.step)
             loss = self._train_step(name, cfg, module, params, optimizer, notes, rng)
             losses.append(loss)
             self.step += 1
@@ -296,7 +298,7 @@ class Trainer:
             if self.step % self.recipe.log_every == 0 or last:
                 valid = self.validate(name) if self.main else float("nan")
                 entry = {"stage": name, "step": self.step, "epoch": math.ceil(self.step / self.recipe.log_every),
-                         "train_loss": float(np.mean(losses)), "valid": valid, "notes_per_s": rate,
+                         "train_loss": float(np.mean(losses)), "valid": valid, "lr": cfg.lr_at(self.step - 1), "notes_per_s": rate,
                          "elapsed_s": self.elapsed[name], "time": time.time()}
                 self.log(entry)
                 self.progress.show(
