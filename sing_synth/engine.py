@@ -196,11 +196,14 @@ class Engine:
             q.pop_into(e)
             t = e[0]
             offset = min(max(int(t) - self.frame, 0), n - 1) if t >= self.frame else 0
-            if offset > done and splits < self.max_splits:
-                pool.render(self.source.bank, done, offset)
-                done = offset
-                splits += 1
-            self._apply(e[1], e[2], e[3], e[4], done)
+            if offset > done:
+                if self._inline(e[1], e[2], e[3], e[4], offset - done):
+                    continue
+                if splits < self.max_splits:
+                    pool.render(self.source.bank, done, offset)
+                    done = offset
+                    splits += 1
+            self._apply(e[1], e[2], e[3], e[4], 0)
         pool.render(self.source.bank, done, n)
         bank = self.source.bank
         if bank is not None:
@@ -258,6 +261,25 @@ class Engine:
         x += s
 
     # Events -----------------------------------------------------------------------------
+    def _inline(self, kind: int, ch: int, a: int, b: int, at: int) -> bool:
+        """Apply a note-on or -off ``at`` frames after the voices' render point without rendering
+        them up to it first, when the voices it changes allow it (see ``VoicePool.steady``)."""
+        pool = self.pool
+        if kind == ev.NOTE_ON and b > 0:
+            if pool.sounding() >= pool.polyphony or pool.active.all():  # it would steal a voice
+                return False
+            same = pool.voices(channel=ch, key=a)
+            if not pool.steady(same[pool.state[same] != FADING]):
+                return False
+            self._note_on(ch, a, b, at)
+            return True
+        if kind == ev.NOTE_OFF or kind == ev.NOTE_ON:
+            if not pool.steady(pool.voices(channel=ch, key=a, state=HELD)):
+                return False
+            self._note_off(ch, a, at)
+            return True
+        return False
+
     def _apply(self, kind: int, ch: int, a: int, b: int, offset: int) -> None:
         if kind == ev.NOTE_ON and b > 0:
             self._note_on(ch, a, b, offset)
@@ -288,12 +310,12 @@ class Engine:
                 c.reset_all()
                 c.instrument = self.imap.resolve(c.index, c.program, c.bank_msb, c.bank_lsb)
 
-    def _note_on(self, ch: int, key: int, velocity: int, offset: int) -> None:
+    def _note_on(self, ch: int, key: int, velocity: int, at: int) -> None:
         c = self.channels[ch]
         pool = self.pool
         for i in pool.voices(channel=ch, key=key):  # a repeated key retriggers: the old voice fades out quickly
             if pool.state[i] != FADING:
-                pool.fade_out(i)
+                pool.fade_out(i, at)
         inst = c.instrument
         layers = note_layers(self.imap, inst, key, velocity, c.soft) if inst >= 0 else None
         if layers is None:
@@ -322,28 +344,28 @@ class Engine:
         elif x0 < 0:
             x0, wlo, x1, whi = x1, whi, -1, 0.0
         bank = source.bank
-        now = self.frame + offset
+        now = self.frame + at  # approximate (the render point): for stealing ages only
         i, stolen = pool.allocate(now, bank)
         self.voices_stolen += stolen
-        pool.start(i, ch, key, now)
+        pool.start(i, ch, key, now, delay=at)
         pool.set_layers(i, bank, x0, wlo, x1, whi, ratio, c.bend_factor())
         pool.setup_loop(i, bank, key, allowed=not c.drums)
         gl, gr = c.gains()
         pool.set_gain(i, gl, gr, immediate=True)
         self.notes_played += 1
 
-    def _note_off(self, ch: int, key: int, offset: int) -> None:
+    def _note_off(self, ch: int, key: int, at: int) -> None:
         c = self.channels[ch]
         for i in self.pool.voices(channel=ch, key=key, state=HELD):
-            self._key_up(c, i)
+            self._key_up(c, i, at)
 
-    def _key_up(self, c: Channel, i: int) -> None:
+    def _key_up(self, c: Channel, i: int, at: int = 0) -> None:
         pool = self.pool
         pool.key_down[i] = False
         if c.sustain or pool.sostenuto[i]:
             pool.state[i] = SUSTAINED
         else:
-            pool.release(i)
+            pool.release(i, at)
 
     def _control(self, ch: int, cc: int, value: int, offset: int) -> None:
         c = self.channels[ch]

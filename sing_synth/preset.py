@@ -136,12 +136,19 @@ class Preset:
 
     def gm_instrument(self, program: int, bank: int = 0, drums: bool = False) -> Instrument | None:
         """The instrument for a General MIDI program (or drum kit); falls back to bank 0 / kit 0."""
-        cands = [i for i in self.instruments if i.drum_kit == drums and i.gm_program is not None]
-        for want_bank, want_prog in ((bank, program), (0, program), (None, program), (None, 0)):
-            for i in cands:
-                if i.gm_program == want_prog and (want_bank is None or i.gm_bank == want_bank):
-                    return i
-        return cands[0] if cands else None
+        index = self.__dict__.get("_gm_index")
+        if index is None:  # first instrument of each (kind, bank, program) and of each (kind, program)
+            index = {}
+            for i in self.instruments:
+                if i.gm_program is not None:
+                    index.setdefault((i.drum_kit, i.gm_bank, i.gm_program), i)
+                    index.setdefault((i.drum_kit, None, i.gm_program), i)
+                    index.setdefault((i.drum_kit, "first"), i)
+            self.__dict__["_gm_index"] = index
+        for key in ((drums, bank, program), (drums, 0, program), (drums, None, program), (drums, None, 0)):
+            if key in index:
+                return index[key]
+        return index.get((drums, "first"))
 
     # Model -----------------------------------------------------------------------------
     def load_state_dict(self) -> dict:

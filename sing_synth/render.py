@@ -129,6 +129,7 @@ def render_file(
     precision: str = "float32",
     batch_size: int = 16,
     progress: bool | None = None,
+    threads: int | None = None,
 ) -> RenderResult:
     """Render ``midi_path`` to ``out_path`` (default: the song's name with ``.wav``, beside it).
 
@@ -171,9 +172,12 @@ def render_file(
     rendered = 0
     if source.missing(needed):
         if renderer is None:
-            from .renderer import NoteRenderer
+            from .renderer import NoteRenderer, free_cores
 
-            renderer = NoteRenderer(preset, device=device, precision=precision, batch_size=batch_size, output_rate=rate)
+            renderer = NoteRenderer(
+                preset, device=device, precision=precision, batch_size=batch_size, output_rate=rate,
+                threads=threads if threads is not None else free_cores(),
+            )
         if renderer.output_rate != rate:
             raise ConfigError(f"the note renderer outputs {renderer.output_rate} Hz but the render is at {rate} Hz")
         try:
@@ -280,6 +284,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--lenient", action="store_true", help="render what can be read from a truncated or corrupt file"
     )
     parser.add_argument("--batch-size", type=int, default=16, help="notes per model batch (default 16)")
+    parser.add_argument(
+        "--threads", type=int, help="torch threads on the CPU (default: the cores not busy, from the load average)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -297,6 +304,7 @@ def run(args: argparse.Namespace) -> int:
         device=getattr(args, "model_device", None),
         precision=getattr(args, "precision", None) or "float32",
         batch_size=args.batch_size,
+        threads=args.threads,
     )
     s = result.stats
     extra = f", {s['voices_stolen']} voices stolen" if s["voices_stolen"] else ""

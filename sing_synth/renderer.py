@@ -8,6 +8,8 @@ overrides), under ``torch.inference_mode``, in float32, bfloat16 (CPU or CUDA) o
 
 from __future__ import annotations
 
+import os
+
 from collections.abc import Sequence
 
 import numpy as np
@@ -38,6 +40,22 @@ def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
     if precision == "float16" and device.type != "cuda":
         raise ConfigError("float16 is for CUDA only; on the CPU use bfloat16 or float32")
     return PRECISIONS[precision]
+
+
+def free_cores() -> int:
+    """CPU cores not busy with other work (cores minus the 1-minute load average, at least 1).
+
+    Torch's intra-op threads wait for each other at every operation: one thread more than the
+    free cores stalls the model 10-100x on a busy machine, one thread less costs at most 2x.
+    An explicit ``OMP_NUM_THREADS`` is a cap."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:
+        busy = 0.0
+    free = max(1, min(cores, int(cores - busy + 0.5)))
+    cap = os.environ.get("OMP_NUM_THREADS", "")
+    return min(free, int(cap)) if cap.isdigit() and int(cap) > 0 else free
 
 
 class NoteRenderer:

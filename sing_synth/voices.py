@@ -3,9 +3,10 @@
 A voice plays one note: one or two layers (the two velocity classes of the MIDI velocity, see
 ``dsp.velocity_blend``) of a rendered note, held in a :class:`~sing_synth.bank.NoteBank` slot,
 at a playback rate (pitch bend, stand-in re-pitch). The pool keeps every voice's state in
-arrays (one entry per voice) and renders a stretch of frames for all sounding voices together:
-a voices x frames matrix of playback positions, one gather from the bank per layer and
-interpolation point, then envelopes, gains and the stereo mix as whole-matrix operations.
+arrays (one entry per voice) and renders a stretch of frames for all sounding voices together,
+one row per layer: a rows x frames matrix of playback positions, one gather from the bank per
+interpolation point (a single one when every voice steps whole samples), envelopes as whole-
+matrix operations, and the stereo mix as one (2 x rows) x (rows x frames) matrix product.
 The cost of a block is a fixed number of NumPy calls plus work proportional to voices x
 frames, bounded by the pool size. The engine renders up to the sample of each event that
 changes a voice, then applies it, so every change takes effect at its exact sample.
@@ -29,7 +30,8 @@ SILENT = 1e-4  # -80 dB: a decaying voice below this level is finished
 # The model's notes are 4 s with the key held 3 s (NSynth): the steady part lies before that.
 LOOP_START, LOOP_END = 0.40, 0.70  # fractions of the note length
 SUSTAIN_DROP = 0.25  # a note is "sustaining" when its level at LOOP_END is within -12 dB of its body
-CHUNK = 256  # frames rendered per pass (bounds the scratch matrices)
+MAX_CHUNK = 2048  # most frames rendered per pass (bounds the scratch matrices)
+SLICE_FRAMES = 1024  # from this many frames per stretch, row slices beat one gather (no index matrix)
 FAR = 1e30  # a position no voice reaches (disables a loop or an end fade in whole-matrix formulas)
 
 
@@ -74,6 +76,12 @@ class VoicePool:
         self.speed = np.ones(n, np.float64)  # playback rate: ratio x pitch bend
         self.level = np.ones(n, np.float64)
         self.log_decay = np.zeros(n, np.float64)
+        # changes that take effect inside the next stretch rendered (frames after its start):
+        # a voice that starts later (note-on) and an envelope that starts decaying later (release
+        # or fade-out of a steady voice). The engine applies note-ons and -offs this way instead
+        # of rendering every voice up to their sample.
+        self.delay = np.zeros(n, np.int64)
+        self.env_at = np.zeros(n, np.int64)
         self.gain = np.zeros((n, 2), np.float64)  # current left/right gains
         self.target = np.zeros((n, 2), np.float64)
         self.ramp_left = np.zeros(n, np.int64)
@@ -85,10 +93,14 @@ class VoicePool:
         # mix and scratch
         self.mix_l = np.zeros(self.max_block, np.float32)
         self.mix_r = np.zeros(self.max_block, np.float32)
-        c = CHUNK
+        # frames per pass: the whole block up to MAX_CHUNK (longer passes amortise the fixed
+        # cost of a pass; the scratch then takes about 100 bytes x voices x chunk)
+        self.chunk = c = max(1, min(self.max_block, MAX_CHUNK))
         self._k = np.arange(c, dtype=np.float64)  # 0 .. c-1
         self._k1 = self._k + 1.0
-        # flat scratch: a (voices, frames) view of the first voices x frames entries is contiguous
+        self._kint = np.arange(c, dtype=np.int64)
+        # flat scratch: a (rows, frames) view of the first rows x frames entries is contiguous
+        n = 2 * n  # one row per layer
         self._p = np.zeros(n * c)  # playback positions
         self._t = np.zeros(n * c)  # float64 scratch
         self._i = np.zeros(n * c, np.int64)  # sample indices
@@ -96,11 +108,12 @@ class VoicePool:
         self._frac = np.zeros(n * c, np.float32)
         self._y = np.zeros(n * c, np.float32)  # voice signals
         self._y2 = np.zeros(n * c, np.float32)  # the loop's other read
-        self._lo = np.zeros(n * c, np.float32)
         self._hi = np.zeros(n * c, np.float32)
         self._w = np.zeros(n * c, np.float32)  # crossfade, fade, envelope or gain
         self._stereo = np.zeros(2 * c, np.float32)
         self._mono = np.zeros(c, np.float32)
+        # envelope rows by kind (0 steady, 1 release, 2 fade-out): decay^(k+1), k = 0 .. c-1
+        self._env = np.exp(np.outer([0.0, self.release_log, self.fade_log], self._k1)).astype(np.float32)
 
     # Queries ----------------------------------------------------------------------------
     def sounding(self) -> int:
@@ -159,7 +172,7 @@ class VoicePool:
         score[~eligible] = np.inf
         return int(np.argmin(score))
 
-    def start(self, i: int, channel: int, key: int, now: int) -> None:
+    def start(self, i: int, channel: int, key: int, now: int, delay: int = 0) -> None:
         self.serial += 1
         self.active[i] = True
         self.state[i] = HELD
@@ -170,6 +183,8 @@ class VoicePool:
         self.sostenuto[i] = False
         self.level[i] = 1.0
         self.log_decay[i] = 0.0
+        self.delay[i] = delay
+        self.env_at[i] = 0
         self.ramp_left[i] = 0
         self.looping[i] = False
         self.can_loop[i] = False
@@ -220,14 +235,22 @@ class VoicePool:
         self.can_loop[i] = xfade >= 16 and end - length >= xfade
 
     # Envelope and gain changes ----------------------------------------------------------
-    def release(self, i: int) -> None:
+    def release(self, i: int, at: int = 0) -> None:
+        """Key up: decay from ``at`` frames into the next stretch (``at`` > 0: the voice must be steady)."""
         if self.state[i] in (HELD, SUSTAINED):
             self.state[i] = RELEASED
             self.log_decay[i] = self.release_log
+            self.env_at[i] = at
 
-    def fade_out(self, i: int) -> None:
+    def fade_out(self, i: int, at: int = 0) -> None:
         self.state[i] = FADING
         self.log_decay[i] = self.fade_log
+        self.env_at[i] = at
+
+    def steady(self, voices: np.ndarray) -> bool:
+        """Whether these voices can take a change inside the next stretch: sounding from its start,
+        not decaying and with no change pending."""
+        return not (self.delay[voices].any() or self.env_at[voices].any() or self.log_decay[voices].any())
 
     def set_gain(self, i: int, left: float, right: float, immediate: bool = False) -> None:
         self.target[i] = (left, right)
@@ -244,7 +267,7 @@ class VoicePool:
             return
         bank.attached = True
         while a < b:
-            m = min(CHUNK, b - a)
+            m = min(self.chunk, b - a)
             idx = np.flatnonzero(self.active)
             if not len(idx):
                 return
@@ -252,78 +275,117 @@ class VoicePool:
             a += m
 
     def _render(self, bank, idx: np.ndarray, a: int, m: int) -> None:
-        v = len(idx)
-        p, t, y, w = (x[: v * m].reshape(v, m) for x in (self._p, self._t, self._y, self._w))
+        """Render ``m`` frames of the voices ``idx`` into the mix at ``a``: one row per layer played."""
+        layers = self.weight[idx]
+        rv, rl = np.nonzero(layers > 0.0)  # row -> (voice among idx, layer)
+        r = len(rv)
+        stride = bank.stride
+        base = self.slot[idx[rv], rl] * stride  # flat offset of each row's note
         pos, speed, length = self.pos[idx], self.speed[idx], self.length[idx]
-        end = pos + speed * m
-        # playback positions, wrapped into the loop for looping voices
-        np.multiply(speed[:, None], self._k[:m], out=p)
-        p += pos[:, None]
+        delay = self.delay[idx]
+        delayed = bool(delay.any())
+        if delayed:  # voices starting inside this stretch: positions count from their start
+            played = np.maximum(m - delay, 0)
+            end = pos + speed * played
+            pos = pos - speed * delay  # where the voice would be at frame 0 (masked below)
+        else:
+            end = pos + speed * m
         ls, ll, xf = self.loop_start[idx], self.loop_len[idx], self.xfade[idx]
         looping = self.looping[idx]
         looping |= self.can_loop[idx] & (self.state[idx] <= SUSTAINED) & (end >= ls + ll - xf)
         self.looping[idx] = looping
         loops = bool(looping.any())
-        if loops:
-            span = np.where(looping, ll, FAR)
-            np.subtract(p, ls[:, None], out=t)
-            t /= span[:, None]
-            np.floor(t, out=t)
-            np.maximum(t, 0.0, out=t)
-            t *= span[:, None]
-            p -= t
-        self._read(bank, idx, p, y)
+        p, t, y, w = (x[: r * m].reshape(r, m) for x in (self._p, self._t, self._y, self._w))
+        j = self._j[: r * m].reshape(r, m)
+        flat = bank.data.reshape(-1)
+        # whole-sample steps from whole-sample positions (no bend, no re-pitch): one read, no interpolation
+        exact = not loops and bool(np.all(speed == 1.0)) and bool(np.all(pos == np.floor(pos)))
+        if exact and m >= SLICE_FRAMES:  # long stretches (offline): copy each row's samples as a slice
+            size = len(flat)
+            for row, o in enumerate((base + pos.astype(np.int64)[rv]).tolist()):
+                lo, hi = max(o, 0), min(o + m, size)  # before a note's start or past its end: zeroed below
+                y[row, lo - o : hi - o] = flat[lo:hi]
+        elif exact:
+            np.add((base + pos.astype(np.int64)[rv])[:, None], self._kint[:m], out=j)
+            np.take(flat, j, out=y, mode="clip")  # before a note's start or past its end: zeroed below
+        else:
+            # playback positions, wrapped into the loop for looping voices
+            np.multiply(speed[rv, None], self._k[:m], out=p)
+            p += pos[rv, None]
+            if loops:
+                span = np.where(looping, ll, FAR)[rv, None]
+                np.subtract(p, ls[rv, None], out=t)
+                t /= span
+                np.floor(t, out=t)
+                np.maximum(t, 0.0, out=t)
+                t *= span
+                p -= t
+            self._read(flat, stride, base, p, y)
         if loops:
             # crossfade: the read one loop earlier, weighted 0 before the last xfade samples of the loop, 1 at its end
             xf = np.where(looping, xf, 1.0)
-            np.subtract(p, np.where(looping, ls + ll - xf, FAR)[:, None], out=t)
-            t /= xf[:, None]
+            np.subtract(p, np.where(looping, ls + ll - xf, FAR)[rv, None], out=t)
+            t /= xf[rv, None]
             np.clip(t, 0.0, 1.0, out=w)
-            np.subtract(p, np.where(looping, ll, 0.0)[:, None], out=t)
-            y2 = self._y2[: v * m].reshape(v, m)
-            self._read(bank, idx, t, y2)
+            np.subtract(p, np.where(looping, ll, 0.0)[rv, None], out=t)
+            y2 = self._y2[: r * m].reshape(r, m)
+            self._read(flat, stride, base, t, y2)
             y2 -= y
             y2 *= w
             y += y2
+        if delayed:  # silence before a voice's start
+            np.subtract(self._k1[:m], delay[rv, None], out=t)
+            np.clip(t, 0.0, 1.0, out=w)
+            y *= w
         # the last end_fade samples of a note fade out (reading past the end gives zeros)
         near = ~looping & (end > length - 1 - self.end_fade)
         if near.any():
-            np.subtract(np.where(near, length - 1, FAR)[:, None], p, out=t)
+            if exact:
+                np.subtract(np.where(near, length - 1 - pos, FAR)[rv, None], self._k[:m], out=t)
+            else:
+                np.subtract(np.where(near, length - 1, FAR)[rv, None], p, out=t)
             t *= 1.0 / self.end_fade
             np.clip(t, 0.0, 1.0, out=w)
             y *= w
-        # release and fade envelopes: level x decay^(k+1)
+        # release and fade envelopes: level x decay^(k+1) (the level goes into the mix coefficients)
         level, log_decay = self.level[idx], self.log_decay[idx]
         if log_decay.any():
-            np.multiply(log_decay[:, None], self._k1[:m], out=t)
-            np.exp(t, out=t)
-            np.multiply(t, level[:, None], out=w)
+            env_at = self.env_at[idx]
+            kind = (log_decay == self.release_log) + 2 * (log_decay == self.fade_log)
+            table = self._env
+            np.take(table[:, :m], kind[rv], axis=0, out=w)
+            if env_at.any():  # a release or fade-out starting inside the stretch: steady until then
+                for row in np.flatnonzero(env_at[rv]).tolist():
+                    d = min(int(env_at[rv[row]]), m)  # later than this pass: steady throughout
+                    w[row, :d] = 1.0
+                    w[row, d:] = table[kind[rv[row]], : m - d]
             y *= w
-            level = level * np.exp(log_decay * m)
-            self.level[idx] = level
+            self.level[idx] = level * np.exp(log_decay * np.maximum(m - env_at, 0))
+            self.env_at[idx] = np.maximum(env_at - m, 0)
         # gains and the stereo mix
+        coef = (layers[rv, rl] * level[rv])[:, None]  # layer weight x level, per row
         ramp = self.ramp_left[idx]
         gain, target = self.gain[idx], self.target[idx]
         if ramp.any():
             # gains move linearly towards their targets, reaching them after ``ramp`` samples
-            r = np.maximum(ramp, 1).astype(np.float64)
-            np.minimum(self._k1[:m], r[:, None], out=t)
-            t /= r[:, None]
+            steps = np.maximum(ramp, 1).astype(np.float64)
+            np.minimum(self._k1[:m], steps[rv, None], out=t)
+            t /= steps[rv, None]
             mono = self._mono[:m]
             for c, mix in ((0, self.mix_l), (1, self.mix_r)):
-                np.multiply(t, (target[:, c] - gain[:, c])[:, None], out=w)
-                w += gain[:, c].astype(np.float32)[:, None]
+                np.multiply(t, (target[:, c] - gain[:, c])[rv, None] * coef, out=w)
+                w += (gain[:, c][rv, None] * coef).astype(np.float32)
                 w *= y
                 np.sum(w, axis=0, out=mono)
                 mix[a : a + m] += mono
-            step = np.minimum(m, ramp)
-            gain += (target - gain) * (step / r)[:, None]
-            ramp = ramp - step
+            done = np.minimum(m, ramp)
+            gain += (target - gain) * (done / steps)[:, None]
+            ramp = ramp - done
             gain[ramp <= 0] = target[ramp <= 0]
             self.gain[idx] = gain
             self.ramp_left[idx] = np.maximum(ramp, 0)
         else:
-            g = gain.T.astype(np.float32)  # (2, voices) x (voices, frames): one matrix product
+            g = (gain[rv] * coef).T.astype(np.float32)  # (2, rows) x (rows, frames): one matrix product
             out = self._stereo[: 2 * m].reshape(2, m)
             np.matmul(g, y, out=out)
             self.mix_l[a : a + m] += out[0]
@@ -333,31 +395,23 @@ class VoicePool:
             q = end - ls
             end = np.where(looping & (q >= 0), ls + np.mod(q, np.where(looping, ll, 1.0)), end)
         self.pos[idx] = end
-        ended = (~looping & (end >= length - 1)) | (level < SILENT)
+        if delayed:
+            self.delay[idx] = np.maximum(delay - m, 0)
+        ended = (~looping & (end >= length - 1)) | (self.level[idx] < SILENT)
         for i in idx[ended]:
             self.stop(int(i), bank)
 
-    def _read(self, bank, idx: np.ndarray, p: np.ndarray, out: np.ndarray) -> None:
-        """``out`` = the voices' layers at fractional positions ``p`` (linear interpolation), weighted."""
-        v, m = p.shape
-        i, j, frac, lo, hi = (x[: v * m].reshape(v, m) for x in (self._i, self._j, self._frac, self._lo, self._hi))
+    def _read(self, flat: np.ndarray, stride: int, base: np.ndarray, p: np.ndarray, out: np.ndarray) -> None:
+        """``out`` = each row's note (flat offset ``base``) at fractional positions ``p``, linearly interpolated."""
+        r, m = p.shape
+        i, j, frac, hi = (x[: r * m].reshape(r, m) for x in (self._i, self._j, self._frac, self._hi))
         np.copyto(i, p, casting="unsafe")  # truncation = floor for positions >= 0
-        np.clip(i, 0, bank.stride - 2, out=i)
+        np.clip(i, 0, stride - 2, out=i)
         np.subtract(p, i, out=frac)
-        flat = bank.data.reshape(-1)
-        stride = bank.stride
-        slots, weights = self.slot[idx], self.weight[idx]
-        out[...] = 0.0
-        for layer in (0, 1):
-            wl = weights[:, layer]
-            if not wl.any():
-                continue
-            np.add(i, (slots[:, layer] * stride)[:, None], out=j)
-            np.take(flat, j, out=lo, mode="clip")  # indices are in range; "raise" would buffer
-            j += 1
-            np.take(flat, j, out=hi, mode="clip")
-            hi -= lo
-            hi *= frac
-            lo += hi
-            lo *= wl[:, None]
-            out += lo
+        np.add(i, base[:, None], out=j)
+        np.take(flat, j, out=out, mode="clip")  # indices are in range; "raise" would buffer
+        j += 1
+        np.take(flat, j, out=hi, mode="clip")
+        hi -= out
+        hi *= frac
+        out += hi

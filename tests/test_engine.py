@@ -27,7 +27,7 @@ from engine_fixtures import (
     weightless_preset,
 )
 
-from sing_synth import dsp
+from sing_synth import dsp, voices
 from sing_synth import events as ev
 from sing_synth.channels import InstrumentMap
 from sing_synth.engine import DictNoteSource
@@ -58,12 +58,18 @@ def test_events_take_effect_at_their_exact_sample(block):
         assert first_sound(out) == frame
 
 
-def test_same_audio_whatever_the_block_size():
+@pytest.mark.parametrize("chunk", [voices.MAX_CHUNK, 100])
+def test_same_audio_whatever_the_block_size(chunk, monkeypatch):
+    """Block sizes and the pool's pass length (events inside later passes of a block) change nothing."""
+    monkeypatch.setattr(voices, "MAX_CHUNK", chunk)
     events = note(0.01, 60, 90, 0.3) + note(0.1, 64, 70, 0.5) + [(0.2, ev.PITCH_BEND, 0, 12000, 0)]
     events += [(0.25, ev.CONTROL, 0, ev.CC_PAN, 20), (0.3, ev.CONTROL, 0, ev.CC_VOLUME, 70)]
+    events += note(0.35, 67, 100, 0.2) + note(0.36, 60, 80, 0.1)  # a retrigger and notes inside one block
     a = run_engine(make_engine(), events, 1.2, block=37)
     b = run_engine(make_engine(), events, 1.2, block=4096)
+    c = run_engine(make_engine(max_block=8192), events, 1.2, block=8192)
     np.testing.assert_allclose(a, b, atol=1e-5)  # voices end at -80 dB at a block edge
+    np.testing.assert_allclose(a, c, atol=1e-5)
 
 
 def test_velocity_raises_loudness_monotonically():

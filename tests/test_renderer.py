@@ -1,5 +1,6 @@
 """The note renderer: batches, devices, output rate, resampling, velocity blending."""
 
+import os
 import numpy as np
 import pytest
 from engine_fixtures import one_thread, tiny_preset  # noqa: F401
@@ -64,3 +65,17 @@ def test_velocity_blend_is_continuous_and_documented():
         np.testing.assert_allclose(class_weights(v), expected, atol=1e-12)
     curve = np.array([class_weights(v) for v in np.arange(1, 127.01, 0.25)])
     assert np.abs(np.diff(curve, axis=0)).max() < 0.02  # no jumps: loudness follows velocity smoothly
+
+
+def test_free_cores_counts_busy_cores_and_honours_omp_num_threads(monkeypatch):
+    from sing_synth.renderer import free_cores
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    idle = free_cores()
+    assert idle == (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    monkeypatch.setattr(os, "getloadavg", lambda: (1000.0, 0.0, 0.0))
+    assert free_cores() == 1  # never below one thread
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert free_cores() == 1
