@@ -9,7 +9,6 @@ overrides), under ``torch.inference_mode``, in float32, bfloat16 (CPU or CUDA) o
 from __future__ import annotations
 
 import os
-
 from collections.abc import Sequence
 
 import numpy as np

@@ -1,6 +1,7 @@
 """The note renderer: batches, devices, output rate, resampling, velocity blending."""
 
 import os
+
 import numpy as np
 import pytest
 from engine_fixtures import one_thread, tiny_preset  # noqa: F401
