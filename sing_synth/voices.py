@@ -111,6 +111,8 @@ class VoicePool:
         self._hi = np.zeros(n * c, np.float32)
         self._w = np.zeros(n * c, np.float32)  # crossfade, fade, envelope or gain
         self._stereo = np.zeros(2 * c, np.float32)
+        for buf in (self._p, self._t, self._i, self._j, self._frac, self._y, self._y2, self._hi, self._w):
+            buf.fill(0)  # touch every page now: a first write in the audio callback would page-fault
         self._mono = np.zeros(c, np.float32)
         # envelope rows by kind (0 steady, 1 release, 2 fade-out): decay^(k+1), k = 0 .. c-1
         self._env = np.exp(np.outer([0.0, self.release_log, self.fade_log], self._k1)).astype(np.float32)

@@ -11,6 +11,7 @@ cycle, and JACK would shift one side by a period). ``bench/live.py`` uses them t
 from __future__ import annotations
 
 import contextlib
+import gc
 import glob
 import os
 import shutil
@@ -120,7 +121,7 @@ class MidiSender:
 
         self.client = jack.Client(name, no_start_server=True)
         self.port = self.client.midi_outports.register("out")
-        self._pending: list = []
+        self._queue: list = [[], 0]  # messages and the index of the next (no list shifting in the callback)
         self.sent = 0
         self.client.set_process_callback(self._process)
         self.client.activate()
@@ -128,11 +129,14 @@ class MidiSender:
     def _process(self, frames: int) -> None:
         self.port.clear_buffer()
         now = self.client.last_frame_time
-        pending = self._pending
-        while pending and pending[0][0] < now + frames:
-            at, data = pending.pop(0)
+        queue = self._queue  # [messages, index of the next one]: replaced whole by schedule()
+        pending, k = queue
+        while k < len(pending) and pending[k][0] < now + frames:
+            at, data = pending[k]
             self.port.write_midi_event(max(at - now, 0), data)
-            self.sent += 1
+            k += 1
+        self.sent += k - queue[1]
+        queue[1] = k
 
     def connect(self, substring: str) -> str:
         ports = [p.name for p in self.client.get_ports(is_midi=True, is_input=True) if substring in p.name]
@@ -142,11 +146,12 @@ class MidiSender:
 
     def schedule(self, events) -> None:
         """``events``: (absolute frame, bytes) pairs; replaces what is still pending."""
-        self._pending = sorted(((int(f), bytes(d)) for f, d in events), key=lambda e: e[0])
+        self._queue = [sorted(((int(f), bytes(d)) for f, d in events), key=lambda e: e[0]), 0]
 
     @property
     def done(self) -> bool:
-        return not self._pending
+        pending, k = self._queue
+        return k >= len(pending)
 
     def close(self) -> None:
         self.client.deactivate()
@@ -204,7 +209,11 @@ class Recorder:
         """Arm the recording (returns at once; ``finished`` is set when it is complete)."""
         self.finished.clear()
         self.audio = np.zeros((frames, 2), np.float32)
+        self.audio.fill(0.0)  # fault its pages in now, not in the callback (a 2 MB huge page every ~5 s)
         self.filled = 0
+        # this process's JACK callbacks must not run a long garbage collection: freeze what exists
+        # (no gc.collect() here: it would hold the GIL while the callbacks wait)
+        gc.freeze()
         self.start = int(start)
 
     def wait(self, timeout: float) -> np.ndarray:
