@@ -80,6 +80,8 @@ class NoteCache:
         self.rendered = 0  # statistics, plain ints
         self.loaded = 0
         self.corrupt = 0
+        self.threads: int | None = None  # torch threads for the renderer's next batches (None: as built)
+        self._threads_set: int | None = None
         self.dropped = 0  # notes not kept: memory full of notes being played (they stay on disk)
         self.error: BaseException | None = None
 
@@ -220,6 +222,10 @@ class NoteCache:
                 missing = [k for k in batch if not self._load(k)]
                 renderer = self._renderer() if missing else None
                 if renderer is not None:
+                    want = self.threads
+                    if want and want != self._threads_set and hasattr(renderer, "set_threads"):
+                        renderer.set_threads(want)  # in this thread: torch's thread settings are per thread
+                        self._threads_set = want
                     for key, wav in zip(missing, renderer.render(missing)):
                         self._store(key, wav)
                         self.rendered += 1

@@ -47,7 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--cache-memory", type=float, default=2.0, help="memory for rendered notes, GiB (default 2)")
     g.add_argument(
-        "--threads", type=int, default=1, help="torch threads of the renderer (default 1: a core stays free for audio)"
+        "--threads", type=int, default=1,
+        help="torch threads of the renderer while playing (default 1: a core stays free for audio; start-up uses the free cores)",
     )
     p.add_argument("--ready-file", metavar="PATH", help="create this file once the instrument is playing")
 
@@ -138,10 +139,12 @@ def run(args) -> int:
     rate = int(args.rate or device["rate"])
 
     def make_renderer():
-        from .renderer import NoteRenderer  # torch: only in the renderer thread
+        from .renderer import NoteRenderer, free_cores  # torch: only in the renderer thread
 
+        # until ready nothing else runs here: render with every free core, then with --threads
         return NoteRenderer(
-            preset, device=args.model_device, precision=args.precision, output_rate=rate, threads=args.threads
+            preset, device=args.model_device, precision=args.precision, output_rate=rate,
+            threads=max(args.threads, free_cores()),
         )
 
     old_term = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM during the warm-up: like Ctrl-C
@@ -163,6 +166,7 @@ def run(args) -> int:
             cache.prefetch(kit.id, level=2)
         cache.wait(keys, progress=Bar(f"notes of {first.name}"), model=True)  # the model too: no build while playing
         ready_s = time.perf_counter() - t_start
+        cache.threads = args.threads  # from the next batch on: a core stays free for the audio thread
         sys.setswitchinterval(0.0005)  # the audio callback waits less for the GIL
         gc.collect()
         gc.freeze()  # what start-up made is never scanned again: no long collection in the audio thread

@@ -84,6 +84,10 @@ class NoteRenderer:
         self.model = model.to(self.device, self.dtype).eval()
         self.ids = {i.id for i in preset.instruments}
 
+    def set_threads(self, threads: int) -> None:
+        """Torch intra-op threads for the calls made from now on by the calling thread."""
+        torch.set_num_threads(int(threads))
+
     @property
     def note_samples(self) -> int:
         """Length of a rendered note at the output rate."""

@@ -114,3 +114,29 @@ def test_memory_stays_within_its_budget_and_keeps_played_notes(tiny_preset, tmp_
         assert again.wait([(0, 61, 3)], timeout=10)
     finally:
         again.stop()
+
+
+def test_renderer_threads_change_in_the_renderer_thread(tiny_preset, tmp_path):  # noqa: F811
+    """Start-up renders with every free core; once playing, the live session asks for fewer."""
+    import threading
+
+    class Renderer:
+        calls: list = []
+
+        def render(self, keys):
+            return [np.zeros(100, np.float32) for _ in keys]
+
+        def set_threads(self, n):
+            Renderer.calls.append((threading.current_thread().name, n))
+
+    cache = NoteCache(tiny_preset, 22050, Renderer(), cache_dir=tmp_path).start()
+    try:
+        cache.schedule([(0, 60, 3)])
+        assert cache.wait([(0, 60, 3)], timeout=10)
+        assert Renderer.calls == []  # as built until told otherwise
+        cache.threads = 1
+        cache.schedule([(0, 61, 3), (0, 62, 3)])
+        assert cache.wait([(0, 61, 3), (0, 62, 3)], timeout=10)
+        assert Renderer.calls == [("sing-synth-renderer", 1)]  # once, in the renderer thread
+    finally:
+        cache.stop()
