@@ -48,7 +48,7 @@ class NoteBank:
         return self.data.shape[1]
 
     @property
-    def free(self) -> int:
+    def free_slots(self) -> int:
         """Slots ready for a new note (retired ones that are no longer played included)."""
         self._reclaim()
         return len(self._free)
@@ -56,7 +56,13 @@ class NoteBank:
     def add(self, wav: np.ndarray) -> int:
         """Copy a note into a free slot and return the slot, or -1 when the bank is full."""
         wav = np.asarray(wav, dtype=np.float32).reshape(-1)
-        n = len(wav)
+        slot = self.alloc(len(wav))
+        if slot > 0:
+            self.data[slot, : len(wav)] = wav
+        return slot
+
+    def alloc(self, n: int) -> int:
+        """A free slot for a note of ``n`` samples (zeros; the caller writes them), or -1 when full."""
         if n > self.length:
             if not self.growable:
                 raise ValueError(f"note of {n} samples in a bank of {self.length}-sample notes")
@@ -68,11 +74,13 @@ class NoteBank:
                 return -1
             self._resize(2 * self.capacity, self.length)
         slot = self._free.pop()
-        row = self.data[slot]
-        row[:n] = wav
-        row[n:] = 0.0
+        self.data[slot, n:] = 0.0
         self.lengths[slot] = n
         return slot
+
+    def free(self, slot: int) -> None:
+        """Give back a slot whose number was never handed out (e.g. a note that failed to load)."""
+        self._free.append(slot)
 
     def note(self, slot: int) -> np.ndarray:
         """A read-only view of the note in ``slot``."""

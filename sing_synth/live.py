@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import os
 import signal
 import sys
@@ -132,6 +133,8 @@ def run(args) -> int:
         raise ConfigError(f"--cache-memory {args.cache_memory:g}: give a positive number of GiB")
     latency = _latency(args.latency)
     t_start = time.perf_counter()
+    # torch takes about a second to import: start now, while the ports and the device are opened
+    threading.Thread(target=importlib.import_module, args=("sing_synth.renderer",), daemon=True).start()
     preset = presets.load(args.preset)
     instrument = preset.instrument(args.instrument) if args.instrument else None
     port = check_input(args.midi_in, args.virtual, args.midi_api, args.channel)

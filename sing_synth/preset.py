@@ -21,6 +21,8 @@ import yaml
 
 from .errors import InstrumentError, PresetError
 
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's safe loader: 7x faster, same rules
+
 FORMAT = "sing-synth-preset"
 FORMAT_VERSION = 1
 DEFAULT_PRESET = "sing-gm"
@@ -241,11 +243,11 @@ def resolve(name_or_path: str | os.PathLike | None = None) -> Path:
 
 def load(name_or_path: str | os.PathLike | None = None) -> Preset:
     """Read and validate ``preset.yaml`` (the weights are verified when the model is loaded)."""
-    from .model import SingConfig
+    from .config import SingConfig
 
     path = resolve(name_or_path)
     try:
-        data = yaml.safe_load((path / YAML_FILE).read_text())
+        data = yaml.load((path / YAML_FILE).read_text(), Loader=SAFE_LOADER)
     except yaml.YAMLError as exc:
         raise PresetError(f"{path / YAML_FILE} is not valid YAML ({str(exc).splitlines()[0]}); fix or re-export it") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:

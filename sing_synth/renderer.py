@@ -71,6 +71,7 @@ class NoteRenderer:
         threads: int | None = None,
     ):
         self.preset = preset
+        self.threads = int(threads) if threads else None  # the thread that renders applies it (set_threads)
         if threads:
             # Process-wide. On a busy machine (or beside a live audio thread) fewer intra-op
             # threads than cores avoids stalls where one thread waits for a descheduled other.

@@ -40,9 +40,9 @@ def test_a_retired_slot_waits_for_its_voices_and_two_blocks():
     assert bank.add(np.zeros(4)) == 1
     bank.retire(1)
     bank.epoch += 1
-    assert bank.free == 0  # a lookup made just before retiring may not have registered yet
+    assert bank.free_slots == 0  # a lookup made just before retiring may not have registered yet
     bank.epoch += 1
-    assert bank.free == 1
+    assert bank.free_slots == 1
 
 
 def test_growable_bank_keeps_slots_when_it_grows():
