@@ -278,6 +278,14 @@ class Engine:
                 return False
             self._note_off(ch, a, at)
             return True
+        if kind == ev.PITCH_BEND:
+            c = self.channels[ch]
+            old = c.bend
+            c.bend = a
+            if not pool.set_speed(pool.voices(channel=ch), c.bend_factor(), at):
+                c.bend = old
+                return False
+            return True
         return False
 
     def _apply(self, kind: int, ch: int, a: int, b: int, offset: int) -> None:
@@ -426,9 +434,7 @@ class Engine:
             self.pool.set_gain(i, gl, gr)
 
     def _update_rates(self, c: Channel) -> None:
-        pool = self.pool
-        idx = pool.voices(channel=c.index)
-        pool.speed[idx] = pool.ratio[idx] * c.bend_factor()
+        self.pool.set_speed(self.pool.voices(channel=c.index), c.bend_factor())
 
 
 def peak_dbfs(x: np.ndarray) -> float:

@@ -82,6 +82,8 @@ class VoicePool:
         # of rendering every voice up to their sample.
         self.delay = np.zeros(n, np.int64)
         self.env_at = np.zeros(n, np.int64)
+        self.speed_at = np.full(n, -1, np.int64)  # a pitch-bend change: the new speed from this frame (-1: none)
+        self.speed_to = np.ones(n, np.float64)
         self.gain = np.zeros((n, 2), np.float64)  # current left/right gains
         self.target = np.zeros((n, 2), np.float64)
         self.ramp_left = np.zeros(n, np.int64)
@@ -187,6 +189,7 @@ class VoicePool:
         self.log_decay[i] = 0.0
         self.delay[i] = delay
         self.env_at[i] = 0
+        self.speed_at[i] = -1
         self.ramp_left[i] = 0
         self.looping[i] = False
         self.can_loop[i] = False
@@ -249,6 +252,19 @@ class VoicePool:
         self.log_decay[i] = self.fade_log
         self.env_at[i] = at
 
+    def set_speed(self, voices: np.ndarray, bend: float, at: int = 0) -> bool:
+        """Pitch bend: playback speed ratio x ``bend`` from ``at`` frames into the next stretch.
+        False (nothing changed) when one of the voices already has a speed change pending."""
+        if at > 0:
+            if (self.speed_at[voices] >= 0).any():
+                return False
+            self.speed_to[voices] = self.ratio[voices] * bend
+            self.speed_at[voices] = at
+        else:
+            self.speed[voices] = self.ratio[voices] * bend
+            self.speed_at[voices] = -1
+        return True
+
     def steady(self, voices: np.ndarray) -> bool:
         """Whether these voices can take a change inside the next stretch: sounding from its start,
         not decaying and with no change pending."""
@@ -292,6 +308,13 @@ class VoicePool:
             pos = pos - speed * delay  # where the voice would be at frame 0 (masked below)
         else:
             end = pos + speed * m
+        speed_at = self.speed_at[idx]
+        bent = speed_at >= 0
+        bends = bool(bent.any())
+        if bends:  # a pitch-bend change inside this stretch: the new speed from speed_at on
+            change = np.where(bent & (speed_at < m), self.speed_to[idx] - speed, 0.0)
+            bend_at = np.where(bent, speed_at, m)
+            end = end + change * np.maximum(m - bend_at, 0)
         ls, ll, xf = self.loop_start[idx], self.loop_len[idx], self.xfade[idx]
         looping = self.looping[idx]
         looping |= self.can_loop[idx] & (self.state[idx] <= SUSTAINED) & (end >= ls + ll - xf)
@@ -301,7 +324,7 @@ class VoicePool:
         j = self._j[: r * m].reshape(r, m)
         flat = bank.data.reshape(-1)
         # whole-sample steps from whole-sample positions (no bend, no re-pitch): one read, no interpolation
-        exact = not loops and bool(np.all(speed == 1.0)) and bool(np.all(pos == np.floor(pos)))
+        exact = not loops and not bends and bool(np.all(speed == 1.0)) and bool(np.all(pos == np.floor(pos)))
         if exact and m >= SLICE_FRAMES:  # long stretches (offline): copy each row's samples as a slice
             size = len(flat)
             for row, o in enumerate((base + pos.astype(np.int64)[rv]).tolist()):
@@ -314,6 +337,11 @@ class VoicePool:
             # playback positions, wrapped into the loop for looping voices
             np.multiply(speed[rv, None], self._k[:m], out=p)
             p += pos[rv, None]
+            if bends:
+                np.subtract(self._k[:m], bend_at[rv, None], out=t)
+                np.maximum(t, 0.0, out=t)
+                t *= change[rv, None]
+                p += t
             if loops:
                 span = np.where(looping, ll, FAR)[rv, None]
                 np.subtract(p, ls[rv, None], out=t)
@@ -399,6 +427,10 @@ class VoicePool:
         self.pos[idx] = end
         if delayed:
             self.delay[idx] = np.maximum(delay - m, 0)
+        if bends:
+            now = bent & (speed_at < m)
+            self.speed[idx[now]] = self.speed_to[idx[now]]
+            self.speed_at[idx] = np.where(now, -1, np.where(bent, speed_at - m, -1))
         ended = (~looping & (end >= length - 1)) | (self.level[idx] < SILENT)
         for i in idx[ended]:
             self.stop(int(i), bank)

@@ -65,6 +65,7 @@ def test_same_audio_whatever_the_block_size(chunk, monkeypatch):
     events = note(0.01, 60, 90, 0.3) + note(0.1, 64, 70, 0.5) + [(0.2, ev.PITCH_BEND, 0, 12000, 0)]
     events += [(0.25, ev.CONTROL, 0, ev.CC_PAN, 20), (0.3, ev.CONTROL, 0, ev.CC_VOLUME, 70)]
     events += note(0.35, 67, 100, 0.2) + note(0.36, 60, 80, 0.1)  # a retrigger and notes inside one block
+    events += [(0.4, ev.PITCH_BEND, 0, 9000, 0), (0.4005, ev.PITCH_BEND, 0, 7000, 0)]  # two bends in one stretch
     a = run_engine(make_engine(), events, 1.2, block=37)
     b = run_engine(make_engine(), events, 1.2, block=4096)
     c = run_engine(make_engine(max_block=8192), events, 1.2, block=8192)
