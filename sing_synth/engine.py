@@ -203,7 +203,7 @@ class Engine:
                     pool.render(self.source.bank, done, offset)
                     done = offset
                     splits += 1
-            self._apply(e[1], e[2], e[3], e[4], 0)
+            self._apply(e[1], e[2], e[3], e[4])
         pool.render(self.source.bank, done, n)
         bank = self.source.bank
         if bank is not None:
@@ -288,15 +288,16 @@ class Engine:
             return True
         return False
 
-    def _apply(self, kind: int, ch: int, a: int, b: int, offset: int) -> None:
+    def _apply(self, kind: int, ch: int, a: int, b: int) -> None:
+        """Apply an event at the voices' render point (they have been rendered up to its sample)."""
         if kind == ev.NOTE_ON and b > 0:
-            self._note_on(ch, a, b, offset)
+            self._note_on(ch, a, b, 0)
         elif kind == ev.NOTE_ON:  # velocity 0 is a note-off
-            self._note_off(ch, a, offset)
+            self._note_off(ch, a, 0)
         elif kind == ev.NOTE_OFF:
-            self._note_off(ch, a, offset)
+            self._note_off(ch, a, 0)
         elif kind == ev.CONTROL:
-            self._control(ch, a, b, offset)
+            self._control(ch, a, b)
         elif kind == ev.PROGRAM:
             c = self.channels[ch]
             c.program = a
@@ -375,7 +376,7 @@ class Engine:
         else:
             pool.release(i, at)
 
-    def _control(self, ch: int, cc: int, value: int, offset: int) -> None:
+    def _control(self, ch: int, cc: int, value: int) -> None:
         c = self.channels[ch]
         pool = self.pool
         if cc == ev.CC_SUSTAIN:

@@ -73,8 +73,10 @@ class NoteRenderer:
         self.preset = preset
         self.threads = int(threads) if threads else None  # the thread that renders applies it (set_threads)
         if threads:
-            # Process-wide. On a busy machine (or beside a live audio thread) fewer intra-op
-            # threads than cores avoids stalls where one thread waits for a descheduled other.
+            # For the calling thread (OpenMP settings are per thread): a renderer built in one
+            # thread and used in another gets ``set_threads(self.threads)`` there (NoteCache does).
+            # On a busy machine (or beside a live audio thread) fewer intra-op threads than cores
+            # avoids stalls where one thread waits for a descheduled other.
             torch.set_num_threads(int(threads))
         self.device = pick_device(device)
         self.dtype = pick_dtype(precision, self.device)
