@@ -46,7 +46,10 @@ def main(argv=None) -> int:
             recipe = load_recipe(args.recipe)
             trainer = Trainer(recipe, args.run_dir or f"runs/{recipe.name}")
             t0 = time.time()
-            done = trainer.fit(max_minutes=args.max_minutes)
+            try:
+                done = trainer.fit(max_minutes=args.max_minutes)
+            finally:
+                trainer.close()
             print(f"{'finished' if done else 'stopped'} after {time.time() - t0:.0f} s; run in {trainer.run_dir}")
             if done and args.export and trainer.main:
                 from .export import export

@@ -79,7 +79,8 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
-        if self.world > 1 and not dist.is_initialized():
+        self._own_group = self.world > 1 and not dist.is_initialized()
+        if self._own_group:
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         if torch.cuda.is_available():
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
@@ -222,6 +223,12 @@ class Trainer:
         if self.world > 1:
             module = DistributedDataParallel(module)
         return module, params
+
+    def close(self) -> None:
+        """Leave the process group this trainer joined (exiting without it, gloo's threads may abort)."""
+        if self._own_group and dist.is_initialized():
+            dist.destroy_process_group()
+        self._own_group = False
 
     def _request_stop(self, *_):
         self.stop_requested = True
