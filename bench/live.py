@@ -63,7 +63,7 @@ def callback_cost(voices: int, block: int, blocks: int, paced: bool = True) -> n
     )
     t = np.arange(4 * RATE) / RATE
     tone = (0.05 * (np.sin(2 * np.pi * 220 * t) + 0.5 * np.sin(2 * np.pi * 440 * t))).astype(np.float32)
-    source = DictNoteSource({(0, p, v): tone for p in range(128) for v in range(5)})
+    source = DictNoteSource({(0, p, v): tone for p in range(128) for v in range(5)}, rate=RATE)
     engine = Engine(preset, source, rate=RATE, polyphony=128, max_block=block)
     keys = sorted(range(128), key=lambda k: abs(k - 64))[:voices]  # the middle of the keyboard outwards
     for key in keys:

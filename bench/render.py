@@ -83,7 +83,7 @@ def main() -> int:
         make_song(song, args.minutes)
         preset = presets.load(args.preset) if args.preset else untrained_preset(work, args.size)
         kw = dict(rate=args.rate, block=args.block, device=args.device, precision=args.precision)
-        source = DictNoteSource()
+        source = DictNoteSource(rate=args.rate)
         rss0 = peak_rss_mib()
         cold = render_file(song, work / "cold.wav", preset, source=source, batch_size=args.batch_size, **kw)
         rss_cold = peak_rss_mib()

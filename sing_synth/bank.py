@@ -7,6 +7,13 @@ stored in the bank, not as separate arrays, and a note source hands out slot num
 Slot 0 is silence (a voice layer that is not used points there). Each row holds ``length``
 samples followed by zeros, so reading one sample past a note's end is safe.
 
+Sustain loops: a held key longer than the generated note keeps sounding for sustaining notes by
+looping a whole number of periods of the note's pitch from its steady part. The writer of a slot
+places the loop (:meth:`set_loop`) before publishing it and bakes the loop's crossfade into the
+samples just before the loop end (as samplers do), so a looping voice reads the slot linearly
+and jumps back by the loop length, with no second read and no crossfade arithmetic per block.
+The baked part blends two stretches of the same steady sound, a whole number of periods apart.
+
 Sharing with the audio thread (live play): a writer (the cache's renderer thread) fills a free
 slot and only then publishes its number; to drop a note it unpublishes the number first and
 :meth:`retire` s the slot. The audio thread counts the voices playing each slot (``users``) and
@@ -20,6 +27,10 @@ from __future__ import annotations
 import numpy as np
 
 PAD = 2  # zero samples after each note: interpolation may read one past the end
+# The model's notes are 4 s with the key held 3 s (NSynth): the steady part lies before that.
+LOOP_START, LOOP_END = 0.40, 0.70  # fractions of the note length
+SUSTAIN_DROP = 0.25  # a note is "sustaining" when its level at LOOP_END is within -12 dB of its body
+XFADE = 0.1  # seconds of loop crossfade (at most a third of the loop)
 
 
 class NoteBank:
@@ -34,6 +45,8 @@ class NoteBank:
         self.data = np.zeros((int(capacity) + 1, self.length + PAD), np.float32)
         self.lengths = np.zeros(int(capacity) + 1, np.int64)
         self.users = np.zeros(int(capacity) + 1, np.int32)  # voices playing each slot (audio thread)
+        self.loop_end = np.zeros(int(capacity) + 1, np.int64)  # sustain loop [end - len, end); len 0: none
+        self.loop_len = np.zeros(int(capacity) + 1, np.int64)
         self.epoch = 0  # blocks processed by the engine playing this bank (audio thread)
         self.attached = False  # set by the voice pool on its first block
         self._free = list(range(int(capacity), 0, -1))  # pop() hands out the lowest slot
@@ -76,7 +89,39 @@ class NoteBank:
         slot = self._free.pop()
         self.data[slot, n:] = 0.0
         self.lengths[slot] = n
+        self.loop_len[slot] = 0
         return slot
+
+    def set_loop(self, slot: int, pitch: float, rate: int) -> bool:
+        """Place the sustain loop of the note in ``slot`` (MIDI ``pitch`` at ``rate`` Hz) when the
+        note sustains, and bake its crossfade; call it after writing the note, before publishing it."""
+        self.loop_len[slot] = 0
+        n = int(self.lengths[slot])
+        if n < rate // 2:
+            return False
+        start, end = int(LOOP_START * n), int(LOOP_END * n)
+        win = min(2048, (end - start) // 4)
+        x = self.data[slot]
+        body = x[int(0.15 * n) : int(0.15 * n) + win]
+        tail = x[end - win : end]
+        e_body, e_tail = float(np.dot(body, body)), float(np.dot(tail, tail))
+        if e_body <= 0.0 or e_tail < e_body * SUSTAIN_DROP * SUSTAIN_DROP:
+            return False  # a decaying note dies away with its sample
+        period = rate / (440.0 * 2.0 ** ((pitch - 69.0) / 12.0))
+        length = end - start
+        if period < length / 2:
+            length = int(round(max(1, round(length / period)) * period))
+        xfade = min(int(XFADE * rate), length // 3)
+        if xfade < 16 or end - length < xfade:
+            return False
+        # the last xfade samples before the loop end fade into the xfade samples before its start,
+        # so that the jump back from the end lands where the fade has arrived
+        w = np.arange(xfade, dtype=np.float32) / np.float32(xfade)
+        seg = x[end - xfade : end]
+        seg += w * (x[end - length - xfade : end - length] - seg)
+        self.loop_end[slot] = end
+        self.loop_len[slot] = length
+        return True
 
     def free(self, slot: int) -> None:
         """Give back a slot whose number was never handed out (e.g. a note that failed to load)."""
@@ -113,5 +158,10 @@ class NoteBank:
         users = np.zeros(capacity + 1, np.int32)
         users[: len(old)] = self.users
         self.users = users
+        for name in ("loop_end", "loop_len"):
+            old_loop = getattr(self, name)
+            new_loop = np.zeros(capacity + 1, np.int64)
+            new_loop[: len(old_loop)] = old_loop
+            setattr(self, name, new_loop)
         self._free = sorted(set(self._free) | set(range(len(old), capacity + 1)), reverse=True)
         self.length = length

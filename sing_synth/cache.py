@@ -265,6 +265,7 @@ class NoteCache:
         return slot
 
     def _publish(self, key, slot: int) -> None:
+        self.bank.set_loop(slot, key[1], self.rate)
         old = self.slots.get(key)
         self.slots[key] = slot  # the audio thread may play it from now on
         if old is not None:

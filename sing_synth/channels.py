@@ -151,8 +151,9 @@ class Channel:
         theta = (max(self.pan, 1) - 1) / 126.0 * (math.pi / 2)
         return g * math.cos(theta), g * math.sin(theta)
 
-    def bend_factor(self) -> float:
-        """Playback-rate factor of the current pitch bend (full scale = ``bend_range`` semitones)."""
-        d = self.bend - ev.BEND_CENTER
+    def bend_factor(self, bend: int | None = None) -> float:
+        """Playback-rate factor of the pitch bend ``bend`` (default: the current one; full scale =
+        ``bend_range`` semitones)."""
+        d = (self.bend if bend is None else bend) - ev.BEND_CENTER
         semis = self.bend_range * (d / 8191.0 if d > 0 else d / 8192.0)
         return 2.0 ** (semis / 12.0)

@@ -9,8 +9,8 @@ and work bounded by the polyphony limit whatever arrives on MIDI: at most ``max_
 are applied per block (the rest wait for the next one), the voices are rendered in at most
 ``max_splits + 1`` stretches per block (a flood of events at more distinct samples than that
 applies the rest at the last split), and all voices are mixed together by a fixed number of
-NumPy calls (see ``voices``). The scratch matrices are made in ``__init__``; NumPy's own small
-casting buffers (bounded by its buffer size) are the only allocations.
+NumPy calls (see ``voices``). Every array it works in is made in ``__init__``: what a block
+allocates is Python's and NumPy's small change (scalars, a reduction's few hundred bytes).
 
 Channel 10 (index 9) plays the preset's drum kit. ``instrument`` overrides the General MIDI
 program of every melodic channel. Pitches outside an instrument's playable range are played
@@ -52,9 +52,11 @@ class NoteSource(Protocol):
 
 
 class DictNoteSource:
-    """A :class:`NoteSource` over notes rendered in advance (offline rendering, tests), in a growable bank."""
+    """A :class:`NoteSource` over notes rendered in advance (offline rendering, tests), in a growable
+    bank; ``rate`` is the notes' sample rate (the engine's), for their sustain loops."""
 
-    def __init__(self, notes: dict | None = None) -> None:
+    def __init__(self, notes: dict | None = None, rate: int = 44100) -> None:
+        self.rate = int(rate)
         self.bank: NoteBank | None = None
         self.slots: dict[tuple[int, int, int], int] = {}
         self._pitches: dict[tuple[int, int], list[int]] = {}
@@ -72,7 +74,9 @@ class DictNoteSource:
         else:
             self._pitches.setdefault((key[0], key[2]), []).append(key[1])
             self._pitches[(key[0], key[2])].sort()
-        self.slots[key] = self.bank.add(wav)
+        slot = self.bank.add(wav)
+        self.bank.set_loop(slot, key[1], self.rate)
+        self.slots[key] = slot
 
     def __contains__(self, key) -> bool:
         return tuple(key) in self.slots
@@ -131,6 +135,8 @@ class Engine:
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
+        if getattr(source, "rate", rate) != rate:
+            raise ValueError(f"the note source holds {source.rate} Hz notes for a {rate} Hz engine")
         imap = instruments if isinstance(instruments, InstrumentMap) else InstrumentMap(instruments, instrument)
         self.imap = imap
         self.source = source
@@ -184,8 +190,7 @@ class Engine:
 
     def _process_chunk(self, out: np.ndarray, n: int) -> None:
         pool = self.pool
-        pool.mix_l[:n] = 0.0
-        pool.mix_r[:n] = 0.0
+        pool.mix[:, :n] = 0.0
         end = self.frame + n
         q, e = self.queue, self._ev
         budget = self.max_events
@@ -214,8 +219,8 @@ class Engine:
 
     def _limit(self, out: np.ndarray, n: int) -> None:
         """Master gain, a peak limiter riding the gain per block, then a tanh knee that never exceeds 1."""
-        left, right = self.pool.mix_l[:n], self.pool.mix_r[:n]
-        peak = max(float(left.max()), -float(left.min()), float(right.max()), -float(right.min())) * self.gain
+        mix = self.pool.mix[:, :n]
+        peak = max(float(mix.max()), -float(mix.min())) * self.gain
         g0 = self._lim_gain
         target = self.threshold / peak if peak > self.threshold else 1.0
         if target < g0:
@@ -224,25 +229,24 @@ class Engine:
             g1 = g0 + (target - g0) * (1.0 - math.exp(-n / (self._lim_release * self.rate)))
         self._lim_gain = g1
         if g0 == g1:
-            left *= self.gain * g0
-            right *= self.gain * g0
+            mix *= self.gain * g0
         else:
             ramp = self._t[:n]
             np.multiply(self._ramp[:n], (g1 - g0) / n, out=ramp)
             ramp += g0
             ramp *= self.gain
-            left *= ramp
-            right *= ramp
+            mix[0] *= ramp
+            mix[1] *= ramp
         if peak * max(g0, g1) > self.threshold:
-            for x in (left, right):
+            for x in mix:
                 self._knee(x)
-        if out.shape[1] >= 2:
-            np.copyto(out[:, 0], left)
-            np.copyto(out[:, 1], right)
-            if out.shape[1] > 2:
-                out[:, 2:] = 0.0
+        if out.shape[1] == 2:
+            np.copyto(out, mix.T)
+        elif out.shape[1] > 2:
+            np.copyto(out[:, :2], mix.T)
+            out[:, 2:] = 0.0
         else:
-            np.add(left, right, out=out[:, 0])
+            np.add(mix[0], mix[1], out=out[:, 0])
             out[:, 0] *= 0.70710677
 
     def _knee(self, x: np.ndarray) -> None:
@@ -266,7 +270,7 @@ class Engine:
         them up to it first, when the voices it changes allow it (see ``VoicePool.steady``)."""
         pool = self.pool
         if kind == ev.NOTE_ON and b > 0:
-            if pool.sounding() >= pool.polyphony or pool.active.all():  # it would steal a voice
+            if pool.sounding() >= pool.polyphony or pool.n >= pool.size:  # it would steal a voice
                 return False
             same = pool.voices(channel=ch, key=a)
             if not pool.steady(same[pool.state[same] != FADING]):
@@ -280,11 +284,9 @@ class Engine:
             return True
         if kind == ev.PITCH_BEND:
             c = self.channels[ch]
-            old = c.bend
-            c.bend = a
-            if not pool.set_speed(pool.voices(channel=ch), c.bend_factor(), at):
-                c.bend = old
+            if not pool.set_bend(ch, c.bend_factor(a), at):
                 return False
+            c.bend = a
             return True
         return False
 
@@ -318,6 +320,7 @@ class Engine:
                 self._all_sound_off(c.index)
                 c.reset_all()
                 c.instrument = self.imap.resolve(c.index, c.program, c.bank_msb, c.bank_lsb)
+                self._update_rates(c)
 
     def _note_on(self, ch: int, key: int, velocity: int, at: int) -> None:
         c = self.channels[ch]
@@ -357,8 +360,7 @@ class Engine:
         i, stolen = pool.allocate(now, bank)
         self.voices_stolen += stolen
         pool.start(i, ch, key, now, delay=at)
-        pool.set_layers(i, bank, x0, wlo, x1, whi, ratio, c.bend_factor())
-        pool.setup_loop(i, bank, key, allowed=not c.drums)
+        pool.set_layers(i, bank, x0, wlo, x1, whi, ratio, loop=not c.drums)
         gl, gr = c.gains()
         pool.set_gain(i, gl, gr, immediate=True)
         self.notes_played += 1
@@ -435,7 +437,7 @@ class Engine:
             self.pool.set_gain(i, gl, gr)
 
     def _update_rates(self, c: Channel) -> None:
-        self.pool.set_speed(self.pool.voices(channel=c.index), c.bend_factor())
+        self.pool.set_bend(c.index, c.bend_factor())
 
 
 def peak_dbfs(x: np.ndarray) -> float:

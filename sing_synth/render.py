@@ -140,6 +140,8 @@ def render_file(
     """
     t_start = time.perf_counter()
     _check_options(rate, polyphony, gain, block, tail)
+    if source is not None and source.rate != rate:
+        raise ConfigError(f"the note source holds {source.rate} Hz notes but the render is at {rate} Hz")
     midi_path = Path(midi_path)
     out = Path(out_path) if out_path is not None else default_output(midi_path)
     fmt = fmt or "pcm16"
@@ -167,7 +169,7 @@ def render_file(
         log.warning("%s has no notes: the output is silent", midi_path.name)
 
     needed = midi_file.needed_notes(song, imap)
-    source = source if source is not None else DictNoteSource()
+    source = source if source is not None else DictNoteSource(rate=rate)
     t_notes = time.perf_counter()
     rendered = 0
     if source.missing(needed):
@@ -264,7 +266,7 @@ def _mix(engine: Engine, song, writer, block: int, tail: float, threshold_db: fl
 
 
 def _any_active(engine: Engine) -> bool:
-    return bool(engine.pool.active.any())
+    return engine.pool.n > 0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -67,8 +67,7 @@ class HarmonicSource(DictNoteSource):
     """The notes of :func:`harmonic_note`, made on first use (a deterministic, pitched NoteSource)."""
 
     def __init__(self, rate: int = RATE) -> None:
-        super().__init__()
-        self.rate = rate
+        super().__init__(rate=rate)
 
     def missing(self, keys) -> list:
         return []  # every note is made on demand

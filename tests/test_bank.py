@@ -59,10 +59,10 @@ def test_voices_register_the_slots_they_play():
     engine.push(ev.NOTE_ON, 0, 60, 100, 0)
     engine.process(np.zeros((256, 2), np.float32))
     bank = source.bank
-    playing = [int(s) for s in engine.pool.slot[engine.pool.active].ravel() if s > 0]
+    playing = [int(s) for s in engine.pool.slot[: engine.pool.n].ravel() if s > 0]
     assert playing and all(bank.users[s] == 1 for s in playing) and bank.epoch == 1
     run_engine(engine, [(0.0, ev.NOTE_OFF, 0, 60, 0)], 1.0)
-    assert not engine.pool.active.any() and not bank.users.any()
+    assert engine.pool.n == 0 and not bank.users.any()
 
 
 def test_events_at_more_samples_than_splits_all_apply():
@@ -71,3 +71,33 @@ def test_events_at_more_samples_than_splits_all_apply():
     out = run_engine(engine, events, 0.3, block=512)
     assert engine.notes_played == 12 and engine.pool.keys() == list(range(48, 60))
     assert np.abs(out[:2000]).max() > 0.01
+
+
+def test_a_sustaining_note_gets_a_loop_with_its_crossfade_baked_in():
+    rate = 8000
+    n = 4 * rate
+    t = np.arange(n) / rate
+    rng = np.random.default_rng(1)
+    steady = (0.3 * rng.standard_normal(n)).astype(np.float32)
+    bank = NoteBank(n, 2)
+    slot = bank.add(steady)
+    assert bank.set_loop(slot, 69, rate)
+    end, length = int(bank.loop_end[slot]), int(bank.loop_len[slot])
+    start = end - length
+    period = rate / 440.0
+    assert abs(length / period - round(length / period)) * period <= 0.5  # whole periods, to the sample
+    assert 0 < start < end < n
+    x = bank.data[slot]
+    changed = np.flatnonzero(x[:n] != steady)
+    xfade = len(changed) + 1  # its first sample has weight 0
+    assert changed[0] == end - xfade + 1 and changed[-1] == end - 1  # only the samples before the loop end
+    # they fade into the samples before the loop start: the jump back lands where the fade arrived
+    u = np.arange(xfade) / xfade
+    want = steady[end - xfade : end] + u * (steady[start - xfade : start] - steady[end - xfade : end])
+    np.testing.assert_allclose(x[end - xfade : end], want, atol=1e-6)
+    assert abs(x[end - 1] - steady[start - 1]) <= 2 * np.abs(steady).max() / xfade
+    # a decaying note is not looped and left as it is
+    decaying = (steady * np.exp(-t / 0.3)).astype(np.float32)
+    slot2 = bank.add(decaying)
+    assert not bank.set_loop(slot2, 69, rate) and bank.loop_len[slot2] == 0
+    np.testing.assert_array_equal(bank.data[slot2, :n], decaying)
