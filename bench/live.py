@@ -89,6 +89,25 @@ def callback_cost(voices: int, block: int, blocks: int, paced: bool = True) -> n
     return times
 
 
+def reference_cost(block: int, blocks: int) -> np.ndarray:
+    """Seconds per call of a fixed job (copying 512 KiB, about the memory the mixer touches with 64
+    voices at 128 frames), paced like ``callback_cost``: how much this machine stretches a job
+    that never varies (cold caches, preemption, the hypervisor), to read the callback's tail by."""
+    src, dst = np.ones(1 << 16), np.zeros(1 << 16)
+    times = np.zeros(blocks)
+    period = block / RATE
+    deadline = time.perf_counter()
+    for i in range(blocks + 50):
+        t0 = time.perf_counter()
+        np.copyto(dst, src)
+        dt = time.perf_counter() - t0
+        if i >= 50:
+            times[i - 50] = dt
+        deadline = max(deadline + period, time.perf_counter())
+        time.sleep(max(0.0, deadline - time.perf_counter()))
+    return times
+
+
 # Synth subprocess helpers -------------------------------------------------------------------
 def tiny_preset(directory: Path) -> Path:
     import torch
@@ -164,10 +183,37 @@ def ready_times(preset, cache: Path) -> list[tuple[str, float, str]]:
 
 
 # 4. Soak ------------------------------------------------------------------------------------
+# The reference of the soak: one process per core whose SCHED_FIFO thread does nothing but sleep
+# 1 ms at a time and prints when (CLOCK_MONOTONIC) and by how much it woke late (more than half a
+# block period). Such a stall is the machine's (on a virtual machine, its vCPU not running): an
+# audio thread on that core, or the server's, loses that time whatever its design.
+PROBE = """
+import os, sys, time
+try:
+    os.sched_setaffinity(0, {int(sys.argv[3])})
+    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+except (AttributeError, PermissionError, OSError):
+    pass
+limit, end = float(sys.argv[1]), time.monotonic() + float(sys.argv[2])
+while True:
+    a = time.monotonic()
+    time.sleep(0.001)
+    b = time.monotonic()
+    if b - a - 0.001 > limit:
+        print(f"{b:.4f} {b - a - 0.001:.4f}", flush=True)
+    if b > end:
+        break
+"""
+
+
 def soak(preset, cache: Path, seconds: float, period: int = 256) -> dict:
     """The synth alone in the JACK graph, fed by an rtmidi output port from this process: rtmidi
     sends from its own C++ JACK callback, so no Python callback of the bench sits in the graph
-    and every xrun counted is the synth's or the server's."""
+    and every xrun counted is the synth's or the server's. Beside it runs the PROBE reference;
+    the xruns are read from jackd's log every second, to tell those of seconds the machine
+    stalled from the others."""
+    import subprocess
+
     import rtmidi
 
     log = cache.parent / "jackd-soak.log"
@@ -180,11 +226,22 @@ def soak(preset, cache: Path, seconds: float, period: int = 256) -> dict:
             out.open_port(ports[0], "keys")
             time.sleep(2.0)  # start-up done: the ports are connected
             before = server.late_clients()
+            probes = [
+                subprocess.Popen([sys.executable, "-c", PROBE, str(period / RATE / 2), str(seconds + 1), str(cpu)],
+                                 stdout=subprocess.PIPE, text=True)
+                for cpu in sorted(os.sched_getaffinity(0))
+            ]
             rng = random.Random(0)
             held: list[int] = []
             t0 = time.monotonic()
             n = int(seconds * 100)
+            counted, xrun_seconds = sum(before.values()), []  # (second, xruns in it)
             for k in range(n):
+                if k % 100 == 99:
+                    total = sum(server.late_clients().values())
+                    if total > counted:
+                        xrun_seconds.append((time.monotonic(), total - counted))
+                        counted = total
                 time.sleep(max(0.0, t0 + (k + rng.random()) / 100 - time.monotonic()))
                 if k % 10 == 9:
                     out.send_message([0xE0, 0, 32 + rng.randrange(64)])  # bend
@@ -197,14 +254,21 @@ def soak(preset, cache: Path, seconds: float, period: int = 256) -> dict:
             out.send_message([0xB0, 123, 0])
             time.sleep(1.0)
             during = server.late_clients()
+            if sum(during.values()) > counted:
+                xrun_seconds.append((time.monotonic(), sum(during.values()) - counted))
             span = time.monotonic() - t0
+            stalls = [tuple(map(float, line.split())) for p in probes for line in p.communicate(timeout=30)[0].split("\n") if line]
         finally:
             synth.stop()
             out.close_port()
             del out
     xruns = {name: count - before.get(name, 0) for name, count in during.items() if count > before.get(name, 0)}
+    # an xrun is counted at the first poll after it (polls 1 s apart): it belongs to a machine stall
+    # when the probe stalled in the 1.5 s before that poll
+    machine = sum(c for t, c in xrun_seconds if any(t - 1.5 <= s <= t for s, _ in stalls))
     return {"events": n + 1, "seconds": span, "xruns": sum(xruns.values()), "late": xruns,
-            "synth_xruns": synth.xruns, "load": synth.info("stopped:")}
+            "synth_xruns": synth.xruns, "load": synth.info("stopped:"), "stalls": stalls,
+            "machine_xruns": machine}
 
 
 PARTS = ("cost", "latency", "ready", "soak")
@@ -247,6 +311,12 @@ def main(argv=None) -> int:
                     f"{np.percentile(t, 99):8.1%} {t.max():8.1%} {np.median(hot):20.1%}",
                     flush=True,
                 )
+        ref = reference_cost(128, args.blocks) * 1e6
+        print(
+            f"reference, a fixed 512 KiB copy paced at 128 frames: median {np.median(ref):.0f} us, "
+            f"p99 {np.percentile(ref, 99):.0f} us ({np.percentile(ref, 99) / np.median(ref):.1f}x the median), "
+            f"max {ref.max():.0f} us"
+        )
         with contextlib.suppress(AttributeError, PermissionError, OSError):
             os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
     if set(args.only) - {"cost"} and not JackServer.available():
@@ -286,6 +356,11 @@ def main(argv=None) -> int:
             print(f"  {r['events']} events in {r['seconds']:.0f} s; xruns after start-up (jackd -v): {r['xruns']}"
                   f" {r['late'] or ''}")
             print(f"  synth's own count, start-up included: {r['synth_xruns']} xruns; {r['load']}")
+            lags = [lag for _, lag in r["stalls"]]
+            print(f"  reference: a do-nothing SCHED_FIFO thread on each core woke more than half a period late "
+                  f"{len(lags)} times ({sum(lag > 256 / RATE for lag in lags)} by more than a period, worst "
+                  f"{1000 * max(lags, default=0.0):.1f} ms); xruns in the seconds of those machine stalls: "
+                  f"{r['machine_xruns']}, in other seconds: {r['xruns'] - r['machine_xruns']}")
     return 0
 
 

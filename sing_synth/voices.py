@@ -129,6 +129,7 @@ class VoicePool:
         self._b = np.zeros((2 + 16, c))
         self._b[0], self._b[1] = self._k, 1.0
         self._kinks = np.zeros(2 + 16)  # the kink of each bend term
+        self._ce = np.zeros((2, n))  # terms x voices for a per-voice matrix (a start, an envelope, a ramp)
         self._g = np.zeros((2, 2 * n))  # stereo mix coefficients of the rows
         self._g32 = np.zeros((2, 2 * n), np.float32)
         self._stereo = np.zeros((2, 2, c), np.float32)  # the mix, then a gain ramp's part
@@ -404,7 +405,7 @@ class VoicePool:
                 lo, hi = max(o, 0), min(o + m, size)  # before a note's start or past its end: zeroed below
                 y[row, : lo - o] = 0.0
                 y[row, lo - o : hi - o] = flat[lo:hi]
-                y[row, hi - o :] = 0.0
+                y[row, max(hi - o, 0) :] = 0.0
         else:
             np.matmul(c[:terms, :rows].T, b[:terms, :m], out=p)
             if exact:  # whole-sample steps from whole-sample positions: one read, no interpolation
@@ -422,7 +423,7 @@ class VoicePool:
         level, kind = self.level[:n], self.kind[:n]
         decaying = self._decays = self._decays and np.count_nonzero(kind) > 0
         w = self._W[: n * m].reshape(n, m)
-        ce = self._c[:2, :n]
+        ce = self._ce[:, :n]
         if delayed:  # silence before a voice's start: clip(k + 1 - d, 0, 1)
             t = self._T[: n * m].reshape(n, m)
             ce[0].fill(1.0)
@@ -532,7 +533,7 @@ class VoicePool:
         steps, f, f2, ti = self._d[:n], self._f[:n], self._f2[:n], self._ti[:n]
         np.maximum(ramp, 1, out=ti)
         np.copyto(steps, ti)
-        ce = self._c[:2, :n]
+        ce = self._ce[:, :n]
         np.divide(1.0, steps, out=ce[0])
         np.copyto(ce[1], ce[0])
         t, w = self._T[: n * m].reshape(n, m), self._W[: n * m].reshape(n, m)
