@@ -94,6 +94,22 @@ def chord_fit(x: np.ndarray, refs: dict, pitches, n: int, max_shift: int) -> tup
 
 
 def test_live_notes_chord_and_pedal_on_jack(jack_server, tiny_preset, tmp_path):  # noqa: F811
+    # This virtual machine stalls now and then (bench/live.py's soak: a do-nothing real-time thread
+    # woke up to 19 ms late): a stall can make the sender's client miss a period and its MIDI event
+    # be lost. A run whose graph reported an xrun is replayed once; a run without one must pass.
+    for attempt in (1, 2):
+        run = play_script(jack_server, tiny_preset, tmp_path / f"run{attempt}")
+        try:
+            check_script(run, tiny_preset)
+            return
+        except AssertionError:
+            if attempt == 2 or run["graph_xruns"] == 0:
+                raise
+            print(f"an xrun in the graph ({run['graph_xruns']}) damaged run 1: replaying once")
+
+
+def play_script(jack_server, tiny_preset, tmp_path) -> dict:  # noqa: F811
+    tmp_path.mkdir()
     ready_file = tmp_path / "playing"
     synth = Synth(tiny_preset.path, tmp_path / "cache", jack_server.env, PERIOD, "--ready-file", str(ready_file))
     try:
@@ -116,13 +132,21 @@ def test_live_notes_chord_and_pedal_on_jack(jack_server, tiny_preset, tmp_path):
             rec.close()
     finally:
         code, err = synth.stop()
-    lines = synth.lines
-    out = "".join(lines)
+    out = "".join(synth.lines)
     assert code == 0, err
     assert not ready_file.exists()  # removed on the way out
     assert synth.info("stopped:"), out + err
-    synth_xruns = synth.xruns
     assert "MIDI input: sing-synth" in out and f"block {PERIOD} frames" in out and "Hz" in out
+    # xruns are counted, not assumed away. PortAudio counts every xrun of the JACK graph, whoever
+    # was late; on 2 cores shared with other work a few happen (bench/live.py's soak run, with
+    # jackd -v, names the late client), and the checks hold through them
+    print(f"synth xruns {synth.xruns}, recorder xruns {rec.xruns}")
+    assert 0 <= synth.xruns <= 5, (synth.xruns, out)
+    return {"x": x, "out": out, "err": err, "graph_xruns": synth.xruns + rec.xruns}
+
+
+def check_script(run: dict, tiny_preset) -> None:  # noqa: F811
+    x, out, err = run["x"], run["out"], run["err"]
 
     def at(t):
         return round(t * RATE)
@@ -132,6 +156,7 @@ def test_live_notes_chord_and_pedal_on_jack(jack_server, tiny_preset, tmp_path):
     found = onsets(x, gap=RATE // 20)
     assert len(found) == len(NOTE_ONS), (found, out, err)
     latency_ms = [1000 * (o - at(t)) / RATE for o, t in zip(found, NOTE_ONS)]
+    print(f"latency {np.round(latency_ms, 2)} ms")
     # JACK MIDI through rtmidi arrives stamped per period (the position inside the period is lost),
     # so the latency varies by up to a period; in JACK's frame semantics a synth may even sound
     # before the event's offset inside the period it arrived in (a JACK-native synth: latency 0)
@@ -167,12 +192,6 @@ def test_live_notes_chord_and_pedal_on_jack(jack_server, tiny_preset, tmp_path):
     held = at(4.00) - at(3.15) - PERIOD
     assert residual(x[found[3] :], refs[62], held) < 1e-4
     assert np.sqrt(np.mean(x[at(3.40) + lag : at(3.95) + lag] ** 2)) > 1e-3
-
-    # xruns are counted, not assumed away. PortAudio counts every xrun of the JACK graph, whoever
-    # was late; on 2 cores shared with other work a few happen (bench/live.py's soak run, with
-    # jackd -v, names the late client), and the checks above hold through them
-    print(f"latency {np.round(latency_ms, 2)} ms, synth xruns {synth_xruns}, recorder xruns {rec.xruns}")
-    assert 0 <= synth_xruns <= 5, (synth_xruns, out)
 
 
 def test_a_missing_midi_input_fails_fast_with_the_list(jack_server, tiny_preset, tmp_path):  # noqa: F811
