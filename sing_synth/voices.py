@@ -141,8 +141,7 @@ class VoicePool:
         self._Y = np.zeros(2 * n * c, np.float32)  # voice signals
         self._H = np.zeros(2 * n * c, np.float32)
         self._W = np.zeros(n * c, np.float32)  # a start, end fade or envelope per voice
-        self._W2 = np.zeros(n * c, np.float32)
-        for buf in (self._P, self._T, self._I, self._F, self._Y, self._H, self._W, self._W2):
+        for buf in (self._P, self._T, self._I, self._F, self._Y, self._H, self._W):
             buf.fill(0)  # touch every page now: a first write in the audio callback would page-fault
         # envelope tables by kind, each [1 x c, decay^(k+1) for k = 0 .. c-1]: a voice whose decay
         # starts at frame e reads entries c - e + k of its kind's row
@@ -401,11 +400,14 @@ class VoicePool:
         exact = not bends and not len(wraps) and self._exact(speed, p0)
         if exact and m >= SLICE_FRAMES:  # long stretches (offline): copy each row's samples as a slice
             size = len(flat)
-            for row, o in enumerate(c[1, :rows].astype(np.int64).tolist()):
-                lo, hi = max(o, 0), min(o + m, size)  # before a note's start or past its end: zeroed below
-                y[row, : lo - o] = 0.0
+            starts, slots = c[1, :rows].astype(np.int64).tolist(), self.slot[:n].T.ravel().tolist()
+            for row, (o, slot) in enumerate(zip(starts, slots)):
+                if slot == 0:  # an unused layer: its weight is 0 (the row's old, finite samples stay)
+                    continue
+                lo, hi = max(o, 0), min(o + m, size)  # before a note's start or past its end: masked below
+                if lo > o or hi < o + m:
+                    y[row] = 0.0
                 y[row, lo - o : hi - o] = flat[lo:hi]
-                y[row, max(hi - o, 0) :] = 0.0
         else:
             np.matmul(c[:terms, :rows].T, b[:terms, :m], out=p)
             if exact:  # whole-sample steps from whole-sample positions: one read, no interpolation
@@ -421,7 +423,8 @@ class VoicePool:
         # a start and the release or fade envelopes: level x decay^(k+1) from env_at on (the level
         # goes into the mix coefficients)
         level, kind = self.level[:n], self.kind[:n]
-        decaying = self._decays = self._decays and np.count_nonzero(kind) > 0
+        decays = np.count_nonzero(kind) if self._decays else 0
+        decaying = self._decays = decays > 0
         w = self._W[: n * m].reshape(n, m)
         ce = self._ce[:, :n]
         if delayed:  # silence before a voice's start: clip(k + 1 - d, 0, 1)
@@ -433,22 +436,27 @@ class VoicePool:
             np.copyto(w, t)
             np.subtract(delay, m, out=delay)
             np.maximum(delay, 0, out=delay)
+            y[:n] *= w
+            y[n:rows] *= w
         env_at = self.env_at[:n]
-        if decaying:  # table entries c - e + k of each voice's kind
-            t, idx, w2 = self._P[: n * m].reshape(n, m), self._I[: n * m].reshape(n, m), self._W2[: n * m].reshape(n, m)
+        if decaying:  # a voice's envelope is entries c - e + k of its kind's table row
             np.minimum(env_at, m, out=ti)  # later than this stretch: steady throughout
             np.take(self._env_row, kind, out=self._ti2[:n])
             np.subtract(self._ti2[:n], ti, out=ti)
-            ce[0].fill(1.0)
-            np.copyto(ce[1], ti)
-            np.matmul(ce.T, b[:2, :m], out=t)
-            np.copyto(idx, t, casting="unsafe")
-            np.take(self._env, idx, out=w2 if delayed else w, mode="clip")
-            if delayed:
-                w *= w2
-        if delayed or decaying:
-            y[:n] *= w
-            y[n:rows] *= w
+            if decays <= max(4, n * m // 4096):  # a few: each multiplies by a slice of the table
+                for v in np.flatnonzero(kind).tolist():
+                    seg = self._env[ti[v] : ti[v] + m]
+                    y[v] *= seg
+                    y[n + v] *= seg
+            else:  # many: one gather of every voice's envelope (the steady ones read ones)
+                t, idx = self._P[: n * m].reshape(n, m), self._I[: n * m].reshape(n, m)
+                ce[0].fill(1.0)
+                np.copyto(ce[1], ti)
+                np.matmul(ce.T, b[:2, :m], out=t)
+                np.copyto(idx, t, casting="unsafe")
+                np.take(self._env, idx, out=w, mode="clip")
+                y[:n] *= w
+                y[n:rows] *= w
         # gains and the stereo mix: (2, rows) x (rows, frames)
         g, g32 = self._g[:, :rows], self._g32[:, :rows]
         gain = self.gain[:n]
