@@ -5,7 +5,9 @@
    block), at 128 and 256 frames, in a SCHED_FIFO thread where permitted (as the callback):
    paced at one call per block period (median, p99, max as a fraction of the period) and back
    to back (median). The notes are synthetic sustaining tones of the real length (4 s): the
-   cost does not depend on their content; held notes reach their loop within the run.
+   cost does not depend on their content; held notes reach their loop within the run; the
+   velocity lies between two classes, so every voice plays both layers. Reference: a fixed
+   512 KiB copy paced the same way (how much this machine stretches a job that never varies).
 2. Latency: `sing-synth --virtual` on a private JACK dummy server; a JACK client sends note-ons
    at exact frames (random positions inside the period) and a second one records the output;
    latency = first sound - send, on JACK's frame timeline (median, p95), at 128 and 256 frames.
@@ -13,7 +15,10 @@
    disk cache (the default preset when it is installed, else a tiny untrained one).
 4. Soak: after start-up, 100 MIDI events per second (note-ons and offs, pitch bend) for
    ``--soak`` seconds from an rtmidi port (no Python callback of the bench in the JACK graph);
-   xruns from jackd's verbose log (which client was late), and the synth's own count.
+   xruns from jackd's verbose log (which client was late, read every second), and the synth's
+   own count. Reference: a do-nothing SCHED_FIFO thread on each core reports when it wakes late
+   by more than half a period (the machine stalled); xruns are split into those of the seconds
+   of such stalls and the others.
 
     python bench/live.py [--blocks 3000] [--notes 30] [--soak 30] [--preset NAME_OR_DIR]
     python bench/live.py --only soak --soak 600      # the 10-minute run of the issue
