@@ -37,6 +37,7 @@ SILENT = 1e-4  # -80 dB: a decaying voice below this level is finished
 MAX_CHUNK = 2048  # most frames rendered per pass (bounds the scratch matrices)
 SLICE_FRAMES = 1024  # from this many frames per stretch, row slices beat one gather (no index matrix)
 FAR = 1e30  # a position no voice reaches (no loop)
+ENV_GATHER = 4096  # voices x frames per decaying voice from which one gather beats a slice per voice
 NO_CHANGE = 1 << 40  # a channel's pitch-change frame when none is pending
 ROUND = 2.0**52  # adding it rounds a float64 below 2^51 to an integer, held in the low bits
 ROUND_BITS = int(np.float64(ROUND).view(np.int64))
@@ -443,7 +444,7 @@ class VoicePool:
             np.minimum(env_at, m, out=ti)  # later than this stretch: steady throughout
             np.take(self._env_row, kind, out=self._ti2[:n])
             np.subtract(self._ti2[:n], ti, out=ti)
-            if decays <= max(4, n * m // 4096):  # a few: each multiplies by a slice of the table
+            if decays <= max(4, n * m // ENV_GATHER):  # a few: each multiplies by a slice of the table
                 for v in np.flatnonzero(kind).tolist():
                     seg = self._env[ti[v] : ti[v] + m]
                     y[v] *= seg

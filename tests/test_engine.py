@@ -78,6 +78,18 @@ def test_same_audio_whatever_the_block_size(chunk, monkeypatch):
     np.testing.assert_allclose(a, c, atol=1e-5)
 
 
+def test_envelopes_by_slices_and_by_one_gather_agree(monkeypatch):
+    """Decaying voices multiply by slices of the envelope table when few, by one gather when many."""
+    events = [e for k in range(10) for e in note(0.01 * k, 48 + 2 * k, 100, 0.2 + 0.005 * k)]
+    events += [(0.1, ev.CONTROL, 0, ev.CC_ALL_SOUND_OFF, 0)] + note(0.12, 70, 90, 0.1)  # fades too
+    outs = []
+    for gather in (1, 1 << 40):  # every voice by slices; one gather from 5 decaying voices
+        monkeypatch.setattr(voices, "ENV_GATHER", gather)
+        outs.append(run_engine(make_engine(), events, 0.6, block=256))
+    assert rms(outs[0][int(0.2 * RATE) :]) > 0.01
+    np.testing.assert_allclose(outs[0], outs[1], atol=1e-6)
+
+
 def test_velocity_raises_loudness_monotonically():
     levels = []
     for velocity in (5, 20, 25, 40, 50, 64, 75, 90, 100, 115, 127):
