@@ -101,14 +101,13 @@ class VoicePool:
         self.gain = np.zeros((n, 2), np.float64)  # current left/right gains
         self.target = np.zeros((n, 2), np.float64)
         self.ramp_left = np.zeros(n, np.int64)
-        self.can_loop = np.zeros(n, bool)
         self.looping = np.zeros(n, bool)
         self.loop_end = np.full(n, FAR)  # where the playhead jumps back (FAR: it plays on to the end)
         self.loop_len = np.zeros(n, np.float64)
         self._fields = [
             self.state, self.channel, self.key, self.serial_of, self.start_frame, self.key_down, self.sostenuto,
             self.slot, self.weight, self.last, self.pos, self.ratio, self.level, self.kind, self.delay, self.env_at,
-            self.gain, self.target, self.ramp_left, self.can_loop, self.looping, self.loop_end, self.loop_len,
+            self.gain, self.target, self.ramp_left, self.looping, self.loop_end, self.loop_len,
         ]  # fmt: skip
         # mix
         self.mix = np.zeros((2, self.max_block), np.float32)  # left, right
@@ -116,8 +115,6 @@ class VoicePool:
         # of a pass; the scratch then takes about 60 bytes x voices x chunk)
         self.chunk = c = max(1, min(self.max_block, MAX_CHUNK))
         self._k = np.arange(c, dtype=np.float64)  # 0 .. c-1
-        self._k1 = self._k + 1.0
-        self._kint = np.arange(c, dtype=np.int64)
         # per-voice scratch
         self._speed, self._end, self._p0, self._d, self._f, self._f2 = (np.zeros(n) for _ in range(6))
         self._ti, self._ti2 = np.zeros(n, np.int64), np.zeros(n, np.int64)
@@ -130,7 +127,8 @@ class VoicePool:
         self._b = np.zeros((2 + 16, c))
         self._b[0], self._b[1] = self._k, 1.0
         self._kinks = np.zeros(2 + 16)  # the kink of each bend term
-        self._ce = np.zeros((2, n))  # terms x voices for a per-voice matrix (a start, an envelope, a ramp)
+        self._ce = np.zeros((2, n))  # terms x voices of _affine
+        self._dg = np.zeros((n, 2))  # gain still to move on a ramp
         self._g = np.zeros((2, 2 * n))  # stereo mix coefficients of the rows
         self._g32 = np.zeros((2, 2 * n), np.float32)
         self._stereo = np.zeros((2, 2, c), np.float32)  # the mix, then a gain ramp's part
@@ -146,7 +144,7 @@ class VoicePool:
             buf.fill(0)  # touch every page now: a first write in the audio callback would page-fault
         # envelope tables by kind, each [1 x c, decay^(k+1) for k = 0 .. c-1]: a voice whose decay
         # starts at frame e reads entries c - e + k of its kind's row
-        decays = np.exp(np.outer(self.logs, self._k1))
+        decays = np.exp(np.outer(self.logs, self._k + 1.0))
         self._env = np.concatenate([np.ones((3, c)), decays], axis=1).astype(np.float32).reshape(-1)
         self._env_row = np.arange(3, dtype=np.int64) * 2 * c + c  # flat offset of each kind's decay
 
@@ -227,7 +225,6 @@ class VoicePool:
         self.env_at[i] = 0
         self.ramp_left[i] = 0
         self.looping[i] = False
-        self.can_loop[i] = False
         self.loop_end[i] = FAR
 
     def set_layers(self, i: int, bank, slot0: int, w0: float, slot1: int, w1: float, ratio: float, loop: bool = True) -> None:
@@ -243,8 +240,7 @@ class VoicePool:
         self.ratio[i] = ratio
         end, length = bank.loop_end[slot0], bank.loop_len[slot0]
         same = not slot1 or (bank.loop_end[slot1] == end and bank.loop_len[slot1] == length)
-        self.can_loop[i] = loop and length > 0 and same
-        if self.can_loop[i]:
+        if loop and length > 0 and same:
             self.loop_end[i], self.loop_len[i] = end, length
 
     def stop(self, i: int, bank) -> None:
@@ -302,7 +298,7 @@ class VoicePool:
     def steady(self, voices: np.ndarray) -> bool:
         """Whether these voices can take a change inside the next stretch: sounding from its start,
         not decaying and with no change pending."""
-        return not (self.delay[voices].any() or self.env_at[voices].any() or self.kind[voices].any())
+        return not (self.delay[voices].any() or self.kind[voices].any())  # env_at > 0 only with a decay
 
     def set_gain(self, i: int, left: float, right: float, immediate: bool = False) -> None:
         self.target[i] = (left, right)
@@ -427,12 +423,10 @@ class VoicePool:
         decays = np.count_nonzero(kind) if self._decays else 0
         decaying = self._decays = decays > 0
         w = self._W[: n * m].reshape(n, m)
-        ce = self._ce[:, :n]
         if delayed:  # silence before a voice's start: clip(k + 1 - d, 0, 1)
             t = self._T[: n * m].reshape(n, m)
-            ce[0].fill(1.0)
-            np.subtract(1.0, self._d[:n], out=ce[1])
-            np.matmul(ce.T, b[:2, :m], out=t)
+            np.subtract(1.0, self._d[:n], out=f)
+            self._affine(t, 1.0, f)
             np.clip(t, 0.0, 1.0, out=t)
             np.copyto(w, t)
             np.subtract(delay, m, out=delay)
@@ -451,23 +445,14 @@ class VoicePool:
                     y[n + v] *= seg
             else:  # many: one gather of every voice's envelope (the steady ones read ones)
                 t, idx = self._P[: n * m].reshape(n, m), self._I[: n * m].reshape(n, m)
-                ce[0].fill(1.0)
-                np.copyto(ce[1], ti)
-                np.matmul(ce.T, b[:2, :m], out=t)
+                self._affine(t, 1.0, ti)
                 np.copyto(idx, t, casting="unsafe")
                 np.take(self._env, idx, out=w, mode="clip")
                 y[:n] *= w
                 y[n:rows] *= w
         # gains and the stereo mix: (2, rows) x (rows, frames)
-        g, g32 = self._g[:, :rows], self._g32[:, :rows]
-        gain = self.gain[:n]
-        for layer in (0, 1):
-            np.multiply(self.weight[:n, layer], level, out=f)
-            for side in (0, 1):
-                np.multiply(f, gain[:, side], out=g[side, layer * n : (layer + 1) * n])
-        np.copyto(g32, g)
         out = self._stereo[0, :, :m]
-        np.matmul(g32, y, out=out)
+        np.matmul(self._coefficients(n, self.gain[:n]), y, out=out)
         if self._ramps:
             self._ramps = np.count_nonzero(self.ramp_left[:n]) > 0
             if self._ramps:
@@ -534,33 +519,45 @@ class VoicePool:
         y[v] *= w
         y[n + v] *= w
 
+    def _affine(self, out: np.ndarray, scale, offset: np.ndarray) -> None:
+        """``out[v, k] = scale[v] x k + offset[v]`` (``scale`` may be a number) for the active voices,
+        as a matrix product: NumPy's broadcasting would allocate its buffers in every call."""
+        n = len(offset)
+        ce = self._ce[:, :n]
+        np.copyto(ce[0], scale)
+        np.copyto(ce[1], offset)
+        np.matmul(ce.T, self._b[:2, : out.shape[1]], out=out)
+
+    def _coefficients(self, n: int, gains: np.ndarray) -> np.ndarray:
+        """The (2, rows) stereo coefficients of the rows: layer weight x level x ``gains`` (voices, 2)."""
+        rows, f = 2 * n, self._f[:n]
+        g, g32 = self._g[:, :rows], self._g32[:, :rows]
+        for layer in (0, 1):
+            np.multiply(self.weight[:n, layer], self.level[:n], out=f)
+            for side in (0, 1):
+                np.multiply(f, gains[:, side], out=g[side, layer * n : (layer + 1) * n])
+        np.copyto(g32, g)
+        return g32
+
     def _ramp(self, y: np.ndarray, out: np.ndarray, n: int, m: int) -> None:
         """Gains moving linearly towards their targets over ``ramp`` samples: out += (target - gain)
         x min((k + 1) / steps, 1) x signal, a second matrix product; then advance the gains."""
         rows = 2 * n
-        ramp, gain, target, level = self.ramp_left[:n], self.gain[:n], self.target[:n], self.level[:n]
-        steps, f, f2, ti = self._d[:n], self._f[:n], self._f2[:n], self._ti[:n]
+        ramp, gain, target, dg = self.ramp_left[:n], self.gain[:n], self.target[:n], self._dg[:n]
+        steps, f, ti = self._d[:n], self._f2[:n], self._ti[:n]
         np.maximum(ramp, 1, out=ti)
         np.copyto(steps, ti)
-        ce = self._ce[:, :n]
-        np.divide(1.0, steps, out=ce[0])
-        np.copyto(ce[1], ce[0])
+        np.divide(1.0, steps, out=f)
         t, w = self._T[: n * m].reshape(n, m), self._W[: n * m].reshape(n, m)
-        np.matmul(ce.T, self._b[:2, :m], out=t)
+        self._affine(t, f, f)
         np.minimum(t, 1.0, out=t)
         np.copyto(w, t)
         z = self._H[: rows * m].reshape(rows, m)
         np.multiply(y[:n], w, out=z[:n])
         np.multiply(y[n:rows], w, out=z[n:rows])
-        g, g32 = self._g[:, :rows], self._g32[:, :rows]
-        for layer in (0, 1):
-            np.multiply(self.weight[:n, layer], level, out=f)
-            for side in (0, 1):
-                np.subtract(target[:, side], gain[:, side], out=f2)
-                np.multiply(f, f2, out=g[side, layer * n : (layer + 1) * n])
-        np.copyto(g32, g)
+        np.subtract(target, gain, out=dg)
         more = self._stereo[1, :, :m]
-        np.matmul(g32, z, out=more)
+        np.matmul(self._coefficients(n, dg), z, out=more)
         out += more
         # advance by min(m, ramp) of the steps; finished ramps land exactly on their targets
         np.minimum(ramp, m, out=ti)
@@ -568,9 +565,8 @@ class VoicePool:
         np.copyto(f, ti)
         f /= steps
         for side in (0, 1):
-            np.subtract(target[:, side], gain[:, side], out=f2)
-            f2 *= f
-            gain[:, side] += f2
+            dg[:, side] *= f
+            gain[:, side] += dg[:, side]
         mask = self._mask2[:n]
         np.equal(ramp, 0, out=mask)
         np.copyto(gain, target, where=mask[:, None])
