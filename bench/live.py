@@ -75,21 +75,13 @@ def callback_cost(voices: int, block: int, blocks: int, paced: bool = True) -> n
         engine.push(ev.NOTE_ON, 0, key, 90, 0)  # between two velocity classes: both layers play
     out = np.zeros((block, 2), np.float32)
     rng = np.random.default_rng(0)
-    times = np.zeros(blocks)
     gc.collect()
     gc.freeze()  # as the live session does once ready
-    period = block / RATE
-    deadline = time.perf_counter()
-    for i in range(blocks + 50):
+
+    def bend(i: int) -> None:
         engine.push(ev.PITCH_BEND, 0, int(8192 + 4000 * np.sin(i / 20)), 0, engine.frame + int(rng.integers(block)))
-        t0 = time.perf_counter()
-        engine.process(out)
-        dt = time.perf_counter() - t0
-        if i >= 50:
-            times[i - 50] = dt
-        if paced:  # like a callback: one block per period
-            deadline = max(deadline + period, time.perf_counter())
-            time.sleep(max(0.0, deadline - time.perf_counter()))
+
+    times = timed(lambda: engine.process(out), block, blocks, paced, before=bend)
     assert engine.active_voices == voices, (engine.active_voices, voices)
     return times
 
@@ -99,17 +91,26 @@ def reference_cost(block: int, blocks: int) -> np.ndarray:
     voices at 128 frames), paced like ``callback_cost``: how much this machine stretches a job
     that never varies (cold caches, preemption, the hypervisor), to read the callback's tail by."""
     src, dst = np.ones(1 << 16), np.zeros(1 << 16)
+    return timed(lambda: np.copyto(dst, src), block, blocks)
+
+
+def timed(job, block: int, blocks: int, paced: bool = True, before=None, warmup: int = 50) -> np.ndarray:
+    """Seconds per ``job()`` call over ``blocks`` calls after ``warmup`` untimed ones; ``paced``: one
+    call per block period, like a stream's callback; ``before(i)`` runs untimed before call i."""
     times = np.zeros(blocks)
     period = block / RATE
     deadline = time.perf_counter()
-    for i in range(blocks + 50):
+    for i in range(blocks + warmup):
+        if before is not None:
+            before(i)
         t0 = time.perf_counter()
-        np.copyto(dst, src)
+        job()
         dt = time.perf_counter() - t0
-        if i >= 50:
-            times[i - 50] = dt
-        deadline = max(deadline + period, time.perf_counter())
-        time.sleep(max(0.0, deadline - time.perf_counter()))
+        if i >= warmup:
+            times[i - warmup] = dt
+        if paced:
+            deadline = max(deadline + period, time.perf_counter())
+            time.sleep(max(0.0, deadline - time.perf_counter()))
     return times
 
 
@@ -240,13 +241,18 @@ def soak(preset, cache: Path, seconds: float, period: int = 256) -> dict:
             held: list[int] = []
             t0 = time.monotonic()
             n = int(seconds * 100)
-            counted, xrun_seconds = sum(before.values()), []  # (second, xruns in it)
+            xrun_seconds, counted = [], [sum(before.values())]  # (time of the poll, xruns since the last)
+
+            def poll() -> dict:
+                late = server.late_clients()
+                if sum(late.values()) > counted[0]:
+                    xrun_seconds.append((time.monotonic(), sum(late.values()) - counted[0]))
+                    counted[0] = sum(late.values())
+                return late
+
             for k in range(n):
                 if k % 100 == 99:
-                    total = sum(server.late_clients().values())
-                    if total > counted:
-                        xrun_seconds.append((time.monotonic(), total - counted))
-                        counted = total
+                    poll()
                 time.sleep(max(0.0, t0 + (k + rng.random()) / 100 - time.monotonic()))
                 if k % 10 == 9:
                     out.send_message([0xE0, 0, 32 + rng.randrange(64)])  # bend
@@ -258,9 +264,7 @@ def soak(preset, cache: Path, seconds: float, period: int = 256) -> dict:
                     out.send_message([0x90, key, 30 + rng.randrange(97)])
             out.send_message([0xB0, 123, 0])
             time.sleep(1.0)
-            during = server.late_clients()
-            if sum(during.values()) > counted:
-                xrun_seconds.append((time.monotonic(), sum(during.values()) - counted))
+            during = poll()
             span = time.monotonic() - t0
             stalls = [tuple(map(float, line.split())) for p in probes for line in p.communicate(timeout=30)[0].split("\n") if line]
         finally:
