@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from sing_synth.model import Encoder, Sing, SingConfig
+from train.config import StageConfig
 from train.data.soundfont import SoundFontCorpus
 from train.stages import AutoencoderStage, EndToEndStage, SequenceStage
 
@@ -58,9 +59,9 @@ def main() -> None:
     def crop():
         return int(rng.integers(0, config.n_frames - args.crop + 1)), args.crop
 
-    ae = AutoencoderStage(encoder, model.decoder, "spectral")
+    ae = AutoencoderStage(encoder, model.decoder, StageConfig())
     seq = SequenceStage(model.generator)
-    e2e = EndToEndStage(model.generator, model.decoder, "spectral")
+    e2e = EndToEndStage(model.generator, model.decoder, StageConfig())
 
     def update(opt, loss):
         opt.zero_grad(set_to_none=True)

@@ -193,10 +193,39 @@ def test_export_and_evaluate_write_a_preset_and_report(tmp_path):
     report = evaluate(out, notes=8, update_preset=True)
     data = json.loads((report.parent / "report.json").read_text())
     for key in ("spectral_l1", "waveform_mse"):
-        assert np.isfinite(data["test"]["sing"][key]) and np.isfinite(data["test"]["baseline"][key])
+        assert np.isfinite(data["test"]["sing"]["overall"][key]) and np.isfinite(data["test"]["baseline"]["overall"][key])
+    # the breakdown covers every note once per grouping, and the per-note records agree with it
+    records = data["test"]["notes"]
+    assert len(records) == data["test"]["sing"]["overall"]["notes"] == 8
+    for grouping in ("family", "octave", "velocity"):
+        assert sum(g["notes"] for g in data["test"]["sing"][grouping].values()) == 8
+    assert np.mean([r["l1"] for r in records]) == pytest.approx(data["test"]["sing"]["overall"]["spectral_l1"])
+    # the re-pitch baseline of a note whose own pitch is in training is near the real note's level
+    assert abs(data["test"]["baseline"]["overall"]["level_db_median"]) < 6
+    assert "By octave, test notes" in report.read_text() and "pitch baseline (project / Praat)" in report.read_text()
     assert (report.parent / "spectrograms.png").stat().st_size > 1000
     assert (report.parent / "embeddings.png").stat().st_size > 1000
-    assert presets.load(out).metrics["test"]["spectral_l1"] == data["test"]["sing"]["spectral_l1"]
+    assert presets.load(out).metrics["test"]["spectral_l1"] == data["test"]["sing"]["overall"]["spectral_l1"]
+
+
+def test_breakdown_measures_level_pitch_and_silence():
+    from train import breakdown as bd
+
+    rate = 16000
+    t = np.arange(64000) / rate
+    real = (0.5 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)  # A4 = pitch 69
+    loud_in_tune = real.copy()
+    quiet_flat = (0.05 * np.sin(2 * np.pi * 440.0 * 2 ** (-1 / 12) * t)).astype(np.float32)  # -20 dB, a semitone low
+    silent = np.zeros_like(real)
+    gen = np.stack([loud_in_tune, quiet_flat, silent])
+    ms = bd.measure(gen, np.stack([real] * 3), [(0, 69, 3), (0, 69, 3), (1, 69, 3)], {0: "organ", 1: "drums"}, rate)
+    assert ms[0].level_db == pytest.approx(0.0, abs=0.01) and ms[0].pitch_project and ms[0].pitch_praat
+    assert ms[1].level_db == pytest.approx(-20.0, abs=0.1)
+    assert ms[1].pitch_project is False and ms[1].pitch_praat is False
+    assert ms[2].silent and ms[2].pitch_project is None  # drums are not pitch-checked
+    summary = bd.breakdown(ms)
+    assert summary["overall"]["silent"] == 1 and summary["overall"]["pitch_accuracy"] == 0.5
+    assert set(summary["family"]) == {"organ", "drums"} and list(summary["octave"]) == ["60-71"]
 
 
 def test_recipes_load_and_reject_unknown_keys(tmp_path):

@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 STAGES = ("autoencoder", "sequence", "end_to_end")
+SAMPLINGS = ("notes", "balanced")
 
 
 @dataclass
@@ -39,6 +40,12 @@ class StageConfig:
     # level a quiet or silent output has a vanishing gradient and the decoder collapses to zero.
     # Validation and evaluation always use the paper's definition (0 dB).
     loss_gain_db: float = 0.0
+    # Training loss only: how notes of a batch are weighted. "none": the plain mean (the paper's
+    # loss). "silence": each note's loss is divided by the loss silence would score against it
+    # (the mean of its target's log-power plane, floored at ``weight_floor``), so a short drum hit
+    # or a sparse high note counts as much as a dense mid-range note and silence is never cheap.
+    note_weight: str = "none"
+    weight_floor: float = 0.02
 
 
 @dataclass
@@ -53,6 +60,10 @@ class Recipe:
     valid: float = 0.1
     test: float = 0.1
     seed: int = 0
+    # How training notes are drawn: "notes" uniformly over every training note; "balanced"
+    # uniformly over groups (the drum kits, and each melodic octave band), then uniformly inside
+    # the group, so the ends of the keyboard and the kits are seen as often as the middle.
+    sampling: str = "notes"
     precision: str = "float32"  # or "bfloat16" (autocast; CPU or CUDA)
     threads: int = 0  # torch intra-op threads on the CPU (0: torch's default)
     log_every: int = 50  # steps per logged "epoch"
@@ -72,6 +83,10 @@ class Recipe:
         for name, s in self.stages.items():
             if s.loss not in ("spectral", "waveform"):
                 raise ValueError(f"stages.{name}.loss must be spectral or waveform, got {s.loss!r}")
+            if s.note_weight not in ("none", "silence"):
+                raise ValueError(f"stages.{name}.note_weight must be none or silence, got {s.note_weight!r}")
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {self.sampling!r}")
         if self.precision not in ("float32", "bfloat16"):
             raise ValueError(f"precision must be float32 or bfloat16, got {self.precision!r}")
 

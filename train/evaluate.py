@@ -1,11 +1,12 @@
 """Evaluate a preset on its held-out test pitches, as in the paper, against a sampler baseline.
 
-Metrics on a seeded subset of train and test notes: spectral L1 and waveform MSE (the paper's
-table) and pitch accuracy (share of generated notes whose estimated fundamental is within 50
-cents of the target, over pitched instruments' notes whose real recording has a reliable
-fundamental). The baseline is what a sampler does: the nearest *training* pitch of the same
-instrument and velocity, re-pitched by resampling. Writes ``report.md``, ``report.json``,
-``spectrograms.png`` and ``embeddings.png``.
+On a seeded subset of train and test notes: the paper's table (spectral L1, waveform MSE), and
+the breakdown of :mod:`train.breakdown` (L1, level against the real note, pitch accuracy by two
+estimators, silent notes) by family, octave band and velocity class, for the model beside the
+baseline. The baseline is what a sampler does: the nearest *training* pitch of the same
+instrument and velocity, re-pitched by resampling. A drum-kit section renders, for every kit,
+each General MIDI key 35-81 that sounds in the real kit and compares the peaks. Writes
+``report.md``, ``report.json``, ``spectrograms.png`` and ``embeddings.png``.
 """
 
 from __future__ import annotations
@@ -19,19 +20,13 @@ import yaml
 
 from sing_synth import dsp
 from sing_synth import preset as presets
-from sing_synth.losses import log_power_spectrogram, spectral_loss, waveform_mse
+from sing_synth.losses import log_power_spectrogram
 from sing_synth.renderer import NoteRenderer
 
+from . import breakdown as bd
 from .config import Recipe
 from .data import make_corpus
 from .data.splits import load_split, split_notes
-
-F0_SEGMENT = (4000, 20000)  # 0.25 s to 1.25 s: past the attack, before the release
-
-
-def pitch_ok(wav: np.ndarray, pitch: int, rate: int) -> bool:
-    f0 = dsp.estimate_f0(wav[F0_SEGMENT[0] : F0_SEGMENT[1]], rate)
-    return f0 > 0 and abs(dsp.cents(f0, dsp.midi_to_hz(pitch))) <= 50
 
 
 def baseline_notes(notes, train_pairs, corpus) -> np.ndarray:
@@ -47,24 +42,6 @@ def baseline_notes(notes, train_pairs, corpus) -> np.ndarray:
         src = min(cands, key=lambda q: (abs(q - p), q))
         out[k] = dsp.repitch(corpus.load(i, src, v), p - src)
     return out
-
-
-def metrics(gen: np.ndarray, real: np.ndarray, notes, corpus, rate: int) -> dict:
-    g, r = torch.from_numpy(gen), torch.from_numpy(real)
-    spec = torch.cat([spectral_loss(g[k : k + 64], r[k : k + 64], reduction="none") for k in range(0, len(g), 64)])
-    mse = waveform_mse(g, r, reduction="none")
-    hits, total = 0, 0
-    for k, (i, p, _) in enumerate(notes):
-        if corpus.pitched(i) and pitch_ok(real[k], p, rate):
-            total += 1
-            hits += pitch_ok(gen[k], p, rate)
-    return {
-        "spectral_l1": float(spec.mean()),
-        "waveform_mse": float(mse.mean()),
-        "pitch_accuracy": hits / total if total else None,
-        "pitched_notes": total,
-        "notes": len(notes),
-    }
 
 
 def plot_spectrograms(path: Path, notes, real, gen, base, names) -> None:
@@ -112,7 +89,36 @@ def plot_embeddings(path: Path, model, instruments) -> None:
     plt.close(fig)
 
 
-def evaluate(preset_dir, notes: int | None = None, output=None, update_preset: bool = False, seed: int = 0) -> Path:
+GM_DRUM_KEYS = range(35, 82)  # General MIDI's percussion map: Acoustic Bass Drum .. Open Triangle
+DRUM_VCLASS = 3  # velocity 100
+DRUM_TOLERANCE_DB = 6.0
+
+
+def drum_section(renderer, corpus, rate: int) -> dict:
+    """Per kit: each GM key that sounds in the real kit, generated peak against the real peak."""
+    kits = {}
+    for inst in corpus.instruments:
+        if not inst.drum_kit:
+            continue
+        keys = [p for p in corpus.pitches[inst.id] if p in GM_DRUM_KEYS]
+        if not keys:
+            continue
+        notes = [(inst.id, p, DRUM_VCLASS) for p in keys]
+        gen, real = renderer.render_model_rate(notes), corpus.load_batch(notes)
+        diff = [bd.peak_db(g) - bd.peak_db(r) for g, r in zip(gen, real)]
+        kits[inst.name] = {
+            "keys": len(keys),
+            "within_6db": int(sum(abs(d) <= DRUM_TOLERANCE_DB for d in diff)),
+            "silent": int(sum(bd.peak_db(g) < bd.SILENT_PEAK_DB for g in gen)),
+            "median_diff_db": float(np.median(diff)),
+            "worst_diff_db": float(min(diff, key=lambda d: -abs(d))),
+            "per_key_diff_db": {int(p): round(float(d), 1) for p, d in zip(keys, diff)},
+        }
+    return kits
+
+
+def evaluate(preset_dir, notes: int | None = None, output=None, update_preset: bool = False, seed: int = 0,
+             drums: bool = True) -> Path:
     preset = presets.load(preset_dir)
     split_path = preset.path / "split.json"
     if not split_path.is_file():
@@ -125,6 +131,7 @@ def evaluate(preset_dir, notes: int | None = None, output=None, update_preset: b
     rng = np.random.default_rng(seed)
     renderer = NoteRenderer(preset, device="auto", batch_size=32)
     rate = preset.sample_rate
+    families = {i.id: i.family for i in corpus.instruments}
     report = {"preset": preset.name, "weights_sha256": preset.sha256, "notes_per_split": n, "seed": seed}
     shown = {}
     for name in ("train", "test"):
@@ -132,27 +139,31 @@ def evaluate(preset_dir, notes: int | None = None, output=None, update_preset: b
         chosen = [pool[k] for k in sorted(rng.choice(len(pool), size=min(n, len(pool)), replace=False))]
         real = corpus.load_batch(chosen)
         gen = renderer.render_model_rate(chosen)
-        base = baseline_notes(chosen, split["train"], corpus)
-        report[name] = {"sing": metrics(gen, real, chosen, corpus, rate)}
+        sing = bd.measure(gen, real, chosen, families, rate)
+        report[name] = {"sing": bd.breakdown(sing)}
         if name == "test":
-            report[name]["baseline"] = metrics(base, real, chosen, corpus, rate)
+            base = baseline_notes(chosen, split["train"], corpus)
+            report[name]["baseline"] = bd.breakdown(bd.measure(base, real, chosen, families, rate))
             pick = np.linspace(0, len(chosen) - 1, 4).astype(int)
             shown = {"notes": [chosen[k] for k in pick], "real": real[pick], "gen": gen[pick], "base": base[pick]}
+        report[name]["notes"] = bd.as_records(sing)
+    if drums:
+        report["drum_kits"] = drum_section(renderer, corpus, rate)
     out = Path(output) if output else preset.path / "eval"
     out.mkdir(parents=True, exist_ok=True)
     names = {i.id: i.name for i in preset.instruments}
     plot_spectrograms(out / "spectrograms.png", shown["notes"], shown["real"], shown["gen"], shown["base"], names)
     plot_embeddings(out / "embeddings.png", renderer.model.float(), preset.instruments)
-    (out / "report.json").write_text(json.dumps(report, indent=2))
+    (out / "report.json").write_text(json.dumps(report, indent=1))
     (out / "report.md").write_text(markdown(report))
     if update_preset:
         data = yaml.safe_load((preset.path / presets.YAML_FILE).read_text())
         data["metrics"] = {
             "split": "pitch completion, 80/10/10 by (instrument, pitch)",
             "notes_per_split": n,
-            "train": report["train"]["sing"],
-            "test": report["test"]["sing"],
-            "test_baseline_repitch": report["test"]["baseline"],
+            "train": report["train"]["sing"]["overall"],
+            "test": report["test"]["sing"]["overall"],
+            "test_baseline_repitch": report["test"]["baseline"]["overall"],
         }
         tmp = preset.path / (presets.YAML_FILE + ".tmp")
         tmp.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
@@ -163,26 +174,44 @@ def evaluate(preset_dir, notes: int | None = None, output=None, update_preset: b
 def markdown(r: dict) -> str:
     def row(label, m):
         acc = "n/a" if m["pitch_accuracy"] is None else f"{100 * m['pitch_accuracy']:.1f}% of {m['pitched_notes']}"
-        return f"| {label} | {m['spectral_l1']:.4f} | {m['waveform_mse']:.6f} | {acc} | {m['notes']} |"
+        return f"| {label} | {m['spectral_l1']:.4f} | {m['waveform_mse']:.6f} | {acc} | {m['silent']} | {m['notes']} |"
 
+    train, test, base = r["train"]["sing"], r["test"]["sing"], r["test"]["baseline"]
     lines = [
         f"# Evaluation of preset `{r['preset']}`",
         "",
         f"Weights sha256 `{r['weights_sha256'][:16]}...`; {r['notes_per_split']} seeded notes per split.",
         "Pitch accuracy: generated fundamental within 50 cents of the target, over pitched instruments'",
-        "notes whose real recording has a reliable fundamental.",
+        "notes whose real recording the same estimator finds in tune (project: YIN-like autocorrelation;",
+        "Praat: parselmouth's autocorrelation tracker). Level: generated RMS against the real note's, median.",
         "",
-        "| model / split | spectral L1 | waveform MSE | pitch accuracy | notes |",
-        "|---|---|---|---|---|",
-        row("SING, train notes", r["train"]["sing"]),
-        row("SING, test notes", r["test"]["sing"]),
-        row("re-pitch baseline, test notes", r["test"]["baseline"]),
+        "| model / split | spectral L1 | waveform MSE | pitch accuracy (project) | silent | notes |",
+        "|---|---|---|---|---|---|",
+        row("SING, train notes", train["overall"]),
+        row("SING, test notes", test["overall"]),
+        row("re-pitch baseline, test notes", base["overall"]),
         "",
         "Paper (NSynth, spectral loss): 0.039 train / 0.051 test spectral L1.",
         "",
-        "![spectrograms](spectrograms.png)",
-        "",
-        "![embeddings](embeddings.png)",
-        "",
     ]
+    for grouping in bd.GROUPINGS:
+        lines += [f"## By {grouping}, test notes", ""] + bd.group_table(grouping, test[grouping], base[grouping]) + [""]
+        lines += [f"## By {grouping}, train notes", ""] + bd.group_table(grouping, train[grouping], None) + [""]
+    kits = r.get("drum_kits")
+    if kits:
+        ok = sum(k["within_6db"] == k["keys"] for k in kits.values())
+        lines += [
+            "## Drum kits (velocity 100, every GM key 35-81 the real kit sounds)",
+            "",
+            f"{ok} of {len(kits)} kits have every key within {DRUM_TOLERANCE_DB:.0f} dB of the real peak.",
+            "",
+            "| kit | keys | within 6 dB | silent | median peak diff dB | worst dB |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {name} | {k['keys']} | {k['within_6db']} | {k['silent']} | {k['median_diff_db']:+.1f} | {k['worst_diff_db']:+.1f} |"
+            for name, k in kits.items()
+        ]
+        lines.append("")
+    lines += ["![spectrograms](spectrograms.png)", "", "![embeddings](embeddings.png)", ""]
     return "\n".join(lines)

@@ -136,9 +136,24 @@ class Trainer:
 
     def batch(self, stage_index: int, step: int, size: int):
         rng = np.random.default_rng([self.recipe.seed, stage_index, step, self.rank])
-        train = self.notes["train"]
-        notes = [train[k] for k in rng.integers(0, len(train), size)]
+        if self.recipe.sampling == "balanced":
+            groups = self.train_groups
+            picks = rng.integers(0, len(groups), size)
+            notes = [groups[g][rng.integers(0, len(groups[g]))] for g in picks]
+        else:
+            train = self.notes["train"]
+            notes = [train[k] for k in rng.integers(0, len(train), size)]
         return notes, rng
+
+    @property
+    def train_groups(self) -> list[list[tuple[int, int, int]]]:
+        """Training notes grouped for balanced sampling: the drum kits, then each octave band."""
+        if getattr(self, "_groups", None) is None:
+            groups: dict[str, list] = {}
+            for n in self.notes["train"]:
+                groups.setdefault(note_group(self.corpus.instruments[n[0]], n[1]), []).append(n)
+            self._groups = [groups[k] for k in sorted(groups)]
+        return self._groups
 
     def crop(self, rng, frames: int) -> tuple[int, int]:
         n = self.config.n_frames
@@ -214,11 +229,11 @@ class Trainer:
     # Training -----------------------------------------------------------------------------
     def _stage_module(self, name: str, cfg):
         if name == "autoencoder":
-            module = AutoencoderStage(self.encoder, self.model.decoder, cfg.loss, cfg.loss_gain_db)
+            module = AutoencoderStage(self.encoder, self.model.decoder, cfg)
         elif name == "sequence":
             module = SequenceStage(self.model.generator)
         else:
-            module = EndToEndStage(self.model.generator, self.model.decoder, cfg.loss, cfg.loss_gain_db)
+            module = EndToEndStage(self.model.generator, self.model.decoder, cfg)
         params = [p for p in module.parameters() if p.requires_grad]
         if self.world > 1:
             module = DistributedDataParallel(module)
@@ -352,6 +367,15 @@ class Trainer:
     def _clip(params, cfg) -> None:
         if cfg.clip_grad:
             torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad)
+
+
+def note_group(instrument, pitch: int) -> str:
+    """"drums" for a drum kit's notes, else the octave band "024-035", ... of the pitch (the band
+    of 84-95 also takes the pitches above, such as the corpus's top note 96)."""
+    if instrument.drum_kit:
+        return "drums"
+    lo = 12 * (min(pitch, 95) // 12)
+    return f"{lo:03d}-{lo + 11:03d}"
 
 
 def weights_digest(model: torch.nn.Module) -> str:

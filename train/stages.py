@@ -12,15 +12,28 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sing_synth.losses import spectral_loss, waveform_mse
+from sing_synth.losses import log_power_spectrogram, spectral_loss, waveform_mse
 from sing_synth.model import Decoder, Encoder, SequenceGenerator, SingConfig
 
 
-def reconstruction_loss(kind: str, x: torch.Tensor, y: torch.Tensor, gain_db: float = 0.0) -> torch.Tensor:
+def reconstruction_loss(kind: str, x: torch.Tensor, y: torch.Tensor, gain_db: float = 0.0,
+                        note_weight: str = "none", floor: float = 0.02) -> torch.Tensor:
+    """Training loss of a batch: ``kind`` (spectral or waveform), both signals amplified by
+    ``gain_db``; with ``note_weight="silence"`` each note's loss is divided by the loss silence
+    scores against it (see ``StageConfig.note_weight``)."""
     if kind == "waveform":
         return waveform_mse(x, y)
     g = 10.0 ** (gain_db / 20.0)
-    return spectral_loss(x * g, y * g)
+    if note_weight == "none":
+        return spectral_loss(x * g, y * g)
+    lx, ly = log_power_spectrogram(x * g), log_power_spectrogram(y * g)
+    per_note = (lx - ly).abs().flatten(1).mean(1)
+    silence = ly.detach().flatten(1).mean(1).clamp_min(floor)
+    return (per_note / silence).mean()
+
+
+def stage_loss(cfg, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return reconstruction_loss(cfg.loss, x, y, cfg.loss_gain_db, cfg.note_weight, cfg.weight_floor)
 
 
 def segment_target(config: SingConfig, padded: torch.Tensor, g0: int, frames: int) -> torch.Tensor:
@@ -38,15 +51,15 @@ def encoder_input(config: SingConfig, padded: torch.Tensor, g0: int, frames: int
 class AutoencoderStage(nn.Module):
     """Stage 1: encoder + decoder reconstruct the (segment of the) note."""
 
-    def __init__(self, encoder: Encoder, decoder: Decoder, loss: str, gain_db: float = 0.0):
+    def __init__(self, encoder: Encoder, decoder: Decoder, cfg):
         super().__init__()
-        self.encoder, self.decoder, self.loss, self.gain_db = encoder, decoder, loss, gain_db
+        self.encoder, self.decoder, self.cfg = encoder, decoder, cfg
 
     def forward(self, padded: torch.Tensor, g0: int, frames: int) -> torch.Tensor:
         c = self.decoder.config
         latent = self.encoder(encoder_input(c, padded, g0, frames))
         out = self.decoder(latent)
-        return reconstruction_loss(self.loss, out, segment_target(c, padded, g0, frames), self.gain_db)
+        return stage_loss(self.cfg, out, segment_target(c, padded, g0, frames))
 
 
 class SequenceStage(nn.Module):
@@ -65,12 +78,12 @@ class SequenceStage(nn.Module):
 class EndToEndStage(nn.Module):
     """Stage 3: LSTM + decoder from (velocity, instrument, pitch) to audio."""
 
-    def __init__(self, generator: SequenceGenerator, decoder: Decoder, loss: str, gain_db: float = 0.0):
+    def __init__(self, generator: SequenceGenerator, decoder: Decoder, cfg):
         super().__init__()
-        self.generator, self.decoder, self.loss, self.gain_db = generator, decoder, loss, gain_db
+        self.generator, self.decoder, self.cfg = generator, decoder, cfg
 
     def forward(self, v, i, p, padded: torch.Tensor, g0: int, frames: int) -> torch.Tensor:
         c = self.decoder.config
         latent, _ = self.generator(v, i, p)
         out = self.decoder(latent[:, g0 : g0 + frames + c.context_size - 1])
-        return reconstruction_loss(self.loss, out, segment_target(c, padded, g0, frames), self.gain_db)
+        return stage_loss(self.cfg, out, segment_target(c, padded, g0, frames))

@@ -78,6 +78,8 @@ class SoundFontCorpus:
         pitch_max: int = 127,
         velocities=VELOCITY_CLASSES,
         max_instruments: int = 0,
+        every: int = 1,
+        every_kit: int = 1,
         cache_dir: str | os.PathLike | None = None,
     ):
         self.fonts = [Path(f) for f in fonts]
@@ -111,6 +113,17 @@ class SoundFontCorpus:
                 bank, program = by_index[i]
                 self._sources.append(_Source(fi, i, bank, program))
                 names.append(sf.get_preset_name(i).strip() or f"bank {bank} program {program}")
+        if every > 1 or every_kit > 1:  # a spread subset for experiments: every n-th preset and kit
+            keep, melodic, kits = [], 0, 0
+            for src in self._sources:
+                if src.bank >= 120:
+                    keep.append(kits % every_kit == 0)
+                    kits += 1
+                else:
+                    keep.append(melodic % every == 0)
+                    melodic += 1
+            self._sources = [x for x, k in zip(self._sources, keep) if k]
+            names = [x for x, k in zip(names, keep) if k]
         if max_instruments:  # a small corpus for tests and quick experiments
             self._sources, names = self._sources[:max_instruments], names[:max_instruments]
         self._buf = np.zeros(note_samples, dtype=np.float32)
@@ -187,7 +200,7 @@ class SoundFontCorpus:
         for f in self.fonts:
             st = f.stat()
             h.update(f"{f.resolve()}:{st.st_size}:{int(st.st_mtime)};".encode())
-        h.update(f"v2:{len(self._sources)}:{self.sample_rate}:{self.pitch_min}:{self.pitch_max}:{PROBE_SAMPLES}:{SILENCE_PEAK}".encode())
+        h.update(f"v2:{[(x.font, x.index) for x in self._sources]}:{self.sample_rate}:{self.pitch_min}:{self.pitch_max}:{PROBE_SAMPLES}:{SILENCE_PEAK}".encode())
         return h.hexdigest()[:16]
 
     def _probe(self, cache_dir) -> dict:
