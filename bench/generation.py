@@ -1,7 +1,7 @@
 """Generation speed: seconds of audio per second for the `paper` and `small` models.
 
 For batch 1, 16 and 64, float32 and bfloat16 (the whole model cast), on the CPU (or CUDA with
---device cuda). In the same run it measures large matrix multiplies in both precisions, so each
+--model-device cuda). In the same run it measures large matrix multiplies in both precisions, so each
 line also shows achieved FLOP/s (the model's FLOPs per note counted from its configuration) as a
 fraction of that measured peak. Untrained weights: speed does not depend on training.
 
@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["paper", "small"], choices=["tiny", "small", "paper"])
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 16, 64])
     parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=list(PRECISIONS))
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--model-device", default="cpu", help="where the model runs: cpu, cuda, cuda:N")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--min-seconds", type=float, default=2.0, help="repeat each case at least this long")
     parser.add_argument("--rate", type=int, default=44100, help="output rate of the resampling column")
@@ -119,9 +119,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     threads = torch.get_num_threads()
-    print(f"# torch {torch.__version__}, device {args.device}, {threads} threads; {load()}")
+    print(f"# torch {torch.__version__}, device {args.model_device}, {threads} threads; {load()}")
     busy = busy_cores()
-    if args.device == "cpu" and busy is not None and busy + threads > (os.cpu_count() or 1) + 0.3:
+    if args.model_device == "cpu" and busy is not None and busy + threads > (os.cpu_count() or 1) + 0.3:
         print(f"# note: other processes are using these cores: with {threads} torch threads the figures are lower "
               "than on an idle machine (fewer threads than free cores avoids stalls)")
     print("# peak: a 4096^3 matmul in the line's precision, measured just before each model/precision group")
@@ -139,11 +139,11 @@ def main() -> None:
         for precision in args.precisions:
             model = Sing(config).eval()
             model.load_state_dict(base.state_dict())
-            model = model.to(args.device, PRECISIONS[precision])
-            peak = matmul_peak(PRECISIONS[precision], args.device)
+            model = model.to(args.model_device, PRECISIONS[precision])
+            peak = matmul_peak(PRECISIONS[precision], args.model_device)
             print(f"# peak now: {precision} {peak / 1e9:.1f} GFLOP/s; {load()}", flush=True)
             for batch in args.batches:
-                t_gen, t_dec, wav = time_batch(model, batch, args.device, args.min_seconds)
+                t_gen, t_dec, wav = time_batch(model, batch, args.model_device, args.min_seconds)
                 t_res = best_time(lambda w=wav, r=config.sample_rate: dsp.resample(w, r, args.rate), "cpu", 0.5, 5)
                 notes = batch / (t_gen + t_dec)
                 achieved = notes * fpn

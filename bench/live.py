@@ -44,7 +44,8 @@ sys.path.insert(0, str(ROOT / "tests"))  # the JACK server and test clients
 from jack_server import JackServer, MidiSender, Recorder, Synth, onsets  # noqa: E402
 
 from sing_synth import events as ev  # noqa: E402
-from sing_synth.engine import DictNoteSource, Engine  # noqa: E402
+from sing_synth.engine import Engine
+from sing_synth.note_source import DictNoteSource  # noqa: E402
 from sing_synth.preset import Instrument, Preset  # noqa: E402
 
 RATE = 48000

@@ -11,7 +11,7 @@ and prints real-time factors, the ratios to FluidSynth and peak memory.
 Without --preset it builds an untrained preset of the chosen size (weights do not change the
 speed) with a General MIDI table of 128 programs and a drum kit.
 
-    python bench/render.py [--minutes 3] [--size small] [--threads 1] [--device cpu]
+    python bench/render.py [--minutes 3] [--size small] [--threads 1] [--model-device cpu]
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=3.0)
     parser.add_argument("--preset", help="a preset name or directory (default: an untrained one of --size)")
     parser.add_argument("--size", default="small", choices=("tiny", "small", "paper"))
-    parser.add_argument("--device", default="auto", help="model device: auto, cpu, cuda")
+    parser.add_argument("--model-device", default="auto", help="where the model runs: auto, cpu, cuda")
     parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16", "float16"))
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -72,7 +72,7 @@ def main() -> int:
     import torch
 
     from sing_synth import preset as presets
-    from sing_synth.engine import DictNoteSource
+    from sing_synth.note_source import DictNoteSource
     from sing_synth.render import render_file
 
     if args.threads:
@@ -82,7 +82,7 @@ def main() -> int:
         song = work / "song.mid"
         make_song(song, args.minutes)
         preset = presets.load(args.preset) if args.preset else untrained_preset(work, args.size)
-        kw = dict(rate=args.rate, block=args.block, device=args.device, precision=args.precision)
+        kw = dict(rate=args.rate, block=args.block, model_device=args.model_device, precision=args.precision)
         source = DictNoteSource(rate=args.rate)
         rss0 = peak_rss_mib()
         cold = render_file(song, work / "cold.wav", preset, source=source, batch_size=args.batch_size, **kw)
@@ -107,7 +107,7 @@ def main() -> int:
 
         from sing_synth.renderer import pick_device
 
-        device = str(pick_device(args.device))
+        device = str(pick_device(args.model_device))
         print(
             f"song: {args.minutes:g} min, {cold.duration:.1f} s of audio at {args.rate} Hz, {cold.stats['notes_played']} "
             f"note-ons, {cold.notes_needed} distinct notes ({cache_mib:.0f} MiB rendered)"

@@ -25,7 +25,9 @@ CONTAINERS = {".wav": "wav", ".wave": "wav", ".flac": "flac"}
 def container_of(path: str | os.PathLike) -> str:
     ext = Path(path).suffix.lower()
     if ext not in CONTAINERS:
-        raise ConfigError(f"cannot write {Path(path).name!r}: unknown extension {ext or '(none)'}; use .wav or .flac")
+        raise ConfigError(
+            f"cannot write {Path(path).name!r}: unknown extension {ext or '(none)'}; use .wav or .flac", "output"
+        )
     return CONTAINERS[ext]
 
 
@@ -33,10 +35,10 @@ def check_format(path: str | os.PathLike, fmt: str) -> str:
     """The container for ``path`` after checking that it can hold sample format ``fmt``."""
     container = container_of(path)
     if fmt not in FORMATS:
-        raise ConfigError(f"unknown sample format {fmt!r}: use one of {', '.join(FORMATS)}")
+        raise ConfigError(f"unknown sample format {fmt!r}: use one of {', '.join(FORMATS)}", "format")
     if container == "flac":
         if fmt == "float":
-            raise ConfigError("FLAC has no float samples: use --format pcm16 or pcm24, or a .wav file")
+            raise ConfigError("FLAC has no float samples: use pcm16 or pcm24, or a .wav file", "format")
         try:
             import soundfile  # noqa: F401
         except (ImportError, OSError):

@@ -56,19 +56,19 @@ def match_device(devices: list[dict], query: str | int | None) -> dict:
             if d["index"] == int(query):
                 return d
         listing = ", ".join(f"{d['index']} {d['name']!r}" for d in devices)
-        raise PortError(f"no audio output with index {query} (available: {listing}); see `sing-synth devices`")
+        raise PortError(f"no audio output with index {query} (available: {listing})", "device")
     exact = [d for d in devices if d["name"].lower() == str(query).lower()]
     found = exact or [d for d in devices if str(query).lower() in d["name"].lower()]
     if len(found) == 1:
         return found[0]
     listing = ", ".join(f"{d['index']} {d['name']!r}" for d in (found or devices))
     if not found:
-        raise PortError(f"no audio output matches {query!r} (available: {listing}); see `sing-synth devices`")
-    raise PortError(f"audio output {query!r} is ambiguous ({listing}); give its index or more of its name")
+        raise PortError(f"no audio output matches {query!r} (available: {listing})", "device")
+    raise PortError(f"audio output {query!r} is ambiguous ({listing}); give its index or more of its name", "device")
 
 
 def find_device(query: str | int | None) -> dict:
-    """The output device chosen with ``--device`` among those PortAudio sees now."""
+    """The output device ``query`` (index, name part, or None: the default) among those PortAudio sees now."""
     return match_device(output_devices(), query)
 
 
@@ -96,7 +96,7 @@ class AudioOutput:
                 callback=self._callback,
             )
         except Exception as exc:  # sounddevice.PortAudioError
-            raise PortError(f"cannot open audio output {device['name']!r} at {rate} Hz: {exc}") from None
+            raise PortError(f"cannot open audio output {device['name']!r} at {rate} Hz: {exc}", "device") from None
 
     def _callback(self, outdata, frames, time_info, status) -> None:
         t0 = time.perf_counter()

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import dsp
+
 PAD = 2  # zero samples after each note: interpolation may read one past the end
 # The model's notes are 4 s with the key held 3 s (NSynth): the steady part lies before that.
 LOOP_START, LOOP_END = 0.40, 0.70  # fractions of the note length
@@ -107,7 +109,7 @@ class NoteBank:
         e_body, e_tail = float(np.dot(body, body)), float(np.dot(tail, tail))
         if e_body <= 0.0 or e_tail < e_body * SUSTAIN_DROP * SUSTAIN_DROP:
             return False  # a decaying note dies away with its sample
-        period = rate / (440.0 * 2.0 ** ((pitch - 69.0) / 12.0))
+        period = rate / dsp.midi_to_hz(pitch)
         length = end - start
         if period < length / 2:
             length = int(round(max(1, round(length / period)) * period))

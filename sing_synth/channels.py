@@ -56,7 +56,7 @@ class InstrumentMap:
         if instrument in self.drum_ids:
             return None
         src = lo if pitch < lo else hi
-        return src, 2.0 ** ((pitch - src) / 12.0)
+        return src, dsp.semitone_ratio(pitch - src)
 
 
 def note_layers(imap: InstrumentMap, instrument: int, key: int, velocity: float, soft: bool = False):
@@ -156,4 +156,4 @@ class Channel:
         ``bend_range`` semitones)."""
         d = (self.bend if bend is None else bend) - ev.BEND_CENTER
         semis = self.bend_range * (d / 8191.0 if d > 0 else d / 8192.0)
-        return 2.0 ** (semis / 12.0)
+        return dsp.semitone_ratio(semis)

@@ -1,8 +1,12 @@
-"""The ``sing-synth`` command line: a thin layer that turns library errors into one-line messages.
+"""The ``sing-synth`` command line: every parser and command; library errors become one-line messages.
 
     sing-synth --midi-in "Keystation" --instrument 412     play live (the default command)
     sing-synth render song.mid [-o song.wav]                render a MIDI file
-    sing-synth presets | instruments [QUERY] | note | ports | devices
+    sing-synth note | presets | instruments [QUERY] | ports | devices
+
+One meaning per flag: ``--device`` is the audio output (``play``), ``--model-device`` is where the
+model runs (``play``, ``render``, ``note``). The library raises :class:`~sing_synth.errors.SingError`
+with the setting at fault; :func:`explain` adds how to change that setting on this command line.
 """
 
 from __future__ import annotations
@@ -10,23 +14,110 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import fields
 
-from . import __version__
-from .errors import SingError
+import numpy as np
+
+from . import __version__, live, render
+from . import preset as presets
+from .audio_file import FORMATS, write_audio
+from .audio_out import output_devices
+from .errors import ConfigError, SingError
+from .midi_in import APIS, list_inputs
 
 COMMANDS = ("play", "render", "note", "presets", "instruments", "ports", "devices")
 
+# how to change a setting named by an error, where a bare "change --flag" would say too little
+HINTS = {
+    "preset": "see `sing-synth presets`; choose one with --preset NAME_OR_DIR",
+    "instrument": "see `sing-synth instruments`",
+    "midi_in": "see `sing-synth ports`; choose one with --midi-in NAME, or open one with --virtual",
+    "midi_api": f"the MIDI API is set with --midi-api ({', '.join(APIS)})",
+    "device": "see `sing-synth devices`; choose one with --device NAME_OR_INDEX",
+    "model_device": "choose one with --model-device (auto, cpu, cuda, cuda:N)",
+    "lenient": "--lenient renders what can be read",
+    "output": "choose another with -o",
+}
 
-def common_options() -> argparse.ArgumentParser:
+
+# Parsers -------------------------------------------------------------------------------
+def preset_options() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--preset", help="preset name or directory (default: the bundled default preset)")
+    return p
+
+
+def model_options() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("model")
-    g.add_argument("--preset", help="preset name or directory (default: the bundled default preset)")
     g.add_argument(
         "--model-device", default="auto", help="where the model runs: auto (CUDA if available), cpu, cuda, cuda:N"
     )
     g.add_argument("--precision", default="float32", choices=("float32", "bfloat16", "float16"),
                    help="model precision (float16: CUDA only)")
     return p
+
+
+def latency_arg(value: str) -> str | float:
+    """PortAudio's latency: ``low``, ``high`` or seconds (anything else is refused by the session)."""
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+def add_play_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("MIDI input")
+    g.add_argument("--midi-in", metavar="NAME", help="input port: case-insensitive part of its name")
+    g.add_argument("--virtual", action="store_true", help="open a virtual input port named sing-synth")
+    g.add_argument("--midi-api", choices=APIS, help="rtmidi API (default: the first that works: ALSA, then JACK)")
+    g.add_argument("--channel", type=int, help="only listen to this MIDI channel (1-16)")
+    g = p.add_argument_group("sound")
+    g.add_argument("--instrument", help="instrument id or name for every melodic channel (default: GM programs)")
+    g.add_argument("--polyphony", type=int, default=64, help="most voices at once (default 64)")
+    g.add_argument("--gain", type=float, default=0.5, help="master gain, linear (default 0.5)")
+    g = p.add_argument_group("audio output")
+    g.add_argument("--device", help="output device: index or part of its name (default: the system's)")
+    g.add_argument("--rate", type=int, help="sample rate (default: the device's)")
+    g.add_argument("--blocksize", type=int, default=256, help="frames per callback (default 256)")
+    g.add_argument("--latency", type=latency_arg, default="low",
+                   help="PortAudio latency: low, high or seconds (default low)")
+    g = p.add_argument_group("note cache")
+    g.add_argument(
+        "--cache-dir", help="disk cache directory (default: $SING_SYNTH_CACHE, else $XDG_CACHE_HOME/sing-synth)"
+    )
+    g.add_argument("--cache-memory", type=float, default=2.0, help="memory for rendered notes, GiB (default 2)")
+    g.add_argument(
+        "--threads", type=int, default=1,
+        help="torch threads of the renderer while playing (default 1: a core stays free for audio; start-up uses the free cores)",
+    )
+    p.add_argument("--ready-file", metavar="PATH", help="create this file once the instrument is playing")
+
+
+def add_render_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("midi", metavar="song.mid", help="the MIDI file to render (type 0 or 1)")
+    p.add_argument("-o", "--output", help="output file, .wav or .flac (default: song.wav beside the input)")
+    p.add_argument("--rate", type=int, default=44100, help="output sample rate in Hz (default 44100)")
+    p.add_argument(
+        "--format", choices=FORMATS, default="pcm16", help="sample format: pcm16 (default), pcm24, or float (WAV only)"
+    )
+    p.add_argument("--instrument", help="play every melodic channel with this instrument (id or name)")
+    p.add_argument("--polyphony", type=int, default=64, help="most voices sounding at once (default 64)")
+    p.add_argument("--gain", type=float, default=0.5, help="master gain, a linear factor (default 0.5)")
+    p.add_argument("--tail", type=float, default=10.0, help="longest tail after the last event, seconds (default 10)")
+    p.add_argument("--lenient", action="store_true", help="render what can be read from a truncated or corrupt file")
+    p.add_argument("--batch-size", type=int, default=16, help="notes per model batch (default 16)")
+    p.add_argument(
+        "--threads", type=int, help="torch threads on the CPU (default: the cores not busy, from the load average)"
+    )
+
+
+def add_note_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--instrument", default="0", help="instrument id or name (default 0)")
+    p.add_argument("--pitch", type=int, nargs="+", default=[60], help="MIDI pitches 0-127 (default 60)")
+    p.add_argument("--velocity", type=int, default=100, help="MIDI velocity 1-127 (default 100)")
+    p.add_argument("--rate", type=int, default=44100, help="output sample rate (default 44100)")
+    p.add_argument("-o", "--output", default="note.wav", help="output WAV file (default note.wav)")
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -37,62 +128,74 @@ def get_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"sing-synth {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    common = [common_options()]
-
-    play = sub.add_parser("play", parents=common, help="play live from a MIDI input (the default command)")
-    _lazy("live", "add_arguments", play)
-    render = sub.add_parser("render", parents=common, help="render a MIDI file to WAV or FLAC")
-    _lazy("render", "add_arguments", render)
-    render.add_argument("--device", dest="model_device", help="alias of --model-device for render")
-    note = sub.add_parser("note", parents=common, help="render single notes to a WAV file")
-    note.add_argument("--instrument", default="0", help="instrument id or name (default 0)")
-    note.add_argument("--pitch", type=int, nargs="+", default=[60], help="MIDI pitches 0-127 (default 60)")
-    note.add_argument("--velocity", type=int, default=100, help="MIDI velocity 1-127 (default 100)")
-    note.add_argument("--rate", type=int, default=44100, help="output sample rate (default 44100)")
-    note.add_argument("-o", "--output", default="note.wav", help="output WAV file (default note.wav)")
-    sub.add_parser("presets", parents=common, help="list the installed presets")
-    inst = sub.add_parser("instruments", parents=common, help="list a preset's instruments")
+    rendering = [preset_options(), model_options()]
+    add_play_arguments(sub.add_parser("play", parents=rendering, help="play live from a MIDI input (the default command)"))
+    add_render_arguments(sub.add_parser("render", parents=rendering, help="render a MIDI file to WAV or FLAC"))
+    add_note_arguments(sub.add_parser("note", parents=rendering, help="render single notes to a WAV file"))
+    sub.add_parser("presets", help="list the installed presets")
+    inst = sub.add_parser("instruments", parents=[preset_options()], help="list a preset's instruments")
     inst.add_argument("query", nargs="?", default="", help="case-insensitive filter on name, family, source")
-    ports = sub.add_parser("ports", parents=common, help="list MIDI inputs")
-    _lazy("live", "add_ports_arguments", ports)
-    devices = sub.add_parser("devices", parents=common, help="list audio outputs")
-    _lazy("live", "add_devices_arguments", devices)
+    ports = sub.add_parser("ports", help="list MIDI inputs")
+    ports.add_argument("--midi-api", choices=APIS, help="rtmidi API (default: the first that works)")
+    sub.add_parser("devices", help="list audio outputs")
     return parser
 
 
-def _lazy(module: str, name: str, *args):
-    """Call ``sing_synth.<module>.<name>`` if it exists (keeps the CLI light and importable)."""
-    import importlib
-
-    try:
-        mod = importlib.import_module(f".{module}", __package__)
-    except ImportError as exc:
-        if exc.name != f"{__package__}.{module}":
-            raise
-        return None
-    fn = getattr(mod, name, None)
-    return fn(*args) if fn else None
+# Commands ------------------------------------------------------------------------------
+def cmd_play(args) -> int:
+    return live.play(live.LiveOptions(**{f.name: getattr(args, f.name) for f in fields(live.LiveOptions)}))
 
 
-def stored_parameters(weights: os.PathLike) -> int | None:
-    """Number of parameters in a safetensors file, from its header alone (no tensor is read)."""
-    import json
-    import math
-    import struct
+def cmd_render(args) -> int:
+    result = render.render_file(
+        args.midi,
+        args.output,
+        args.preset,
+        rate=args.rate,
+        fmt=args.format,
+        instrument=args.instrument,
+        polyphony=args.polyphony,
+        gain=args.gain,
+        tail=args.tail,
+        lenient=args.lenient,
+        model_device=args.model_device,
+        precision=args.precision,
+        batch_size=args.batch_size,
+        threads=args.threads,
+    )
+    s = result.stats
+    extra = f", {s['voices_stolen']} voices stolen" if s["voices_stolen"] else ""
+    print(
+        f"wrote {result.path} ({result.duration:.1f} s at {result.rate} Hz, {args.format}): "
+        f"{result.notes_rendered} of {result.notes_needed} notes rendered in {result.note_seconds:.1f} s, "
+        f"{s['notes_played']} played{extra}, {result.realtime_factor:.0f}x real time"
+    )
+    return 0
 
-    try:
-        with open(weights, "rb") as f:
-            (size,) = struct.unpack("<Q", f.read(8))
-            header = json.loads(f.read(size))
-    except (OSError, ValueError, struct.error):
-        return None
-    return sum(math.prod(t["shape"]) for k, t in header.items() if k != "__metadata__")
+
+def cmd_note(args) -> int:
+    from .renderer import NoteRenderer  # torch
+
+    if not 8000 <= args.rate <= 192000:
+        raise ConfigError(f"sample rate {args.rate} out of range; use 8000-192000 (for example 44100 or 48000)")
+    p = presets.load(args.preset)
+    inst = p.instrument(args.instrument)
+    if not 1 <= args.velocity <= 127:
+        raise ConfigError(f"velocity {args.velocity} out of range: use 1-127")
+    for pitch in args.pitch:
+        if not 0 <= pitch <= 127:
+            raise ConfigError(f"pitch {pitch} out of range: use 0-127")
+    renderer = NoteRenderer(p, device=args.model_device, precision=args.precision, output_rate=args.rate)
+    audio = np.concatenate([renderer.render_velocity(inst.id, pitch, args.velocity) for pitch in args.pitch])
+    write_audio(args.output, audio, args.rate)
+    print(f"wrote {args.output}: {inst.name}, pitches {' '.join(map(str, args.pitch))}, velocity {args.velocity}")
+    return 0
 
 
 def describe_preset(p, default: bool = False) -> list[str]:
     """Lines of ``sing-synth presets`` for one preset: size, training provenance, metrics."""
     c, t, m = p.config, p.training or {}, p.metrics or {}
-    n = stored_parameters(p.weights_path)
+    n = presets.stored_parameters(p.weights_path)
     params = f"{n / 1e6:.1f} M parameters" if n is not None else "parameters unknown"
     lines = [
         f"{p.name}{' (default)' if default else ''}  {p.path}",
@@ -122,8 +225,6 @@ def describe_preset(p, default: bool = False) -> list[str]:
 
 
 def cmd_presets(args) -> int:
-    from . import preset as presets
-
     found = presets.list_presets()
     if not found:
         print("no presets installed (search path: " + os.pathsep.join(map(str, presets.search_path())) + ")")
@@ -139,8 +240,6 @@ def cmd_presets(args) -> int:
 
 
 def cmd_instruments(args) -> int:
-    from . import preset as presets
-
     p = presets.load(args.preset)
     rows = p.search(args.query) if args.query else p.instruments
     for i in rows:
@@ -153,28 +252,41 @@ def cmd_instruments(args) -> int:
     return 0
 
 
-def cmd_note(args) -> int:
-    from . import preset as presets
-    from .audio_file import write_audio
-    from .errors import ConfigError
-    from .renderer import NoteRenderer
-
-    if not 8000 <= args.rate <= 192000:
-        raise ConfigError(f"sample rate {args.rate} out of range; use 8000-192000 (for example 44100 or 48000)")
-    p = presets.load(args.preset)
-    inst = p.instrument(args.instrument)
-    if not 1 <= args.velocity <= 127:
-        raise ConfigError(f"velocity {args.velocity} out of range: use 1-127")
-    for pitch in args.pitch:
-        if not 0 <= pitch <= 127:
-            raise ConfigError(f"pitch {pitch} out of range: use 0-127")
-    renderer = NoteRenderer(p, device=args.model_device, precision=args.precision, output_rate=args.rate)
-    import numpy as np
-
-    audio = np.concatenate([renderer.render_velocity(inst.id, pitch, args.velocity) for pitch in args.pitch])
-    write_audio(args.output, audio, args.rate)
-    print(f"wrote {args.output}: {inst.name}, pitches {' '.join(map(str, args.pitch))}, velocity {args.velocity}")
+def cmd_ports(args) -> int:
+    api, names = list_inputs(args.midi_api)
+    print(f"MIDI inputs ({api}):")
+    print("\n".join(f"  {n}" for n in names) if names else "  none (sing-synth --virtual opens one)")
     return 0
+
+
+def cmd_devices(args) -> int:
+    devices = output_devices()
+    if not devices:
+        print("no audio outputs (is a sound server such as JACK running?)")
+    for d in devices:
+        mark = "*" if d["default"] else " "
+        print(f"{mark}{d['index']:3d}  {d['name']:<40} {d['api']:<28} {d['channels']} ch, {d['rate']:.0f} Hz")
+    return 0
+
+
+RUN = {
+    "play": cmd_play,
+    "render": cmd_render,
+    "note": cmd_note,
+    "presets": cmd_presets,
+    "instruments": cmd_instruments,
+    "ports": cmd_ports,
+    "devices": cmd_devices,
+}
+
+
+# Entry point ---------------------------------------------------------------------------
+def explain(exc: SingError, args: argparse.Namespace) -> str:
+    """The error's message, and how to change the setting at fault when this command has a flag for it."""
+    setting = getattr(exc, "setting", None)
+    if setting is None or setting not in vars(args):
+        return str(exc)
+    return f"{exc}; {HINTS.get(setting) or 'change --' + setting.replace('_', '-')}"
 
 
 def with_default_command(argv: list[str]) -> list[str]:
@@ -186,20 +298,11 @@ def with_default_command(argv: list[str]) -> list[str]:
 
 def main(argv=None) -> int:
     argv = with_default_command(list(sys.argv[1:] if argv is None else argv))
-    parser = get_parser()
-    args = parser.parse_args(argv)
+    args = get_parser().parse_args(argv)
     try:
-        if args.command in ("presets", "instruments", "note"):
-            return {"presets": cmd_presets, "instruments": cmd_instruments, "note": cmd_note}[args.command](args)
-        module, fn = {"play": ("live", "run"), "render": ("render", "run"),
-                      "ports": ("live", "run_ports"), "devices": ("live", "run_devices")}[args.command]
-        result = _lazy(module, fn, args)
-        if result is None:
-            print(f"sing-synth: error: `{args.command}` is not available in this build", file=sys.stderr)
-            return 2
-        return result
+        return RUN[args.command](args)
     except SingError as exc:
-        print(f"sing-synth: error: {exc}", file=sys.stderr)
+        print(f"sing-synth: error: {explain(exc, args)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

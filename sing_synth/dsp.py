@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import numpy as np
 
-VELOCITY_CLASSES = (25, 50, 75, 100, 127)
+VELOCITY_CLASSES = (25, 50, 75, 100, 127)  # the NSynth velocities: the model's velocity classes, in order
+
+
+def semitone_ratio(semitones: float) -> float:
+    """Frequency (and playback-rate) ratio of an interval of ``semitones`` in equal temperament."""
+    return 2.0 ** (semitones / 12.0)
 
 
 def midi_to_hz(pitch: float) -> float:
-    return 440.0 * 2.0 ** ((pitch - 69.0) / 12.0)
+    return 440.0 * semitone_ratio(pitch - 69.0)
 
 
 def hz_to_midi(hz: float) -> float:
@@ -60,7 +65,7 @@ def repitch(x: np.ndarray, semitones: float) -> np.ndarray:
     """Shift pitch by resampling (a sampler's re-pitch: duration scales too), same length out."""
     if semitones == 0:
         return np.asarray(x, dtype=np.float32)
-    ratio = 2.0 ** (semitones / 12.0)
+    ratio = semitone_ratio(semitones)
     n = len(x)
     pos = np.arange(n, dtype=np.float64) * ratio
     y = np.interp(pos, np.arange(n), x, right=0.0)

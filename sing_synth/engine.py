@@ -4,12 +4,13 @@
 event whose time (in engine frames) falls inside the block at its exact sample offset, mixes
 the voices and runs a soft limiter. Live play feeds the queue from the MIDI thread and calls
 ``process`` from the audio callback; offline rendering pushes the file's events and calls it
-in a loop. Real-time contract of ``process``: no torch, no disk, no logging, no blocking lock,
+in a loop. The voices' state lives in a ``VoicePool`` (``voices``), the ``Mixer`` (``mixer``)
+renders them, the ``Limiter`` (``limiter``) makes the output block. Real-time contract of ``process``: no torch, no disk, no logging, no blocking lock,
 and work bounded by the polyphony limit whatever arrives on MIDI: at most ``max_events`` events
 are applied per block (the rest wait for the next one), the voices are rendered in at most
 ``max_splits + 1`` stretches per block (a flood of events at more distinct samples than that
 applies the rest at the last split), and all voices are mixed together by a fixed number of
-NumPy calls (see ``voices``). Every array it works in is made in ``__init__``: what a block
+NumPy calls (see ``mixer``). Every array it works in is made in ``__init__``: what a block
 allocates is Python's and NumPy's small change (scalars, a reduction's few hundred bytes).
 
 Channel 10 (index 9) plays the preset's drum kit. ``instrument`` overrides the General MIDI
@@ -19,95 +20,16 @@ by re-pitching the nearest playable pitch; drum notes outside the kit's range ar
 
 from __future__ import annotations
 
-import math
-from typing import Protocol
-
 import numpy as np
 
 from . import events as ev
-from .bank import NoteBank
 from .channels import Channel, InstrumentMap, note_layers
+from .limiter import Limiter
+from .mixer import Mixer
+from .note_source import COMMON_CLASSES, NoteSource
 from .voices import FADING, HELD, SUSTAINED, VoicePool
 
-__all__ = ["Engine", "NoteSource", "DictNoteSource", "InstrumentMap", "NoteBank", "note_layers"]
-
-
-class NoteSource(Protocol):
-    """Where the engine gets rendered notes: slots of a :class:`NoteBank` (float32 mono at the
-    engine rate). The audio-thread methods (``find``, ``standin``, ``request``) never block."""
-
-    bank: NoteBank | None
-
-    def find(self, instrument: int, pitch: int, vclass: int) -> int:
-        """The note's bank slot, or -1 when it is not rendered yet."""
-        ...
-
-    def standin(self, instrument: int, pitch: int, vclass: int) -> tuple[int, float] | None:
-        """A nearby rendered note's slot and the playback-rate ratio that re-pitches it to ``pitch``."""
-        ...
-
-    def request(self, instrument: int, pitch: int, vclass: int) -> None:
-        """Ask for the note to be rendered with top priority (must not block)."""
-        ...
-
-
-class DictNoteSource:
-    """A :class:`NoteSource` over notes rendered in advance (offline rendering, tests), in a growable
-    bank; ``rate`` is the notes' sample rate (the engine's), for their sustain loops."""
-
-    def __init__(self, notes: dict | None = None, rate: int = 44100) -> None:
-        self.rate = int(rate)
-        self.bank: NoteBank | None = None
-        self.slots: dict[tuple[int, int, int], int] = {}
-        self._pitches: dict[tuple[int, int], list[int]] = {}
-        self.requested: list[tuple[int, int, int]] = []
-        for key, wav in (notes or {}).items():
-            self.add(key, wav)
-
-    def add(self, key: tuple[int, int, int], wav: np.ndarray) -> None:
-        key = (int(key[0]), int(key[1]), int(key[2]))
-        wav = np.asarray(wav, dtype=np.float32).reshape(-1)
-        if self.bank is None:
-            self.bank = NoteBank(max(1, len(wav)), 64, growable=True)
-        if key in self.slots:
-            self.bank.retire(self.slots.pop(key))
-        else:
-            self._pitches.setdefault((key[0], key[2]), []).append(key[1])
-            self._pitches[(key[0], key[2])].sort()
-        slot = self.bank.add(wav)
-        self.bank.set_loop(slot, key[1], self.rate)
-        self.slots[key] = slot
-
-    def __contains__(self, key) -> bool:
-        return tuple(key) in self.slots
-
-    def __len__(self) -> int:
-        return len(self.slots)
-
-    @property
-    def notes(self) -> dict[tuple[int, int, int], np.ndarray]:
-        """Every note as a read-only array (a view of the bank)."""
-        return {key: self.bank.note(slot) for key, slot in self.slots.items()}
-
-    def missing(self, keys) -> list[tuple[int, int, int]]:
-        return [k for k in keys if tuple(k) not in self.slots]
-
-    def get(self, instrument: int, pitch: int, vclass: int) -> np.ndarray | None:
-        slot = self.find(instrument, pitch, vclass)
-        return self.bank.note(slot) if slot > 0 else None
-
-    def find(self, instrument: int, pitch: int, vclass: int) -> int:
-        return self.slots.get((instrument, pitch, vclass), -1)
-
-    def standin(self, instrument: int, pitch: int, vclass: int) -> tuple[int, float] | None:
-        pitches = self._pitches.get((instrument, vclass))
-        if not pitches:
-            return None
-        near = min(pitches, key=lambda p: (abs(p - pitch), p))
-        return self.slots[(instrument, near, vclass)], 2.0 ** ((pitch - near) / 12.0)
-
-    def request(self, instrument: int, pitch: int, vclass: int) -> None:
-        self.requested.append((instrument, pitch, vclass))
+__all__ = ["Engine"]
 
 
 class Engine:
@@ -141,23 +63,18 @@ class Engine:
         self.imap = imap
         self.source = source
         self.rate = int(rate)
-        self.gain = float(gain)
         self.max_block = int(max_block)
         self.queue = ev.EventQueue(queue_size)
         self.max_events = int(max_events)  # per block: later ones wait for the next block
         # per block, the voices are rendered up to at most this many distinct event times; a flood
         # of events at more times than that applies the rest at the last one (bounded work)
         self.max_splits = int(max_splits)
-        self.pool = VoicePool(polyphony, self.rate, self.max_block, release=release)
+        self.pool = VoicePool(polyphony, self.rate, release=release)
+        self.mixer = Mixer(self.pool, self.max_block)
+        self.limiter = Limiter(self.rate, self.max_block, gain, threshold, limiter_release)
         self.channels = [Channel(i) for i in range(16)]
         self.frame = 0  # engine time: frames processed so far
-        self.threshold = float(threshold)
-        self._lim_gain = 1.0
-        self._lim_release = float(limiter_release)
         self._ev = [0.0, 0, 0, 0, 0]
-        self._t = np.zeros(self.max_block, np.float32)
-        self._t2 = np.zeros(self.max_block, np.float32)
-        self._ramp = np.arange(1, self.max_block + 1, dtype=np.float32)
         # statistics (read them from another thread without locking: plain ints)
         self.notes_played = 0
         self.notes_missing = 0  # note-ons with neither the note nor a stand-in in the source
@@ -189,8 +106,8 @@ class Engine:
             done += n
 
     def _process_chunk(self, out: np.ndarray, n: int) -> None:
-        pool = self.pool
-        pool.mix[:, :n] = 0.0
+        pool, mixer = self.pool, self.mixer
+        mixer.mix[:, :n] = 0.0
         end = self.frame + n
         q, e = self.queue, self._ev
         budget = self.max_events
@@ -205,64 +122,17 @@ class Engine:
                 if self._inline(e[1], e[2], e[3], e[4], offset - done):
                     continue
                 if splits < self.max_splits:
-                    pool.render(self.source.bank, done, offset)
+                    mixer.render(self.source.bank, done, offset)
                     done = offset
                     splits += 1
             self._apply(e[1], e[2], e[3], e[4])
-        pool.render(self.source.bank, done, n)
+        mixer.render(self.source.bank, done, n)
         bank = self.source.bank
         if bank is not None:
             bank.epoch += 1
         self.max_voices = max(self.max_voices, pool.sounding())
-        self._limit(out, n)
+        self.limiter.process(mixer.mix[:, :n], out)
         self.frame = end
-
-    def _limit(self, out: np.ndarray, n: int) -> None:
-        """Master gain, a peak limiter riding the gain per block, then a tanh knee that never exceeds 1."""
-        mix = self.pool.mix[:, :n]
-        peak = max(float(mix.max()), -float(mix.min())) * self.gain
-        g0 = self._lim_gain
-        target = self.threshold / peak if peak > self.threshold else 1.0
-        if target < g0:
-            g1 = target
-        else:
-            g1 = g0 + (target - g0) * (1.0 - math.exp(-n / (self._lim_release * self.rate)))
-        self._lim_gain = g1
-        if g0 == g1:
-            mix *= self.gain * g0
-        else:
-            ramp = self._t[:n]
-            np.multiply(self._ramp[:n], (g1 - g0) / n, out=ramp)
-            ramp += g0
-            ramp *= self.gain
-            mix[0] *= ramp
-            mix[1] *= ramp
-        if peak * max(g0, g1) > self.threshold:
-            for x in mix:
-                self._knee(x)
-        if out.shape[1] == 2:
-            np.copyto(out, mix.T)
-        elif out.shape[1] > 2:
-            np.copyto(out[:, :2], mix.T)
-            out[:, 2:] = 0.0
-        else:
-            np.add(mix[0], mix[1], out=out[:, 0])
-            out[:, 0] *= 0.70710677
-
-    def _knee(self, x: np.ndarray) -> None:
-        """Soft-clip above the threshold: k + (1 - k) * tanh((|x| - k) / (1 - k)), identity below."""
-        k = self.threshold
-        d, s = self._t[: len(x)], self._t2[: len(x)]
-        np.abs(x, out=d)
-        d -= k
-        np.maximum(d, 0.0, out=d)
-        np.multiply(d, 1.0 / (1.0 - k), out=s)
-        np.tanh(s, out=s)
-        s *= 1.0 - k
-        s -= d  # how much |x| moves
-        np.sign(x, out=d)
-        s *= d
-        x += s
 
     # Events -----------------------------------------------------------------------------
     def _inline(self, kind: int, ch: int, a: int, b: int, at: int) -> bool:
@@ -309,7 +179,7 @@ class Engine:
                 # neighbour to stand in for them (a live cache then schedules the whole instrument)
                 src = self.imap.source_pitch(inst, 60)
                 if src is not None:
-                    self.source.request(inst, src[0], min(3, len(self.imap.velocities) - 1))
+                    self.source.request(inst, src[0], min(COMMON_CLASSES[0], len(self.imap.velocities) - 1))
             c.instrument = inst
         elif kind == ev.PITCH_BEND:
             c = self.channels[ch]
@@ -343,8 +213,7 @@ class Engine:
             if whi > 0.0 and x1 < 0:
                 source.request(inst, src_pitch, hi)
             if x0 < 0 and x1 < 0:
-                main, other = (lo, hi) if wlo >= whi else (hi, lo)
-                found = source.standin(inst, src_pitch, main) or source.standin(inst, src_pitch, other)
+                found = source.standin(inst, src_pitch, lo if wlo >= whi else hi)
                 if found is None:
                     self.notes_missing += 1
                     return
@@ -439,8 +308,3 @@ class Engine:
     def _update_rates(self, c: Channel) -> None:
         self.pool.set_bend(c.index, c.bend_factor())
 
-
-def peak_dbfs(x: np.ndarray) -> float:
-    """Peak level in dBFS (-inf for silence)."""
-    peak = float(np.max(np.abs(x))) if x.size else 0.0
-    return 20.0 * np.log10(peak) if peak > 0 else float("-inf")

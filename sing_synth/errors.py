@@ -1,12 +1,24 @@
-"""Error types of sing-synth: each message names the problem and the fix, on one line."""
+"""Error types of sing-synth: each message states the problem and the fix, on one line.
+
+Messages speak of the library's own terms (a preset, a MIDI input, a sample rate), never of
+command-line flags: an error that a setting can fix names it in ``setting`` (the parameter's
+name, e.g. ``"midi_in"``), and the command line (``sing_synth.cli``) adds how to change it there.
+"""
 
 from __future__ import annotations
 
 
 class SingError(Exception):
-    """Base class: the CLI prints the message on one line and exits non-zero."""
+    """Base class: the CLI prints the message on one line and exits non-zero.
+
+    ``setting``: the parameter whose value is at fault or would fix the problem, or None.
+    """
 
     exit_code = 1
+
+    def __init__(self, message: str, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 class PresetError(SingError):

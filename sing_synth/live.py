@@ -5,14 +5,13 @@ the warm-up) -> note cache and its renderer thread (the model is built there) ->
 instrument's notes are loaded from disk or rendered, with a progress bar, and the model is
 built -> garbage collector frozen (no long collection can land in the audio thread) -> engine ->
 MIDI port (a JACK client joining a running graph would make the stream skip a period) ->
-audio stream -> ``ready`` (and ``--ready-file``). Ctrl-C or SIGTERM: the MIDI callback is
+audio stream -> ``ready`` (and ``ready_file``). Ctrl-C or SIGTERM: the MIDI callback is
 removed, pedals up and every note faded out, the stream closed, then the MIDI port and client,
 the renderer thread joined, exit 0 (130 when interrupted before ready).
 """
 
 from __future__ import annotations
 
-import argparse
 import gc
 import importlib
 import os
@@ -20,156 +19,108 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from . import events as ev
 from . import preset as presets
-
-APIS = ("alsa", "jack", "coremidi", "windows")
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("MIDI input")
-    g.add_argument("--midi-in", metavar="NAME", help="input port: case-insensitive part of its name")
-    g.add_argument("--virtual", action="store_true", help="open a virtual input port named sing-synth")
-    g.add_argument("--midi-api", choices=APIS, help="rtmidi API (default: the first that works: ALSA, then JACK)")
-    g.add_argument("--channel", type=int, help="only listen to this MIDI channel (1-16)")
-    g = p.add_argument_group("sound")
-    g.add_argument("--instrument", help="instrument id or name for every melodic channel (default: GM programs)")
-    g.add_argument("--polyphony", type=int, default=64, help="most voices at once (default 64)")
-    g.add_argument("--gain", type=float, default=0.5, help="master gain, linear (default 0.5)")
-    g = p.add_argument_group("audio output")
-    g.add_argument("--device", help="output device: index or part of its name (default: the system's)")
-    g.add_argument("--rate", type=int, help="sample rate (default: the device's)")
-    g.add_argument("--blocksize", type=int, default=256, help="frames per callback (default 256)")
-    g.add_argument("--latency", default="low", help="PortAudio latency: low, high or seconds (default low)")
-    g = p.add_argument_group("note cache")
-    g.add_argument(
-        "--cache-dir", help="disk cache directory (default: $SING_SYNTH_CACHE, else $XDG_CACHE_HOME/sing-synth)"
-    )
-    g.add_argument("--cache-memory", type=float, default=2.0, help="memory for rendered notes, GiB (default 2)")
-    g.add_argument(
-        "--threads", type=int, default=1,
-        help="torch threads of the renderer while playing (default 1: a core stays free for audio; start-up uses the free cores)",
-    )
-    p.add_argument("--ready-file", metavar="PATH", help="create this file once the instrument is playing")
+from .audio_out import AudioOutput, find_device
+from .cache import NoteCache
+from .cache_filler import CacheFiller
+from .engine import Engine
+from .errors import ConfigError
+from .midi_in import AudioClock, MidiInput, check_input
+from .progress import Progress
 
 
-def add_ports_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--midi-api", choices=APIS, help="rtmidi API (default: the first that works)")
+@dataclass(frozen=True)
+class LiveOptions:
+    """Everything a live session can be told (the ``sing-synth play`` options)."""
 
+    preset: str | None = None  # name or directory; None: the default preset
+    midi_in: str | None = None  # part of the input port's name
+    virtual: bool = False  # open a virtual input port instead
+    midi_api: str | None = None  # alsa, jack, coremidi, windows; None: the first that works
+    channel: int | None = None  # 1-16: listen to this channel only
+    instrument: str | None = None  # id or name for every melodic channel; None: General MIDI programs
+    polyphony: int = 64
+    gain: float = 0.5
+    device: str | None = None  # the audio output: index or part of its name; None: the system's
+    rate: int | None = None  # None: the device's
+    blocksize: int = 256  # frames per callback
+    latency: str | float = "low"  # PortAudio's: low, high or seconds
+    cache_dir: str | None = None
+    cache_memory: float = 2.0  # GiB for rendered notes
+    threads: int = 1  # torch threads of the renderer while playing (start-up uses every free core)
+    model_device: str = "auto"  # where the model runs
+    precision: str = "float32"
+    ready_file: str | None = None  # created once playing
 
-def add_devices_arguments(p: argparse.ArgumentParser) -> None:
-    pass
-
-
-def run_ports(args) -> int:
-    from .midi_in import list_inputs
-
-    api, names = list_inputs(args.midi_api)
-    print(f"MIDI inputs ({api}):")
-    print("\n".join(f"  {n}" for n in names) if names else "  none (sing-synth --virtual opens one)")
-    return 0
-
-
-def run_devices(args) -> int:
-    from .audio_out import output_devices
-
-    devices = output_devices()
-    if not devices:
-        print("no audio outputs (is a sound server such as JACK running?)")
-    for d in devices:
-        mark = "*" if d["default"] else " "
-        print(f"{mark}{d['index']:3d}  {d['name']:<40} {d['api']:<28} {d['channels']} ch, {d['rate']:.0f} Hz")
-    return 0
-
-
-def _latency(value: str):
-    try:
-        return float(value)
-    except ValueError:
-        if value not in ("low", "high"):
-            from .errors import ConfigError
-
-            raise ConfigError(f"--latency {value!r}: use low, high or a number of seconds") from None
-        return value
-
-
-class Bar:
-    """A progress bar on stderr when it is a terminal; silent otherwise."""
-
-    def __init__(self, label: str):
-        self.label, self.tty, self.last = label, sys.stderr.isatty(), -1
-
-    def __call__(self, done: int, total: int) -> None:
-        if done == self.last or not self.tty:
-            return
-        self.last = done
-        width = 30
-        fill = width * done // max(total, 1)
-        print(
-            f"\r{self.label} [{'#' * fill}{'.' * (width - fill)}] {done}/{total}", end="", file=sys.stderr, flush=True
-        )
-        if done == total:
-            print(file=sys.stderr)
+    def check(self) -> None:
+        """Refuse out-of-range values before anything starts."""
+        if not 16 <= self.blocksize <= 8192:
+            raise ConfigError(
+                f"block size {self.blocksize} out of range: use 16-8192 frames (e.g. 128 or 256)", "blocksize"
+            )
+        if not 1 <= self.polyphony <= 512:
+            raise ConfigError(f"polyphony {self.polyphony} out of range: use 1-512 voices", "polyphony")
+        if not self.cache_memory > 0:
+            raise ConfigError(f"cache memory {self.cache_memory:g} GiB: give a positive number of GiB", "cache_memory")
+        latency = self.latency
+        if latency not in ("low", "high") and not (isinstance(latency, (int, float)) and latency > 0):
+            raise ConfigError(f"latency {self.latency!r}: use low, high or a positive number of seconds", "latency")
 
 
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def run(args) -> int:
-    from . import events as ev
-    from .audio_out import AudioOutput, find_device
-    from .cache import NoteCache
-    from .engine import Engine
-    from .errors import ConfigError
-    from .midi_in import AudioClock, MidiInput, check_input
-
-    if args.blocksize < 16 or args.blocksize > 8192:
-        raise ConfigError(f"--blocksize {args.blocksize}: use 16-8192 frames (e.g. 128 or 256)")
-    if not 1 <= args.polyphony <= 512:
-        raise ConfigError(f"--polyphony {args.polyphony}: use 1-512 voices")
-    if args.cache_memory <= 0:
-        raise ConfigError(f"--cache-memory {args.cache_memory:g}: give a positive number of GiB")
-    latency = _latency(args.latency)
+def play(options: LiveOptions) -> int:
+    """Run a live session until Ctrl-C or SIGTERM; the exit status (130: interrupted before ready)."""
+    o = options
+    o.check()
     t_start = time.perf_counter()
     # torch takes about a second to import: start now, while the ports and the device are opened
     threading.Thread(target=importlib.import_module, args=("sing_synth.renderer",), daemon=True).start()
-    preset = presets.load(args.preset)
-    instrument = preset.instrument(args.instrument) if args.instrument else None
-    port = check_input(args.midi_in, args.virtual, args.midi_api, args.channel)
-    device = find_device(args.device)
-    rate = int(args.rate or device["rate"])
+    preset = presets.load(o.preset)
+    instrument = preset.instrument(o.instrument) if o.instrument else None
+    port = check_input(o.midi_in, o.virtual, o.midi_api, o.channel)
+    device = find_device(o.device)
+    rate = int(o.rate or device["rate"])
 
     def make_renderer():
-        from .renderer import NoteRenderer, free_cores  # torch: only in the renderer thread
+        from .renderer import NoteRenderer, free_cores  # torch: only in the renderer's threads
 
-        # until ready nothing else runs here: render with every free core, then with --threads
+        # until ready nothing else runs here: render with every free core, then with ``threads``
         return NoteRenderer(
-            preset, device=args.model_device, precision=args.precision, output_rate=rate,
-            threads=max(args.threads, free_cores()),
+            preset, device=o.model_device, precision=o.precision, output_rate=rate, threads=max(o.threads, free_cores())
         )
 
     old_term = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM during the warm-up: like Ctrl-C
-    cache = NoteCache(
-        preset, rate, make_renderer, cache_dir=args.cache_dir, memory_bytes=int(args.cache_memory * (1 << 30))
-    ).start()
+    cache = NoteCache(preset, rate, cache_dir=o.cache_dir, memory_bytes=int(o.cache_memory * (1 << 30)))
+    filler = CacheFiller(cache, make_renderer).start()
     try:
         first = instrument or preset.gm_instrument(0) or preset.instruments[0]
-        keys = cache.instrument_keys(first.id)
+        keys = filler.instrument_keys(first.id)
         need = len(keys) * 4 * preset.config.note_samples * rate / preset.sample_rate
         if need > cache.memory_bytes:
             raise ConfigError(
-                f"--cache-memory {args.cache_memory:g} GiB cannot hold the {len(keys)} notes of "
-                f"{first.name} at {rate} Hz ({need / (1 << 30):.2f} GiB); give it more"
+                f"cache memory of {o.cache_memory:g} GiB cannot hold the {len(keys)} notes of "
+                f"{first.name} at {rate} Hz ({need / (1 << 30):.2f} GiB); give it more",
+                "cache_memory",
             )
-        cache.prefetch(first.id)
+        filler.prefetch(first.id)
         kit = preset.gm_instrument(0, drums=True)
         if kit is not None and instrument is None:
-            cache.prefetch(kit.id, level=2)
-        cache.wait(keys, progress=Bar(f"notes of {first.name}"), model=True)  # the model too: no build while playing
+            filler.prefetch(kit.id, level=2)
+        bar = Progress()
+        try:  # the model too: no build while playing
+            filler.wait(keys, progress=lambda done, total: bar.bar(f"notes of {first.name}", done, total, "notes"),
+                        model=True)
+        finally:
+            bar.done()
         ready_s = time.perf_counter() - t_start
-        cache.threads = args.threads  # from the next batch on: a core stays free for the audio thread
+        filler.threads = o.threads  # from the next batch on: a core stays free for the audio thread
         sys.setswitchinterval(0.0005)  # the audio callback waits less for the GIL
         gc.collect()
         gc.freeze()  # what start-up made is never scanned again: no long collection in the audio thread
@@ -178,89 +129,95 @@ def run(args) -> int:
             cache,
             rate=rate,
             instrument=instrument.id if instrument else None,
-            polyphony=args.polyphony,
-            gain=args.gain,
-            max_block=max(args.blocksize, 64),
+            polyphony=o.polyphony,
+            gain=o.gain,
+            max_block=max(o.blocksize, 64),
         )
-        clock = AudioClock(rate, delay_frames=args.blocksize)
-        audio = AudioOutput(engine, clock, device, rate, args.blocksize, latency)
-        _play(args, ev, engine, clock, audio, cache, MidiInput, port, device, first, instrument, ready_s)
+        clock = AudioClock(rate, delay_frames=o.blocksize)
+        audio = AudioOutput(engine, clock, device, rate, o.blocksize, o.latency)
+        session = _Session(o, engine, clock, audio, cache, filler)
+        session.run(port, device, instrument, ready_s)
     except KeyboardInterrupt:
         print("\ninterrupted before ready", file=sys.stderr)
         return 130
     finally:
-        cache.stop()
+        filler.stop()
         signal.signal(signal.SIGTERM, old_term)
     return 0
 
 
-def _play(args, ev, engine, clock, audio, cache, MidiInput, port, device, first, instrument, ready_s) -> None:
-    """Open the stream and the port, print the session, run the status loop until a signal."""
-    stop = threading.Event()
-    old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
-    midi = None
-    tty = sys.stderr.isatty()
-    try:
-        # MIDI first: a JACK client joining the graph makes the running stream skip a period
-        midi = MidiInput(engine, clock, port, args.virtual, args.midi_api, args.channel)
-        audio.start()
-        kind = " (virtual: connect a keyboard or sequencer to it)" if args.virtual else ""
-        print(f"MIDI input: {midi.name} ({midi.api}){kind}")
-        print(
-            f"audio output: {device['name']} ({device['api']}), {audio.rate} Hz, block {audio.blocksize} frames "
-            f"({1000 * audio.blocksize / audio.rate:.1f} ms), output latency {1000 * audio.latency:.1f} ms"
-        )
-        print(
-            f"instrument: {instrument.name if instrument else 'General MIDI programs'}; {len(cache.slots)} notes "
-            f"ready in {ready_s:.1f} s ({cache.rendered} rendered, {cache.loaded} from disk {cache.dir})"
-        )
-        if args.ready_file:  # before the line: whoever reads the line finds the file
-            tmp = Path(f"{args.ready_file}.{os.getpid()}.tmp")
-            tmp.write_text(f"{os.getpid()}\n")
-            os.replace(tmp, args.ready_file)
-        print("ready", flush=True)
-        reported_error = False
-        next_poll = time.monotonic() + 1.0
-        while not stop.wait(0.25):
-            if time.monotonic() >= next_poll:
-                next_poll = time.monotonic() + 1.0
-                message = midi.poll()
-                if message:
-                    print(("\n" if tty else "") + message, file=sys.stderr, flush=True)
-            if cache.error is not None and not reported_error:
-                reported_error = True
-                print(
-                    f"\nrenderer stopped: {cache.error}; notes not rendered yet play re-pitched neighbours",
-                    file=sys.stderr,
-                    flush=True,
-                )
-            if tty:
-                print(
-                    f"\rvoices {engine.active_voices:3d}  load {100 * audio.load:5.1f}% "
+class _Session:
+    """The playing instrument: the stream and the port open, the status loop, the clean stop."""
+
+    def __init__(self, options: LiveOptions, engine, clock, audio, cache, filler) -> None:
+        self.o, self.engine, self.clock, self.audio = options, engine, clock, audio
+        self.cache, self.filler = cache, filler
+
+    def run(self, port: str, device: dict, instrument, ready_s: float) -> None:
+        """Open the stream and the port, print the session, run the status loop until a signal."""
+        o, engine, audio, cache, filler = self.o, self.engine, self.audio, self.cache, self.filler
+        stop = threading.Event()
+        old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+        midi = None
+        status = Progress(every=60.0)
+        try:
+            # MIDI first: a JACK client joining the graph makes the running stream skip a period
+            midi = MidiInput(engine, self.clock, port, o.virtual, o.midi_api, o.channel)
+            audio.start()
+            kind = " (virtual: connect a keyboard or sequencer to it)" if o.virtual else ""
+            print(f"MIDI input: {midi.name} ({midi.api}){kind}")
+            print(
+                f"audio output: {device['name']} ({device['api']}), {audio.rate} Hz, block {audio.blocksize} frames "
+                f"({1000 * audio.blocksize / audio.rate:.1f} ms), output latency {1000 * audio.latency:.1f} ms"
+            )
+            print(
+                f"instrument: {instrument.name if instrument else 'General MIDI programs'}; {len(cache.slots)} notes "
+                f"ready in {ready_s:.1f} s ({filler.rendered} rendered, {cache.loaded} from disk {cache.dir})"
+            )
+            if o.ready_file:  # before the line: whoever reads the line finds the file
+                tmp = Path(f"{o.ready_file}.{os.getpid()}.tmp")
+                tmp.write_text(f"{os.getpid()}\n")
+                os.replace(tmp, o.ready_file)
+            print("ready", flush=True)
+            reported_error = False
+            next_poll = time.monotonic() + 1.0
+            while not stop.wait(0.25):
+                if time.monotonic() >= next_poll:
+                    next_poll = time.monotonic() + 1.0
+                    message = midi.poll()
+                    if message:
+                        status.done()
+                        print(message, file=sys.stderr, flush=True)
+                if filler.error is not None and not reported_error:
+                    reported_error = True
+                    status.done()
+                    print(
+                        f"renderer stopped: {filler.error}; notes not rendered yet play re-pitched neighbours",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                status.show(
+                    f"voices {engine.active_voices:3d}  load {100 * audio.load:5.1f}% "
                     f"(max {100 * audio.max_load:5.1f}%)  xruns {audio.xruns}  notes {engine.notes_played}  "
-                    f"rendering {cache.pending}   ",
-                    end="",
-                    file=sys.stderr,
-                    flush=True,
+                    f"rendering {filler.pending}"
                 )
-    finally:
-        if midi is not None:
-            midi.detach()  # the callback is removed first: the main thread is the only producer now
-        for ch in range(16):
-            engine.push(ev.CONTROL, ch, ev.CC_SUSTAIN, 0)
-            engine.push(ev.CONTROL, ch, ev.CC_ALL_SOUND_OFF, 0)
-        time.sleep(max(0.1, 4 * audio.blocksize / audio.rate))  # the callback applies it and fades out
-        audio.close()
-        if midi is not None:
-            midi.shutdown()  # port and client go after the stream: no graph change while it fades
-        for s, handler in old.items():
-            signal.signal(s, handler)
-        if args.ready_file:
-            Path(args.ready_file).unlink(missing_ok=True)
-        if tty:
-            print(file=sys.stderr)
-        print(
-            f"stopped: {engine.notes_played} notes played, {audio.xruns} xruns, "
-            f"max callback load {100 * audio.max_load:.1f}%",
-            flush=True,
-        )
+        finally:
+            if midi is not None:
+                midi.detach()  # the callback is removed first: the main thread is the only producer now
+            for ch in range(16):
+                engine.push(ev.CONTROL, ch, ev.CC_SUSTAIN, 0)
+                engine.push(ev.CONTROL, ch, ev.CC_ALL_SOUND_OFF, 0)
+            time.sleep(max(0.1, 4 * audio.blocksize / audio.rate))  # the callback applies it and fades out
+            audio.close()
+            if midi is not None:
+                midi.shutdown()  # port and client go after the stream: no graph change while it fades
+            for s, handler in old.items():
+                signal.signal(s, handler)
+            if o.ready_file:
+                Path(o.ready_file).unlink(missing_ok=True)
+            status.done()
+            print(
+                f"stopped: {engine.notes_played} notes played, {audio.xruns} xruns, "
+                f"max callback load {100 * audio.max_load:.1f}%",
+                flush=True,
+            )

@@ -63,7 +63,7 @@ def read(path: str | os.PathLike, rate: int = 44100, lenient: bool = False) -> S
 
     path = Path(path)
     if rate <= 0:
-        raise MidiFileError(f"sample rate {rate} is not positive; pass a rate such as 44100")
+        raise MidiFileError(f"sample rate {rate} is not positive; pass a rate such as 44100", "rate")
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -87,7 +87,8 @@ def read(path: str | os.PathLike, rate: int = 44100, lenient: bool = False) -> S
         if not lenient:
             what = "truncated" if isinstance(exc, EOFError) else f"corrupt ({exc})"
             raise MidiFileError(
-                f"{path}: the MIDI file is {what}; repair or re-export it (or render what can be read with --lenient)"
+                f"{path}: the MIDI file is {what}; repair or re-export it (or read what can be read, leniently)",
+                "lenient",
             ) from None
         mid, lost = _salvage(path, data)
         warnings.append(f"the file is truncated or corrupt: {lost}; rendering what could be read")

@@ -39,7 +39,7 @@ def open_api(api: str | None = None) -> tuple[str, rtmidi.MidiIn]:
     errors = []
     for name in names:
         if name not in APIS:
-            raise PortError(f"unknown MIDI API {name!r}: use one of {', '.join(APIS)}")
+            raise PortError(f"unknown MIDI API {name!r}: use one of {', '.join(APIS)}", "midi_api")
         code = getattr(rtmidi, APIS[name])
         if code not in compiled:
             errors.append(f"{name}: not built into python-rtmidi")
@@ -53,7 +53,8 @@ def open_api(api: str | None = None) -> tuple[str, rtmidi.MidiIn]:
             errors.append(f"{name}: {(str(exc).strip().splitlines() or [type(exc).__name__])[0]}")
     raise PortError(
         "no MIDI system available (" + "; ".join(errors) + "); start ALSA's sequencer or a JACK server, "
-        "or choose one with --midi-api"
+        "or choose another MIDI API",
+        "midi_api",
     )
 
 
@@ -63,19 +64,24 @@ def match_port(names: list[str], query: str) -> int:
     found = exact or [i for i, n in enumerate(names) if query.lower() in n.lower()]
     listing = ", ".join(repr(n) for n in names) or "none"
     if not found:
-        raise PortError(f"no MIDI input matches {query!r} (available: {listing}); see `sing-synth ports`")
+        raise PortError(f"no MIDI input matches {query!r} (available: {listing})", "midi_in")
     if len(found) > 1:
         shown = ", ".join(repr(names[i]) for i in found)
-        raise PortError(f"MIDI input {query!r} is ambiguous ({shown}); give more of its name")
+        raise PortError(f"MIDI input {query!r} is ambiguous ({shown}); give more of its name", "midi_in")
     return found[0]
+
+
+def check_choice(query: str | None, virtual: bool = False, channel: int | None = None) -> None:
+    """An input is named or virtual, and the channel (1-16) is valid: raises PortError otherwise."""
+    if not virtual and not query:
+        raise PortError("no MIDI input chosen: name one, or open a virtual input", "midi_in")
+    if channel is not None and not 1 <= channel <= 16:
+        raise PortError(f"MIDI channel {channel} out of range: use 1-16", "channel")
 
 
 def check_input(query: str | None, virtual: bool = False, api: str | None = None, channel: int | None = None) -> str:
     """Validate the MIDI choices before a slow start-up; the full name of the port that will open."""
-    if not virtual and not query:
-        raise PortError("choose a MIDI input with --midi-in NAME (see `sing-synth ports`) or use --virtual")
-    if channel is not None and not 1 <= channel <= 16:
-        raise PortError(f"--channel {channel} out of range: use 1-16")
+    check_choice(query, virtual, channel)
     _, midi = open_api(api)
     try:
         names = midi.get_ports()
@@ -135,10 +141,7 @@ class MidiInput:
         api: str | None = None,
         channel: int | None = None,
     ):
-        if not virtual and not query:
-            raise PortError("choose a MIDI input with --midi-in NAME (see `sing-synth ports`) or use --virtual")
-        if channel is not None and not 1 <= channel <= 16:
-            raise PortError(f"--channel {channel} out of range: use 1-16")
+        check_choice(query, virtual, channel)
         self.engine, self.clock = engine, clock
         self.api, self.midi = open_api(api)
         self.midi.ignore_types(sysex=True, timing=True, active_sense=True)
@@ -163,7 +166,7 @@ class MidiInput:
             else:
                 self.midi.open_port(match_port(self.midi.get_ports(), self.name))
         except Exception as exc:
-            raise PortError(f"cannot open MIDI input {self.name!r}: {exc}") from None
+            raise PortError(f"cannot open MIDI input {self.name!r}: {exc}", "midi_in") from None
         self._anchor = None
         self.midi.set_callback(self._callback)
         self.is_open = self.listening = True

@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
+import math
 import os
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from .dsp import VELOCITY_CLASSES
 from .errors import InstrumentError, PresetError
 
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's safe loader: 7x faster, same rules
@@ -82,7 +86,7 @@ class Preset:
     config: object  # SingConfig (imported lazily: this module stays light for listings)
     instruments: list[Instrument]
     sample_rate: int = 16000
-    velocities: tuple[int, ...] = (25, 50, 75, 100, 127)
+    velocities: tuple[int, ...] = VELOCITY_CLASSES
     description: str = ""
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
@@ -106,10 +110,7 @@ class Preset:
             if key in by_id:
                 return by_id[key]
             ids = sorted(by_id)
-            raise InstrumentError(
-                f"no instrument {key} in preset {self.name!r} (ids {ids[0]}-{ids[-1]}); "
-                "list them with `sing-synth instruments`"
-            )
+            raise InstrumentError(f"no instrument {key} in preset {self.name!r} (ids {ids[0]}-{ids[-1]})", "instrument")
         q = query.strip().lower()
         exact = [i for i in self.instruments if i.name.lower() == q]
         if len(exact) == 1:
@@ -121,15 +122,13 @@ class Preset:
             shown = "; ".join(f"{i.id} {i.name}" for i in found[:6])
             more = f" and {len(found) - 6} more" if len(found) > 6 else ""
             raise InstrumentError(
-                f"instrument name {query!r} is ambiguous: {shown}{more}; give an id or a longer name"
+                f"instrument name {query!r} is ambiguous: {shown}{more}; give an id or a longer name", "instrument"
             )
         names = [i.name.lower() for i in self.instruments]
         close = difflib.get_close_matches(q, names, n=5, cutoff=0.4)
         hint = "; ".join(f"{self.instruments[names.index(c)].id} {self.instruments[names.index(c)].name}" for c in close)
-        raise InstrumentError(
-            f"no instrument named {query!r} in preset {self.name!r}"
-            + (f"; closest: {hint}" if hint else "; list them with `sing-synth instruments`")
-        )
+        closest = f"; closest: {hint}" if hint else ""
+        raise InstrumentError(f"no instrument named {query!r} in preset {self.name!r}{closest}", "instrument")
 
     def search(self, query: str = "") -> list[Instrument]:
         """Instruments whose name, family or source contains ``query`` (case-insensitive)."""
@@ -199,6 +198,18 @@ def check_shapes(name: str, expected: dict, found: dict) -> None:
             )
 
 
+def stored_parameters(weights: os.PathLike) -> int | None:
+    """Number of parameters in a safetensors file, from its header alone (no tensor is read);
+    None when the file cannot be read as one."""
+    try:
+        with open(weights, "rb") as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(size))
+    except (OSError, ValueError, struct.error):
+        return None
+    return sum(math.prod(t["shape"]) for k, t in header.items() if k != "__metadata__")
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -238,7 +249,7 @@ def resolve(name_or_path: str | os.PathLike | None = None) -> Path:
         if (root / name / YAML_FILE).is_file():
             return root / name
     available = ", ".join(d.name for d in list_presets()) or "none installed"
-    raise PresetError(f"no preset {name!r} (available: {available}); pass a preset name or directory with --preset")
+    raise PresetError(f"no preset {name!r} (available: {available}); give a preset name or directory", "preset")
 
 
 def load(name_or_path: str | os.PathLike | None = None) -> Preset:
@@ -270,7 +281,7 @@ def load(name_or_path: str | os.PathLike | None = None) -> Preset:
         raise PresetError(
             f"preset {path.name!r}: instrument ids {bad[:5]} outside the model's table of {config.n_instruments}"
         )
-    velocities = tuple(int(v) for v in data.get("velocities", (25, 50, 75, 100, 127)))
+    velocities = tuple(int(v) for v in data.get("velocities", VELOCITY_CLASSES))
     if len(velocities) != config.n_velocities:
         raise PresetError(f"preset {path.name!r}: {len(velocities)} velocities but the model has {config.n_velocities}")
     return Preset(
@@ -295,7 +306,7 @@ def save(
     description: str = "",
     training: dict | None = None,
     metrics: dict | None = None,
-    velocities=(25, 50, 75, 100, 127),
+    velocities=VELOCITY_CLASSES,
 ) -> Path:
     """Write a preset directory atomically (weights then yaml, each via a temporary file)."""
     from safetensors.torch import save_file

@@ -9,11 +9,9 @@ written to a temporary file in the same directory and moved into place only when
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from . import midi_file
-from .audio_file import FORMATS, atomic_writer, check_format
+from .audio_file import atomic_writer, check_format
 from .channels import InstrumentMap
-from .engine import DictNoteSource, Engine
+from .engine import Engine
 from .errors import ConfigError
+from .note_source import DictNoteSource
+from .progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -53,47 +53,21 @@ class RenderResult:
         return self.duration / self.total_seconds if self.total_seconds > 0 else math.inf
 
 
-class Progress:
-    """A one-line progress bar on stderr, drawn only when stderr is a terminal."""
-
-    def __init__(self, enabled: bool | None = None, stream=None) -> None:
-        self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty() if enabled is None else enabled
-        self._last = 0.0
-
-    def show(self, label: str, done: float, total: float, force: bool = False) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if not force and now - self._last < 0.1:
-            return
-        self._last = now
-        frac = min(1.0, done / total) if total > 0 else 1.0
-        bar = "#" * int(frac * 30)
-        self.stream.write(f"\r{label:<14} [{bar:<30}] {frac * 100:5.1f}%")
-        self.stream.flush()
-
-    def done(self) -> None:
-        if self.enabled:
-            self.stream.write("\r" + " " * 60 + "\r")
-            self.stream.flush()
-
-
 def default_output(midi_path: str | os.PathLike) -> Path:
     return Path(midi_path).with_suffix(".wav")
 
 
 def _check_options(rate: int, polyphony: int, gain: float, block: int, tail: float) -> None:
     if not 8000 <= rate <= 192000:
-        raise ConfigError(f"sample rate {rate} out of range; use 8000-192000 (for example 44100 or 48000)")
+        raise ConfigError(f"sample rate {rate} out of range; use 8000-192000 (for example 44100 or 48000)", "rate")
     if not 1 <= polyphony <= 1024:
-        raise ConfigError(f"polyphony {polyphony} out of range; use 1-1024")
+        raise ConfigError(f"polyphony {polyphony} out of range; use 1-1024", "polyphony")
     if not (math.isfinite(gain) and 0.0 < gain <= 16.0):
-        raise ConfigError(f"gain {gain} out of range; use a linear factor above 0 and at most 16 (default 0.5)")
+        raise ConfigError(f"gain {gain} out of range; use a linear factor above 0 and at most 16 (default 0.5)", "gain")
     if not 16 <= block <= 65536:
-        raise ConfigError(f"block size {block} out of range; use 16-65536 frames")
+        raise ConfigError(f"block size {block} out of range; use 16-65536 frames", "block")
     if not (math.isfinite(tail) and tail >= 0.0):
-        raise ConfigError(f"tail {tail} must be a non-negative number of seconds")
+        raise ConfigError(f"tail {tail} must be a non-negative number of seconds", "tail")
 
 
 def render_notes(source: DictNoteSource, keys, renderer, progress: Progress | None = None, chunk: int = 64) -> int:
@@ -105,7 +79,7 @@ def render_notes(source: DictNoteSource, keys, renderer, progress: Progress | No
         for key, wav in zip(part, wavs, strict=True):
             source.add(key, wav)
         if progress:
-            progress.show("rendering notes", start + len(part), len(missing), force=True)
+            progress.bar("rendering notes", start + len(part), len(missing), "notes")
     return len(missing)
 
 
@@ -125,32 +99,33 @@ def render_file(
     lenient: bool = False,
     tail: float = 10.0,
     threshold_db: float = -80.0,
-    device: str | None = None,
+    model_device: str | None = None,
     precision: str = "float32",
     batch_size: int = 16,
-    progress: bool | None = None,
+    progress: Progress | None = None,
     threads: int | None = None,
 ) -> RenderResult:
     """Render ``midi_path`` to ``out_path`` (default: the song's name with ``.wav``, beside it).
 
     ``preset`` is a :class:`~sing_synth.preset.Preset`, a preset name or directory, or None for
-    the default preset. ``renderer`` is a ready NoteRenderer (made on ``device`` otherwise, only
-    if notes are missing). ``source`` is a DictNoteSource of notes rendered before: missing notes
-    are added to it, so passing the same one again renders with a warm cache.
+    the default preset. ``renderer`` is a ready NoteRenderer (made on ``model_device`` otherwise,
+    only if notes are missing). ``source`` is a DictNoteSource of notes rendered before: missing
+    notes are added to it, so passing the same one again renders with a warm cache. ``progress``
+    shows how far the render is (default: a :class:`~sing_synth.progress.Progress` on stderr).
     """
     t_start = time.perf_counter()
     _check_options(rate, polyphony, gain, block, tail)
     if source is not None and source.rate != rate:
-        raise ConfigError(f"the note source holds {source.rate} Hz notes but the render is at {rate} Hz")
+        raise ConfigError(f"the note source holds {source.rate} Hz notes but the render is at {rate} Hz", "rate")
     midi_path = Path(midi_path)
     out = Path(out_path) if out_path is not None else default_output(midi_path)
     fmt = fmt or "pcm16"
     if out.exists() and midi_path.exists() and out.resolve() == midi_path.resolve():
-        raise ConfigError(f"the output {out} is the input file; choose another name with -o")
+        raise ConfigError(f"the output {out} is the input file; choose another name", "output")
     check_format(out, fmt)
     if not out.parent.is_dir():
-        raise ConfigError(f"output directory {out.parent} does not exist; create it or choose another -o")
-    bar = Progress(progress)
+        raise ConfigError(f"output directory {out.parent} does not exist; create it or choose another", "output")
+    bar = progress if progress is not None else Progress()
 
     song = midi_file.read(midi_path, rate, lenient=lenient)
     if preset is None or isinstance(preset, (str, os.PathLike)):
@@ -177,15 +152,15 @@ def render_file(
             from .renderer import NoteRenderer, free_cores
 
             renderer = NoteRenderer(
-                preset, device=device, precision=precision, batch_size=batch_size, output_rate=rate,
+                preset, device=model_device, precision=precision, batch_size=batch_size, output_rate=rate,
                 threads=threads if threads is not None else free_cores(),
             )
         if renderer.output_rate != rate:
-            raise ConfigError(f"the note renderer outputs {renderer.output_rate} Hz but the render is at {rate} Hz")
+            raise ConfigError(f"the note renderer outputs {renderer.output_rate} Hz but the render is at {rate} Hz", "rate")
         try:
             rendered = render_notes(source, needed, renderer, bar)
         except BaseException:
-            bar.done()
+            bar.done(clear=True)
             raise
     note_seconds = time.perf_counter() - t_notes
 
@@ -196,7 +171,7 @@ def render_file(
         with atomic_writer(out, rate, 2, fmt) as writer:
             frames = _mix(engine, song, writer, block, tail, threshold_db, bar)
     finally:
-        bar.done()
+        bar.done(clear=True)
     mix_seconds = time.perf_counter() - t_mix
     stats = {
         "notes_played": engine.notes_played,
@@ -245,7 +220,7 @@ def _mix(engine: Engine, song, writer, block: int, tail: float, threshold_db: fl
         frame += n
         if frame <= end:
             writer.write(buf[:n])
-            bar.show("mixing", frame, max(end, 1))
+            bar.bar("mixing", frame, max(end, 1))
             continue
         held.append(buf[:n].copy())
         quiet = float(np.max(np.abs(buf[:n]))) < threshold
@@ -267,52 +242,3 @@ def _mix(engine: Engine, song, writer, block: int, tail: float, threshold_db: fl
 
 def _any_active(engine: Engine) -> bool:
     return engine.pool.n > 0
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("midi", metavar="song.mid", help="the MIDI file to render (type 0 or 1)")
-    parser.add_argument("-o", "--output", help="output file, .wav or .flac (default: song.wav beside the input)")
-    parser.add_argument("--rate", type=int, default=44100, help="output sample rate in Hz (default 44100)")
-    parser.add_argument(
-        "--format", choices=FORMATS, default="pcm16", help="sample format: pcm16 (default), pcm24, or float (WAV only)"
-    )
-    parser.add_argument("--instrument", help="play every melodic channel with this instrument (id or name)")
-    parser.add_argument("--polyphony", type=int, default=64, help="most voices sounding at once (default 64)")
-    parser.add_argument("--gain", type=float, default=0.5, help="master gain, a linear factor (default 0.5)")
-    parser.add_argument(
-        "--tail", type=float, default=10.0, help="longest tail after the last event, seconds (default 10)"
-    )
-    parser.add_argument(
-        "--lenient", action="store_true", help="render what can be read from a truncated or corrupt file"
-    )
-    parser.add_argument("--batch-size", type=int, default=16, help="notes per model batch (default 16)")
-    parser.add_argument(
-        "--threads", type=int, help="torch threads on the CPU (default: the cores not busy, from the load average)"
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    result = render_file(
-        args.midi,
-        args.output,
-        getattr(args, "preset", None),
-        rate=args.rate,
-        fmt=args.format,
-        instrument=args.instrument,
-        polyphony=args.polyphony,
-        gain=args.gain,
-        tail=args.tail,
-        lenient=args.lenient,
-        device=getattr(args, "model_device", None),
-        precision=getattr(args, "precision", None) or "float32",
-        batch_size=args.batch_size,
-        threads=args.threads,
-    )
-    s = result.stats
-    extra = f", {s['voices_stolen']} voices stolen" if s["voices_stolen"] else ""
-    print(
-        f"wrote {result.path} ({result.duration:.1f} s at {result.rate} Hz, {args.format}): "
-        f"{result.notes_rendered} of {result.notes_needed} notes rendered in {result.note_seconds:.1f} s, "
-        f"{s['notes_played']} played{extra}, {result.realtime_factor:.0f}x real time"
-    )
-    return 0

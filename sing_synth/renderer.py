@@ -27,17 +27,17 @@ def pick_device(device: str | None = None) -> torch.device:
     try:
         dev = torch.device(device)
     except RuntimeError:
-        raise ConfigError(f"unknown device {device!r}: use cpu, cuda or cuda:N") from None
+        raise ConfigError(f"unknown device {device!r}: use cpu, cuda or cuda:N", "model_device") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device cuda requested but no CUDA GPU is available; use --device cpu")
+        raise ConfigError("device cuda requested but no CUDA GPU is available; use the CPU", "model_device")
     return dev
 
 
 def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
     if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+        raise ConfigError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}", "precision")
     if precision == "float16" and device.type != "cuda":
-        raise ConfigError("float16 is for CUDA only; on the CPU use bfloat16 or float32")
+        raise ConfigError("float16 is for CUDA only; on the CPU use bfloat16 or float32", "precision")
     return PRECISIONS[precision]
 
 
@@ -99,7 +99,7 @@ class NoteRenderer:
 
     def check(self, instrument: int, pitch: int, vclass: int) -> None:
         if instrument not in self.ids:
-            raise InstrumentError(f"no instrument {instrument} in preset {self.preset.name!r}; see `sing-synth instruments`")
+            raise InstrumentError(f"no instrument {instrument} in preset {self.preset.name!r}", "instrument")
         if not 0 <= pitch < self.preset.config.n_pitches:
             raise ConfigError(f"pitch {pitch} out of range 0-{self.preset.config.n_pitches - 1}")
         if not 0 <= vclass < self.preset.config.n_velocities:

@@ -17,7 +17,8 @@ import pytest
 
 from sing_synth import dsp
 from sing_synth import events as ev
-from sing_synth.engine import DictNoteSource, Engine
+from sing_synth.engine import Engine
+from sing_synth.note_source import DictNoteSource
 from sing_synth.preset import Instrument, Preset
 
 RATE = 44100

@@ -95,8 +95,41 @@ def test_play_is_the_default_command():
         "play", "Keystation", "412", "auto", None)
     assert cli.with_default_command(["render", "x.mid"])[0] == "render"
     assert cli.with_default_command(["--version"]) == ["--version"]
-    render = cli.get_parser().parse_args(["render", "x.mid", "--device", "cpu", "--preset", "p"])
-    assert (render.model_device, render.preset) == ("cpu", "p")  # in render, --device is the model's device
+
+
+def test_one_meaning_per_flag():
+    """--device is the audio output, --model-device where the model runs, in every command."""
+    parser = cli.get_parser()
+    play = parser.parse_args(["play", "--device", "2", "--model-device", "cpu"])
+    assert (play.device, play.model_device) == ("2", "cpu")
+    for command in (["render", "x.mid"], ["note"]):
+        args = parser.parse_args([*command, "--model-device", "cuda:1", "--preset", "p"])
+        assert (args.model_device, args.preset) == ("cuda:1", "p") and "device" not in vars(args)
+        with pytest.raises(SystemExit):
+            parser.parse_args([*command, "--device", "cpu"])
+
+
+def test_library_errors_are_worded_with_this_commands_flags(capsys):
+    from sing_synth.errors import ConfigError, PortError
+
+    play = cli.get_parser().parse_args(["play"])
+    missing = PortError("no MIDI input chosen: name one, or open a virtual input", "midi_in")
+    assert cli.explain(missing, play) == (
+        "no MIDI input chosen: name one, or open a virtual input; "
+        "see `sing-synth ports`; choose one with --midi-in NAME, or open one with --virtual"
+    )
+    size = ConfigError("block size 5 out of range: use 16-8192 frames", "blocksize")
+    assert cli.explain(size, play).endswith("; change --blocksize")
+    gpu = ConfigError("device cuda requested but no CUDA GPU is available; use the CPU", "model_device")
+    assert cli.explain(gpu, play).endswith("choose one with --model-device (auto, cpu, cuda, cuda:N)")
+    render = cli.get_parser().parse_args(["render", "x.mid"])
+    assert cli.explain(size, render) == str(size)  # render has no --blocksize: the message alone
+    assert cli.explain(ConfigError("tail -1 must be a non-negative number of seconds"), render).endswith("seconds")
+    assert cli.main(["play", "--blocksize", "5"]) == 1  # refused before anything opens
+    err = capsys.readouterr().err
+    assert err == "sing-synth: error: block size 5 out of range: use 16-8192 frames (e.g. 128 or 256); change --blocksize\n"
+    assert cli.main(["play", "--latency", "soon"]) == 1
+    assert "latency 'soon'" in capsys.readouterr().err
 
 
 def test_console_entry_point_runs():

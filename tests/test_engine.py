@@ -27,10 +27,10 @@ from engine_fixtures import (
     weightless_preset,
 )
 
-from sing_synth import dsp, voices
+from sing_synth import dsp, mixer
 from sing_synth import events as ev
 from sing_synth.channels import InstrumentMap
-from sing_synth.engine import DictNoteSource
+from sing_synth.note_source import DictNoteSource
 
 
 def first_sound(x: np.ndarray) -> int:
@@ -58,10 +58,10 @@ def test_events_take_effect_at_their_exact_sample(block):
         assert first_sound(out) == frame
 
 
-@pytest.mark.parametrize("chunk", [voices.MAX_CHUNK, 100])
+@pytest.mark.parametrize("chunk", [mixer.MAX_CHUNK, 100])
 def test_same_audio_whatever_the_block_size(chunk, monkeypatch):
     """Block sizes and the pool's pass length (events inside later passes of a block) change nothing."""
-    monkeypatch.setattr(voices, "MAX_CHUNK", chunk)
+    monkeypatch.setattr(mixer, "MAX_CHUNK", chunk)
     events = note(0.01, 60, 90, 0.3) + note(0.1, 64, 70, 0.5) + [(0.2, ev.PITCH_BEND, 0, 12000, 0)]
     events += [(0.25, ev.CONTROL, 0, ev.CC_PAN, 20), (0.3, ev.CONTROL, 0, ev.CC_VOLUME, 70)]
     events += note(0.35, 67, 100, 0.2) + note(0.36, 60, 80, 0.1)  # a retrigger and notes inside one block
@@ -84,7 +84,7 @@ def test_envelopes_by_slices_and_by_one_gather_agree(monkeypatch):
     events += [(0.1, ev.CONTROL, 0, ev.CC_ALL_SOUND_OFF, 0)] + note(0.12, 70, 90, 0.1)  # fades too
     outs = []
     for gather in (1, 1 << 40):  # every voice by slices; one gather from 5 decaying voices
-        monkeypatch.setattr(voices, "ENV_GATHER", gather)
+        monkeypatch.setattr(mixer, "ENV_GATHER", gather)
         outs.append(run_engine(make_engine(), events, 0.6, block=256))
     assert rms(outs[0][int(0.2 * RATE) :]) > 0.01
     np.testing.assert_allclose(outs[0], outs[1], atol=1e-6)
@@ -360,7 +360,7 @@ def test_event_queue_overflow_is_counted_not_blocking():
 
 def test_audio_path_modules_do_not_import_torch():
     code = (
-        "import sys; import sing_synth.engine, sing_synth.voices, sing_synth.events, sing_synth.channels;"
-        "import sing_synth.midi_file; assert 'torch' not in sys.modules, 'torch imported'"
+        "import sys; import sing_synth.engine, sing_synth.voices, sing_synth.mixer, sing_synth.limiter, sing_synth.events;"
+        "import sing_synth.channels, sing_synth.note_source, sing_synth.midi_file; assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -6,8 +6,6 @@ CLI path, seeded) and ``HarmonicSource`` (real pitched tones) where timing is me
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
 import os
 import wave
 
@@ -16,7 +14,7 @@ import numpy as np
 import pytest
 from engine_fixtures import RATE, HarmonicSource, one_thread, tiny_preset, weightless_preset, write_midi  # noqa: F401
 
-from sing_synth import render
+from sing_synth import cli, render
 from sing_synth.audio_file import read_wav
 from sing_synth.errors import ConfigError, InstrumentError, MidiFileError, SingError
 
@@ -43,13 +41,8 @@ def song_file(path, seconds_per_note: float = 0.25, channels=(0, 1, 9)):
 
 
 def parse(argv):
-    """The render subcommand's parser, with the options the CLI adds to every subcommand."""
-    parser = argparse.ArgumentParser(prog="sing-synth render")
-    parser.add_argument("--preset")
-    parser.add_argument("--model-device", default="cpu")
-    parser.add_argument("--precision", default="float32")
-    render.add_arguments(parser)
-    return parser.parse_args(argv)
+    """``sing-synth render ARGV`` parsed by the command line's parser, the model on the CPU."""
+    return cli.get_parser().parse_args(["render", *argv, "--model-device", "cpu"])
 
 
 def leftovers(directory):
@@ -59,7 +52,7 @@ def leftovers(directory):
 def test_cli_render_with_a_tiny_preset(tmp_path, tiny_preset, one_thread, capsys):  # noqa: F811
     song = song_file(tmp_path / "song.mid")
     before = song.read_bytes()
-    assert render.run(parse([str(song), "--preset", str(tiny_preset.path)])) == 0
+    assert cli.cmd_render(parse([str(song), "--preset", str(tiny_preset.path)])) == 0
     out = tmp_path / "song.wav"  # the default: beside the input
     with wave.open(str(out)) as w:
         assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (2, 2, 44100)
@@ -76,15 +69,15 @@ def test_cli_render_with_a_tiny_preset(tmp_path, tiny_preset, one_thread, capsys
 
 def test_two_renders_are_bit_identical(tmp_path, tiny_preset, one_thread):  # noqa: F811
     song = song_file(tmp_path / "song.mid")
-    a = render.render_file(song, tmp_path / "a.wav", tiny_preset, device="cpu")
-    render.render_file(song, tmp_path / "b.wav", tiny_preset, device="cpu")
+    a = render.render_file(song, tmp_path / "a.wav", tiny_preset, model_device="cpu")
+    render.render_file(song, tmp_path / "b.wav", tiny_preset, model_device="cpu")
     assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
     assert a.notes_rendered == a.notes_needed > 10 and a.stats["notes_played"] == 18
     # a warm note source renders nothing and gives the same bytes
-    from sing_synth.engine import DictNoteSource
+    from sing_synth.note_source import DictNoteSource
 
     source = DictNoteSource()
-    render.render_file(song, tmp_path / "c.wav", tiny_preset, source=source, device="cpu")
+    render.render_file(song, tmp_path / "c.wav", tiny_preset, source=source, model_device="cpu")
     warm = render.render_file(song, tmp_path / "d.wav", tiny_preset, source=source, renderer=object())
     assert warm.notes_rendered == 0
     assert (tmp_path / "d.wav").read_bytes() == (tmp_path / "a.wav").read_bytes()
@@ -159,7 +152,7 @@ def test_bad_input_gives_a_clean_error_and_no_output(tmp_path, kind):
     elif kind == "random":
         bad.write_bytes(np.random.default_rng(3).integers(0, 256, 5000, dtype=np.uint8).tobytes())
     with pytest.raises(MidiFileError) as info:
-        render.run(parse([str(bad), "-o", str(tmp_path / "out.wav"), "--preset", str(tmp_path)]))
+        cli.cmd_render(parse([str(bad), "-o", str(tmp_path / "out.wav"), "--preset", str(tmp_path)]))
     assert "\n" not in str(info.value)
     assert not (tmp_path / "out.wav").exists() and leftovers(tmp_path) == []
 
@@ -235,28 +228,45 @@ def test_drums_without_a_kit_warn_once_and_instrument_override(tmp_path, caplog)
     assert {k[0] for k in source.notes} == {2, 3}  # every melodic channel plays instrument 2, drums keep the kit
 
 
-def test_the_cli_entry_point_renders_when_it_is_wired(tmp_path, tiny_preset, one_thread):  # noqa: F811
-    if importlib.util.find_spec("sing_synth.cli") is None:
-        pytest.skip("sing_synth/cli.py is not there yet")
-    from sing_synth import cli
-
+def test_the_cli_entry_point_renders(tmp_path, tiny_preset, one_thread, capsys):  # noqa: F811
     song = song_file(tmp_path / "song.mid")
     code = cli.main(["render", str(song), "-o", str(tmp_path / "o.wav"), "--preset", str(tiny_preset.path)])
     assert code == 0 and (tmp_path / "o.wav").exists()
     assert cli.main(["render", str(tmp_path / "missing.mid"), "--preset", str(tiny_preset.path)]) != 0
+    # the model's device is --model-device: --device (the audio output of live play) is no render option
+    with pytest.raises(SystemExit):
+        cli.main(["render", str(song), "--device", "cpu"])
+    capsys.readouterr()
+    bad = tmp_path / "bad.mid"
+    bad.write_bytes(song.read_bytes()[:-7])
+    assert cli.main(["render", str(bad), "--preset", str(tiny_preset.path)]) == 1
+    err = capsys.readouterr().err  # the library's fact, then the flag that changes it
+    assert err.startswith("sing-synth: error: ") and err.rstrip().endswith("--lenient renders what can be read")
 
 
-def test_progress_bar_only_on_a_terminal():
+def test_progress_is_drawn_on_a_terminal_and_cleared(tmp_path):
     import io
+
+    from sing_synth.progress import Progress
 
     class Terminal(io.StringIO):
         def isatty(self):
             return True
 
     tty, pipe = Terminal(), io.StringIO()
+    song = song_file(tmp_path / "song.mid")
+    class Renderer:
+        output_rate = RATE
+
+        def render(self, keys):
+            return [HarmonicSource().get(*k) for k in keys]
+
     for stream in (tty, pipe):
-        bar = render.Progress(stream=stream)
-        bar.show("mixing", 5, 10, force=True)
-        bar.done()
-    assert "mixing" in tty.getvalue() and "50.0%" in tty.getvalue()
-    assert pipe.getvalue() == ""
+        source = HarmonicSource()
+        source.missing = lambda keys: list(keys)[:3]  # three notes go through the (fake) renderer
+        render.render_file(song, tmp_path / "o.wav", weightless_preset(), Renderer(), source=source,
+                           progress=Progress(stream=stream))
+    drawn = tty.getvalue()
+    assert "rendering notes [" in drawn and "3/3 notes" in drawn and "mixing [" in drawn and "100.0%" in drawn
+    assert drawn.endswith("\r") and "\n" not in drawn  # the line is cleared for what follows
+    assert pipe.getvalue() == ""  # a log gets a line every 30 s: none in a short render

@@ -1,0 +1,175 @@
+"""The renderer thread of live play: it fills a :class:`~sing_synth.cache.NoteCache` in priority order.
+
+Notes are scheduled with a level (lower first; the warm-up's instrument at level 1, others at
+2) and come, in batches, from the cache's disk layer or else through the note renderer. A note
+the audio thread asks for (``NoteCache.request``: a note-on found no note) is urgent: it is
+made alone, before anything else, and a request for an instrument not scheduled yet (a program
+change) schedules all its notes behind it.
+
+The renderer can be given as a factory: the model (and torch) is then built in a thread of its
+own at :meth:`CacheFiller.start`, while this thread reads the disk, so a warm start does not wait
+for torch. The torch thread count of the renderer (``threads``) is applied here, between
+batches: torch's setting holds for the thread that makes it. This module does not import torch.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+import time
+
+from .cache import NoteCache
+from .note_source import COMMON_CLASSES, Key
+
+URGENT = -1  # the level of the notes the audio thread asked for
+
+
+class CacheFiller:
+    """Fills ``cache`` from its disk layer and ``renderer``: a NoteRenderer, a function returning
+    one (built on first need, or when idle), or None (disk only)."""
+
+    def __init__(self, cache: NoteCache, renderer=None, batch_size: int = 16):
+        self.cache = cache
+        self.renderer = renderer
+        self.batch_size = batch_size
+        self.ranges = {i.id: i.pitch_range for i in cache.preset.instruments}
+        self._heap: list = []
+        self._queued: set = set()
+        self._prefetched: set[int] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # scheduling state (main and filler threads, never audio)
+        self._build_lock = threading.Lock()  # the model is built once (filler or model thread)
+        self.model_ready = threading.Event()  # set once the renderer is built (or there is none)
+        self.threads: int | None = None  # torch threads for the renderer's next batches (None: as built)
+        self._threads_set: int | None = None
+        self.rendered = 0  # statistics, a plain int
+        self.error: BaseException | None = None
+
+    # Scheduling (main thread) ----------------------------------------------------------
+    def instrument_keys(self, instrument: int, pitches=None) -> list[Key]:
+        """Every note of an instrument, the middle of the keyboard and common velocities first."""
+        lo, hi = self.ranges.get(instrument, (0, 127))
+        pitches = range(max(lo, 0), min(hi, 127) + 1) if pitches is None else pitches
+        order = sorted(pitches, key=lambda p: (abs(p - 60), p))
+        n_vel = len(self.cache.preset.velocities)
+        vels = [v for v in COMMON_CLASSES if v < n_vel]
+        first = [(instrument, p, v) for v in vels[:2] for p in order]
+        return first + [(instrument, p, v) for p in order for v in vels[2:]]
+
+    def prefetch(self, instrument: int, level: int = 1) -> list[Key]:
+        """Schedule every note of an instrument; returns them in their order."""
+        keys = self.instrument_keys(instrument)
+        self._prefetched.add(instrument)
+        self.schedule(keys, level)
+        return keys
+
+    def schedule(self, keys, level: int = 1) -> None:
+        """Queue notes: lower ``level`` first, then in the order given."""
+        slots = self.cache.slots
+        with self._lock:
+            for n, key in enumerate(keys):
+                if key not in slots and key not in self._queued:
+                    self._queued.add(key)
+                    heapq.heappush(self._heap, (level, n, key))
+        self.cache.wake.set()
+
+    @property
+    def pending(self) -> int:
+        """Notes still waiting to be rendered or loaded."""
+        return len(self._heap)
+
+    def wait(self, keys, timeout: float | None = None, progress=None, model: bool = False) -> bool:
+        """Block until every key is in memory (and, with ``model``, the renderer is built);
+        ``progress(done, total)`` is called as notes arrive. False on timeout; the filler's
+        error, if it stopped on one, is raised here."""
+        keys = list(keys)
+        slots = self.cache.slots
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self.error is not None:
+                raise self.error
+            done = sum(k in slots for k in keys)
+            if progress:
+                progress(done, len(keys))
+            if done == len(keys) and (not model or self.model_ready.is_set()):
+                return True
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+
+    # The thread ------------------------------------------------------------------------
+    def start(self) -> CacheFiller:
+        self._thread = threading.Thread(target=self._run, name="sing-synth-renderer", daemon=True)
+        self._thread.start()
+        if self.renderer is not None and not hasattr(self.renderer, "render"):
+            # build the model (importing torch: about a second) while the filler reads the disk
+            threading.Thread(target=self._build, name="sing-synth-model", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.cache.wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _build(self) -> None:
+        try:
+            self._renderer()
+        except BaseException as exc:  # reported to the main thread by wait()
+            self.error = exc
+            self.model_ready.set()
+
+    def _renderer(self):
+        """The renderer, built from its factory on first use (by whichever thread comes first)."""
+        with self._build_lock:
+            if self.renderer is not None and not hasattr(self.renderer, "render"):
+                self.renderer = self.renderer()
+        self.model_ready.set()
+        return self.renderer
+
+    def _next_batch(self) -> list[Key]:
+        """The next notes to make: requested notes alone (they are urgent), else up to a batch."""
+        cache = self.cache
+        while cache.requests:
+            key = cache.requests.popleft()
+            if key[0] not in self._prefetched and key[0] in self.ranges:
+                self.prefetch(key[0], level=2)  # a new instrument (program change): all its notes, later
+            if key not in cache.slots:
+                with self._lock:
+                    heapq.heappush(self._heap, (URGENT, 0, key))
+                    self._queued.add(key)
+        batch = []
+        with self._lock:
+            urgent = bool(self._heap) and self._heap[0][0] == URGENT
+            while self._heap and len(batch) < self.batch_size:
+                if urgent and self._heap[0][0] != URGENT:
+                    break
+                _, _, key = heapq.heappop(self._heap)
+                if key not in cache.slots and key not in batch:
+                    batch.append(key)
+                self._queued.discard(key)
+        return batch
+
+    def _run(self) -> None:
+        cache = self.cache
+        try:
+            while not self._stop.is_set():
+                batch = self._next_batch()
+                if not batch:
+                    self._renderer()  # idle: have the model ready for notes the disk lacks
+                    cache.wake.wait(0.5)
+                    cache.wake.clear()
+                    continue
+                missing = [k for k in batch if not cache.load(k)]
+                renderer = self._renderer() if missing else None
+                if renderer is not None:
+                    want = self.threads or getattr(renderer, "threads", None)
+                    if want and want != self._threads_set and hasattr(renderer, "set_threads"):
+                        renderer.set_threads(want)  # in this thread: torch's thread settings are per thread
+                        self._threads_set = want
+                    for key, wav in zip(missing, renderer.render(missing)):
+                        cache.store(key, wav)
+                        self.rendered += 1
+        except BaseException as exc:  # reported to the main thread by wait()
+            self.error = exc

@@ -1,0 +1,137 @@
+"""Where the engine gets rendered notes: the note-source interface, its one stand-in rule, and
+the note source of offline rendering.
+
+A note source hands out slot numbers of a :class:`~sing_synth.bank.NoteBank` (float32 mono
+notes at the engine's rate) keyed by ``(instrument, pitch, velocity class)``. Live play uses
+:class:`~sing_synth.cache.NoteCache` (a fixed bank filled by a renderer thread), offline
+rendering and tests use :class:`DictNoteSource` (a growable bank filled in advance). Both are
+:class:`NoteSlots`, so both find notes and choose stand-ins with the same code: a song renders
+offline with the stand-ins live play would use.
+
+The stand-in rule (:func:`standin`), for a note that is not rendered yet: the nearest rendered
+pitch of the same instrument (at equal distance the lower one), in the requested velocity class
+if that pitch has it, else in the first class it has among the most played ones
+(:data:`COMMON_CLASSES`), re-pitched to the requested pitch. Never another instrument. The
+search makes at most a fixed number of dictionary lookups and allocates nothing of size: the
+audio thread may call it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+import numpy as np
+
+from . import dsp
+from .bank import NoteBank
+
+# velocity classes by how often they are played (100, 75, 127, 50, 25): stand-ins look at them in
+# this order, and a live warm-up renders them in this order
+COMMON_CLASSES = (3, 2, 4, 1, 0)
+
+Key = tuple[int, int, int]  # instrument, pitch, velocity class
+
+
+def standin(slots: Mapping[Key, int], instrument: int, pitch: int, vclass: int) -> tuple[int, float] | None:
+    """The stand-in for a missing note (see the module docstring): its slot and the playback-rate
+    ratio that re-pitches it to ``pitch``; None when the instrument has no rendered note at all."""
+    for d in range(1, 128):
+        for p in (pitch - d, pitch + d):
+            if 0 <= p < 128:
+                slot = slots.get((instrument, p, vclass), -1)
+                if slot < 0:
+                    for v in COMMON_CLASSES:
+                        slot = slots.get((instrument, p, v), -1)
+                        if slot > 0:
+                            break
+                if slot > 0:
+                    return slot, dsp.semitone_ratio(pitch - p)
+    return None
+
+
+class NoteSource(Protocol):
+    """What the engine needs from a note source. The audio-thread methods (``find``, ``standin``,
+    ``request``) never block."""
+
+    bank: NoteBank | None
+
+    def find(self, instrument: int, pitch: int, vclass: int) -> int:
+        """The note's bank slot, or -1 when it is not rendered yet."""
+        ...
+
+    def standin(self, instrument: int, pitch: int, vclass: int) -> tuple[int, float] | None:
+        """A nearby rendered note's slot and the playback-rate ratio that re-pitches it to ``pitch``."""
+        ...
+
+    def request(self, instrument: int, pitch: int, vclass: int) -> None:
+        """Ask for the note to be rendered with top priority (must not block)."""
+        ...
+
+
+class NoteSlots:
+    """Published notes (``slots``: key -> bank slot) and the lookups every note source shares.
+
+    ``rate`` is the notes' sample rate (the engine's). A slot is published (entered in ``slots``)
+    only once its samples and sustain loop are written; the audio thread reads ``slots`` without
+    a lock (single dictionary operations are atomic under the GIL).
+    """
+
+    def __init__(self, rate: int) -> None:
+        self.rate = int(rate)
+        self.bank: NoteBank | None = None
+        self.slots: dict[Key, int] = {}
+
+    def find(self, instrument: int, pitch: int, vclass: int) -> int:
+        return self.slots.get((instrument, pitch, vclass), -1)
+
+    def standin(self, instrument: int, pitch: int, vclass: int) -> tuple[int, float] | None:
+        return standin(self.slots, instrument, pitch, vclass)
+
+    def request(self, instrument: int, pitch: int, vclass: int) -> None:
+        """Nothing to do here: a source that can render notes overrides it."""
+
+    def get(self, instrument: int, pitch: int, vclass: int) -> np.ndarray | None:
+        """The note as a read-only array (a view of the bank), or None."""
+        slot = self.find(instrument, pitch, vclass)
+        return self.bank.note(slot) if slot > 0 else None
+
+    def __contains__(self, key) -> bool:
+        return tuple(key) in self.slots
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+    def missing(self, keys) -> list[Key]:
+        """The keys without a published note, in the order given."""
+        return [k for k in keys if tuple(k) not in self.slots]
+
+
+class DictNoteSource(NoteSlots):
+    """Notes rendered in advance (offline rendering, tests) in a growable bank; requests for
+    missing notes are only recorded (``requested``)."""
+
+    def __init__(self, notes: dict | None = None, rate: int = 44100) -> None:
+        super().__init__(rate)
+        self.requested: list[Key] = []
+        for key, wav in (notes or {}).items():
+            self.add(key, wav)
+
+    def add(self, key: Key, wav: np.ndarray) -> None:
+        key = (int(key[0]), int(key[1]), int(key[2]))
+        wav = np.asarray(wav, dtype=np.float32).reshape(-1)
+        if self.bank is None:
+            self.bank = NoteBank(max(1, len(wav)), 64, growable=True)
+        if key in self.slots:
+            self.bank.retire(self.slots.pop(key))
+        slot = self.bank.add(wav)
+        self.bank.set_loop(slot, key[1], self.rate)
+        self.slots[key] = slot
+
+    @property
+    def notes(self) -> dict[Key, np.ndarray]:
+        """Every note as a read-only array (a view of the bank)."""
+        return {key: self.bank.note(slot) for key, slot in self.slots.items()}
+
+    def request(self, instrument: int, pitch: int, vclass: int) -> None:
+        self.requested.append((instrument, pitch, vclass))

@@ -1,0 +1,144 @@
+"""The renderer thread of live play: renders in priority order, reuses the disk, replaces corrupt notes."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from engine_fixtures import one_thread, tiny_preset  # noqa: F401
+
+from sing_synth.cache import NoteCache
+from sing_synth.cache_filler import CacheFiller
+from sing_synth.renderer import NoteRenderer
+
+
+@pytest.fixture
+def renderer(tiny_preset, one_thread):  # noqa: F811
+    return NoteRenderer(tiny_preset, device="cpu", output_rate=22050)
+
+
+def filled(preset, renderer, directory, **kwargs) -> tuple[NoteCache, CacheFiller]:
+    """A cache at 22.05 kHz in ``directory`` and its running filler."""
+    cache = NoteCache(preset, 22050, cache_dir=directory, **kwargs)
+    return cache, CacheFiller(cache, renderer).start()
+
+
+def load_once(preset, renderer, directory, key) -> tuple[NoteCache, CacheFiller]:
+    """A fresh cache that got ``key`` (from disk or rendered), and its stopped filler."""
+    cache, filler = filled(preset, renderer, directory)
+    filler.schedule([key])
+    assert filler.wait([key], timeout=60)
+    filler.stop()
+    return cache, filler
+
+
+def test_renders_then_reuses_the_disk(tiny_preset, renderer, tmp_path):  # noqa: F811
+    cache, filler = filled(tiny_preset, renderer, tmp_path)
+    try:
+        keys = filler.instrument_keys(2, pitches=range(58, 63))
+        assert keys[0] == (2, 60, 3) and keys[1] == (2, 59, 3)  # middle of the keyboard, velocity 100 first
+        filler.schedule(keys)
+        assert filler.wait(keys, timeout=60)
+        assert filler.rendered == len(keys) and cache.loaded == 0
+        first = {k: cache.get(*k).copy() for k in keys}
+        assert not cache.get(*keys[0]).flags.writeable  # the audio thread gets read-only arrays
+    finally:
+        filler.stop()
+    again, filler = filled(tiny_preset, None, tmp_path)  # no renderer: disk only
+    try:
+        filler.schedule(keys)
+        assert filler.wait(keys, timeout=30)
+        assert again.loaded == len(keys) and filler.rendered == 0
+        for k in keys:
+            np.testing.assert_array_equal(again.get(*k), first[k])
+    finally:
+        filler.stop()
+    assert not list(tmp_path.rglob("*.tmp"))  # written atomically
+
+
+def test_a_corrupt_entry_is_detected_and_re_rendered(tiny_preset, renderer, tmp_path):  # noqa: F811
+    key = (1, 60, 2)
+    good = load_once(tiny_preset, renderer, tmp_path, key)[0].get(*key).copy()
+    path = NoteCache(tiny_preset, 22050, cache_dir=tmp_path).path(key)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # flip bits inside the stored audio
+    path.write_bytes(bytes(data))
+    again, filler = load_once(tiny_preset, renderer, tmp_path, key)
+    assert again.corrupt == 1 and filler.rendered == 1
+    np.testing.assert_allclose(again.get(*key), good, atol=1e-6)
+    path.write_bytes(path.read_bytes()[:-4])  # truncated
+    fourth, filler = load_once(tiny_preset, renderer, tmp_path, key)
+    assert fourth.corrupt == 1 and filler.rendered == 1
+    path.write_bytes(b"not a note file")
+    third, filler = filled(tiny_preset, None, tmp_path)
+    filler.schedule([key])
+    time.sleep(0.5)
+    filler.stop()
+    assert third.corrupt == 1 and third.get(*key) is None and not path.exists()
+
+
+def test_get_never_waits_and_requests_are_served_first(tiny_preset, renderer, tmp_path):  # noqa: F811
+    cache, filler = filled(tiny_preset, renderer, tmp_path)
+    try:
+        t = time.perf_counter()
+        assert cache.get(0, 64, 3) is None and cache.standin(0, 64, 3) is None
+        cache.request(0, 64, 3)
+        assert time.perf_counter() - t < 0.01
+        assert filler.wait([(0, 64, 3)], timeout=60)
+        # a request for a new instrument schedules all its notes behind it (program change)
+        assert filler.wait(filler.instrument_keys(0, pitches=[60, 61]), timeout=60)
+    finally:
+        filler.stop()
+
+
+def test_evicted_notes_stay_on_disk(tiny_preset, tmp_path):  # noqa: F811
+    note = np.zeros(1000, np.float32)
+    cache = NoteCache(tiny_preset, 22050, cache_dir=tmp_path, memory_bytes=3 * note.nbytes)
+    for p in range(60, 66):
+        cache.store((0, p, 3), note + p)
+    assert cache.get(0, 61, 3) is None  # evicted from memory
+    again, filler = filled(tiny_preset, None, tmp_path)
+    try:
+        filler.schedule([(0, 61, 3)])
+        assert filler.wait([(0, 61, 3)], timeout=10)
+        assert again.get(0, 61, 3)[0] == 61.0
+    finally:
+        filler.stop()
+
+
+def test_renderer_threads_change_in_the_renderer_thread(tiny_preset, tmp_path):  # noqa: F811
+    """Start-up renders with every free core; once playing, the live session asks for fewer."""
+
+    class Renderer:
+        calls: list = []
+
+        def render(self, keys):
+            return [np.zeros(100, np.float32) for _ in keys]
+
+        def set_threads(self, n):
+            Renderer.calls.append((threading.current_thread().name, n))
+
+    cache, filler = filled(tiny_preset, Renderer(), tmp_path)
+    try:
+        filler.schedule([(0, 60, 3)])
+        assert filler.wait([(0, 60, 3)], timeout=10)
+        assert Renderer.calls == []  # as built until told otherwise
+        filler.threads = 1
+        filler.schedule([(0, 61, 3), (0, 62, 3)])
+        assert filler.wait([(0, 61, 3), (0, 62, 3)], timeout=10)
+        assert Renderer.calls == [("sing-synth-renderer", 1)]  # once, in the renderer thread
+    finally:
+        filler.stop()
+
+
+def test_a_model_factory_is_built_beside_the_disk_reads_and_its_error_reported(tiny_preset, tmp_path):  # noqa: F811
+    def broken():
+        raise RuntimeError("no model here")
+
+    cache, filler = filled(tiny_preset, broken, tmp_path)
+    try:
+        with pytest.raises(RuntimeError, match="no model here"):
+            filler.wait([(0, 60, 3)], timeout=10, model=True)
+        assert filler.model_ready.is_set()
+    finally:
+        filler.stop()
