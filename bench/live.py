@@ -38,15 +38,12 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # the JACK server and test clients
-
-from jack_server import JackServer, MidiSender, Recorder, Synth, onsets  # noqa: E402
-
-from sing_synth import events as ev  # noqa: E402
+from sing_synth import events as ev
 from sing_synth.engine import Engine
-from sing_synth.note_source import DictNoteSource  # noqa: E402
-from sing_synth.preset import Instrument, Preset  # noqa: E402
+from sing_synth.note_source import DictNoteSource
+from sing_synth.preset import Instrument, Preset
+from sing_synth.testing.jack_server import JackServer, MidiSender, Recorder, Synth, onsets
+from sing_synth.testing.presets import TINY_INSTRUMENTS, untrained_preset
 
 RATE = 48000
 REALTIME = True  # jackd -R: the server and its clients' audio threads get real-time priority
@@ -117,15 +114,8 @@ def timed(job, block: int, blocks: int, paced: bool = True, before=None, warmup:
 
 # Synth subprocess helpers -------------------------------------------------------------------
 def tiny_preset(directory: Path) -> Path:
-    import torch
-
-    from sing_synth import preset as presets
-    from sing_synth.model import Sing, SingConfig
-
-    torch.manual_seed(0)
-    inst = [Instrument(0, "tiny piano", family="keyboard", gm_program=0, pitch_range=(21, 108))]
-    presets.save(directory, Sing(SingConfig.tiny(1)), inst, name="tiny")
-    return directory
+    """A tiny untrained preset with one instrument, the piano (seeded)."""
+    return untrained_preset(directory, TINY_INSTRUMENTS[:1], name="tiny").path
 
 
 def start_synth(preset, cache: Path, period: int, env: dict) -> Synth:

@@ -17,7 +17,6 @@ speed) with a General MIDI table of 128 programs and a drum kit.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import resource
 import shutil
@@ -26,29 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
 FONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
-
-
-def make_song(path: Path, minutes: float) -> None:
-    spec = importlib.util.spec_from_file_location("make_examples", ROOT / "examples" / "make_examples.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.song(minutes, seed=7).save(path)
-
-
-def untrained_preset(directory: Path, size: str):
-    import torch
-
-    from sing_synth import preset as presets
-    from sing_synth.model import Sing, SingConfig
-    from sing_synth.preset import Instrument
-
-    instruments = [Instrument(p, f"GM {p}", gm_program=p) for p in range(128)]
-    instruments.append(Instrument(128, "GM kit", family="drums", gm_program=0, drum_kit=True, pitch_range=(27, 87)))
-    torch.manual_seed(0)
-    model = Sing(SingConfig.named(size, n_instruments=len(instruments)))
-    return presets.load(presets.save(directory / f"bench-{size}", model, instruments, name=f"bench-{size}"))
 
 
 def peak_rss_mib(who=resource.RUSAGE_SELF) -> float:
@@ -74,14 +51,20 @@ def main() -> int:
     from sing_synth import preset as presets
     from sing_synth.note_source import DictNoteSource
     from sing_synth.render import render_file
+    from sing_synth.testing import songs
+    from sing_synth.testing.presets import general_midi_instruments, untrained_preset
 
     if args.threads:
         torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="bench-render-"))
     try:
         song = work / "song.mid"
-        make_song(song, args.minutes)
-        preset = presets.load(args.preset) if args.preset else untrained_preset(work, args.size)
+        songs.song(args.minutes, seed=7).save(song)
+        if args.preset:
+            preset = presets.load(args.preset)
+        else:
+            instruments = general_midi_instruments()
+            preset = untrained_preset(work / f"bench-{args.size}", instruments, args.size)
         kw = dict(rate=args.rate, block=args.block, model_device=args.model_device, precision=args.precision)
         source = DictNoteSource(rate=args.rate)
         rss0 = peak_rss_mib()

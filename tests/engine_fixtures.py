@@ -20,6 +20,7 @@ from sing_synth import events as ev
 from sing_synth.engine import Engine
 from sing_synth.note_source import DictNoteSource
 from sing_synth.preset import Instrument, Preset
+from sing_synth.testing.presets import TINY_INSTRUMENTS, untrained_preset
 
 RATE = 44100
 NOTE_SECONDS = 4.0
@@ -124,21 +125,7 @@ def write_midi(path: Path, tracks: list[list], ticks_per_beat: int = 480, midi_t
 @pytest.fixture(scope="session")
 def tiny_preset(tmp_path_factory):
     """A tiny untrained SING preset (seeded, so every run has the same weights) with a GM table and a kit."""
-    import torch
-
-    from sing_synth import preset as presets
-    from sing_synth.model import Sing, SingConfig
-
-    instruments = [
-        Instrument(0, "tiny piano", family="keyboard", gm_program=0, pitch_range=(21, 108)),
-        Instrument(1, "tiny strings", family="string", gm_program=48, pitch_range=(28, 96)),
-        Instrument(2, "tiny bass", family="bass", gm_program=33, pitch_range=(24, 72)),
-        Instrument(3, "tiny kit", family="drums", gm_program=0, drum_kit=True, pitch_range=(35, 81)),
-    ]
-    torch.manual_seed(0)
-    directory = tmp_path_factory.mktemp("presets") / "tiny"
-    presets.save(directory, Sing(SingConfig.tiny(len(instruments))), instruments, name="tiny")
-    return presets.load(directory)
+    return untrained_preset(tmp_path_factory.mktemp("presets") / "tiny", TINY_INSTRUMENTS, name="tiny")
 
 
 @pytest.fixture

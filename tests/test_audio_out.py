@@ -13,18 +13,18 @@ import time
 import numpy as np
 import pytest
 from engine_fixtures import HarmonicSource, make_engine
-from jack_server import Recorder, jack_server, onsets  # noqa: F401
 
 from sing_synth import events as ev
 from sing_synth.audio_out import AudioOutput, find_device, match_device, output_devices
 from sing_synth.errors import PortError
 from sing_synth.midi_in import AudioClock
+from sing_synth.testing.jack_server import Recorder, onsets
 
 RATE, PERIOD = 48000, 256
 
 
 @pytest.fixture(scope="module")
-def portaudio(jack_server):  # noqa: F811
+def portaudio(jack_server):
     """PortAudio re-scanned after the server started (it scans host APIs once, at import)."""
     sd = pytest.importorskip("sounddevice")
     sd._terminate()
@@ -126,7 +126,8 @@ def test_events_sound_at_their_arrival_time_not_at_block_boundaries(portaudio):
 
 def test_audio_path_modules_do_not_import_torch():
     code = (
-        "import sys; import sing_synth.midi_in, sing_synth.audio_out, sing_synth.cache, sing_synth.live;"
+        "import sys; import sing_synth.midi_in, sing_synth.audio_out, sing_synth.cache, sing_synth.cache_filler;"
+        "import sing_synth.note_file, sing_synth.live, sing_synth.progress, sing_synth.cli;"
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

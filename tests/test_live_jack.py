@@ -20,7 +20,8 @@ import sys
 import numpy as np
 import pytest
 from engine_fixtures import tiny_preset  # noqa: F401
-from jack_server import MidiSender, Recorder, Synth, jack_server, onsets  # noqa: F401
+
+from sing_synth.testing.jack_server import MidiSender, Recorder, Synth, onsets
 
 jack = pytest.importorskip("jack")
 

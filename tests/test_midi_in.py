@@ -4,7 +4,6 @@ import time
 
 import pytest
 import rtmidi
-from jack_server import jack_server  # noqa: F401
 
 from sing_synth import events as ev
 from sing_synth.errors import PortError
@@ -43,7 +42,7 @@ def test_unknown_api_and_missing_choice():
         open_api("beos")
 
 
-def test_events_arrive_and_unplugged_keyboards_are_released(jack_server):  # noqa: F811
+def test_events_arrive_and_unplugged_keyboards_are_released(jack_server):
     engine = QueueEngine()
     clock = AudioClock(48000, delay_frames=256)
     clock.tick(0, 256 / 48000)  # an audio block started now: events are stamped after it

@@ -5,7 +5,9 @@
 ``MidiSender`` writes MIDI at exact frames of the server's timeline and ``Recorder`` records
 audio ports with each block placed by its frame time; they are two separate JACK clients, so
 sender -> synth -> recorder is a chain JACK can order (one client doing both would form a
-cycle, and JACK would shift one side by a period). ``bench/live.py`` uses them too.
+cycle, and JACK would shift one side by a period). The tests (``tests/conftest.py`` starts a
+server per test module) and ``bench/live.py`` use them; the clients need the JACK-Client package
+(the ``dev`` extra), imported when one is made.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import time
 import uuid
 
 import numpy as np
-import pytest
 
 
 class JackServer:
@@ -94,23 +95,6 @@ class JackServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-@pytest.fixture(scope="module")
-def jack_server():
-    """A private server for the module; JACK_DEFAULT_SERVER points every client at it."""
-    if not JackServer.available():
-        pytest.skip("jackd2 is not installed (.ci/run installs it)")
-    server = JackServer(realtime=True).start()  # like a musician's setup; without -R where not allowed
-    old = os.environ.get("JACK_DEFAULT_SERVER")
-    os.environ["JACK_DEFAULT_SERVER"] = server.name
-    time.sleep(0.2)
-    yield server
-    if old is None:
-        os.environ.pop("JACK_DEFAULT_SERVER", None)
-    else:
-        os.environ["JACK_DEFAULT_SERVER"] = old
-    server.stop()
 
 
 class MidiSender:
