@@ -21,7 +21,7 @@ import torch
 from sing_synth.model import Encoder, Sing, SingConfig
 from train.config import StageConfig
 from train.data.soundfont import SoundFontCorpus
-from train.stages import AutoencoderStage, EndToEndStage, SequenceStage
+from train.stages import AutoencoderLoss, EndToEndLoss, SequenceLoss
 
 GM = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 
@@ -59,9 +59,9 @@ def main() -> None:
     def crop():
         return int(rng.integers(0, config.n_frames - args.crop + 1)), args.crop
 
-    ae = AutoencoderStage(encoder, model.decoder, StageConfig())
-    seq = SequenceStage(model.generator)
-    e2e = EndToEndStage(model.generator, model.decoder, StageConfig())
+    ae = AutoencoderLoss(encoder, model.decoder, StageConfig())
+    seq = SequenceLoss(model.generator)
+    e2e = EndToEndLoss(model.generator, model.decoder, StageConfig())
 
     def update(opt, loss):
         opt.zero_grad(set_to_none=True)

@@ -235,3 +235,40 @@ def test_recipes_load_and_reject_unknown_keys(tmp_path):
     bad.write_text("stages: {autoencoder: {stepz: 3}}\n")
     with pytest.raises(ValueError, match="stepz"):
         load_recipe(bad)
+
+
+def test_data_init_leaves_no_decoder_channel_dead():
+    from sing_synth.model import Encoder, Sing, SingConfig
+    from train.diagnose import hidden_activity
+    from train.init import OUTPUT_RATIO, data_init
+
+    torch.manual_seed(0)
+    c = SingConfig.named("tiny", 4)
+    model, encoder = Sing(c), Encoder(c)
+    t = np.arange(c.note_samples) / c.sample_rate
+    rng = np.random.default_rng(0)
+    notes = np.stack([0.3 * np.sin(2 * np.pi * f * t) * np.exp(-t * d) for f, d in zip(rng.uniform(50, 2000, 24), rng.uniform(0, 4, 24))])
+    padded = torch.nn.functional.pad(torch.from_numpy(notes.astype(np.float32)), (c.pad, c.pad))
+    with torch.no_grad():
+        before = (hidden_activity(model.decoder, encoder(padded)) > 0).flatten(0, 1).any(0).sum()
+    data_init(encoder, model.decoder, padded[:16], padded[:16, c.pad : c.pad + c.note_samples])
+    with torch.no_grad():
+        latent = encoder(padded[16:])  # notes the initialisation did not see
+        alive = (hidden_activity(model.decoder, latent) > 0).flatten(0, 1).any(0).sum()
+        ratio = model.decode(latent).pow(2).mean().sqrt() / padded[16:].pow(2).mean().sqrt() * (padded.shape[1] / c.note_samples) ** 0.5
+    assert alive == c.channels and before < c.channels
+    assert 0.3 * OUTPUT_RATIO < float(ratio) < 3 * OUTPUT_RATIO
+
+
+@needs_fonts
+def test_balanced_sampling_draws_every_group_alike(tmp_path):
+    recipe = tiny_recipe()
+    recipe.sampling = "balanced"
+    recipe.data = {"kind": "soundfont", "fonts": [GM], "pitch_min": 30, "pitch_max": 90, "every": 40, "every_kit": 20}
+    trainer = Trainer(recipe, tmp_path / "run", quiet=True)
+    groups = trainer.train_groups
+    assert len(groups) >= 5 and any(trainer.corpus.instruments[g[0][0]].drum_kit for g in groups)
+    drawn = trainer.draw(np.random.default_rng(0), 6000)
+    where = {n: k for k, g in enumerate(groups) for n in g}
+    counts = np.bincount([where[n] for n in drawn], minlength=len(groups))
+    assert counts.min() > 0.7 * 6000 / len(groups) and counts.max() < 1.3 * 6000 / len(groups)

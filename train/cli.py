@@ -1,7 +1,8 @@
 """Command line of the trainer: ``python -m train {fit,evaluate,export} ...``.
 
 ``fit RECIPE`` trains (resuming from the run directory's checkpoint when there is one);
-``export RUN_DIR`` writes a preset; ``evaluate PRESET`` writes the evaluation report.
+``export RUN_DIR`` writes a preset; ``evaluate PRESET`` writes the evaluation report;
+``diagnose RUN_DIR`` prints what the run's checkpoint makes of validation notes, by group.
 ``python -m train RECIPE.yaml`` is short for ``fit``.
 """
 
@@ -29,12 +30,16 @@ def get_parser() -> argparse.ArgumentParser:
     ev.add_argument("--notes", type=int, default=None, help="notes per split to evaluate (default: the recipe's)")
     ev.add_argument("--output", help="report directory (default: PRESET/eval)")
     ev.add_argument("--update-preset", action="store_true", help="store the metrics in preset.yaml")
+    dg = sub.add_parser("diagnose", help="what a run's checkpoint makes of validation notes, by group")
+    dg.add_argument("run_dir")
+    dg.add_argument("--per-group", type=int, default=24, help="validation notes per group (default 24)")
+    dg.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] not in ("fit", "export", "evaluate", "-h", "--help"):
+    if argv and argv[0] not in ("fit", "export", "evaluate", "diagnose", "-h", "--help"):
         argv.insert(0, "fit")
     args = get_parser().parse_args(argv)
     command = "python -m train " + shlex.join(argv)
@@ -60,6 +65,11 @@ def main(argv=None) -> int:
             from .export import export
 
             print(export(args.run_dir, args.output, command=command))
+            return 0
+        if args.command == "diagnose":
+            from .diagnose import main as diagnose
+
+            print(diagnose(args.run_dir, args.per_group, args.json))
             return 0
         from .evaluate import evaluate
 

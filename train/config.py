@@ -28,9 +28,12 @@ class StageConfig:
     # resumed run follows the same schedule.
     decay_steps: int = 0
     lr_final: float = 0.0
+    warmup_steps: int = 0  # linear rise of the learning rate from 0 over the first steps
 
     def lr_at(self, step: int) -> float:
         """Learning rate of optimizer step ``step`` (0-based)."""
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
         start = self.steps - self.decay_steps
         if self.decay_steps <= 0 or step < start:
             return self.lr
@@ -64,6 +67,9 @@ class Recipe:
     # uniformly over groups (the drum kits, and each melodic octave band), then uniformly inside
     # the group, so the ends of the keyboard and the kits are seen as often as the middle.
     sampling: str = "notes"
+    # Initialisation of the autoencoder before its first step: "default" (PyTorch's) or "data"
+    # (train/init.py: every ReLU channel centred and scaled on a real batch, a quiet first output).
+    init: str = "default"
     precision: str = "float32"  # or "bfloat16" (autocast; CPU or CUDA)
     threads: int = 0  # torch intra-op threads on the CPU (0: torch's default)
     log_every: int = 50  # steps per logged "epoch"
@@ -85,6 +91,8 @@ class Recipe:
                 raise ValueError(f"stages.{name}.loss must be spectral or waveform, got {s.loss!r}")
             if s.note_weight not in ("none", "silence"):
                 raise ValueError(f"stages.{name}.note_weight must be none or silence, got {s.note_weight!r}")
+        if self.init not in ("default", "data"):
+            raise ValueError(f"init must be default or data, got {self.init!r}")
         if self.sampling not in SAMPLINGS:
             raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {self.sampling!r}")
         if self.precision not in ("float32", "bfloat16"):

@@ -25,13 +25,12 @@ import yaml
 from torch import distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from sing_synth.losses import spectral_loss
 from sing_synth.model import Encoder, Sing, SingConfig
 
 from .config import STAGES, Recipe
 from .data import make_corpus
 from .data.splits import load_split, make_split, save_split, split_notes
-from .stages import AutoencoderStage, EndToEndStage, SequenceStage
+from .stages import STAGES as STAGE_CLASSES
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -134,16 +133,13 @@ class Trainer:
         t = torch.tensor(notes, dtype=torch.long, device=self.device)
         return t[:, 2], t[:, 0], t[:, 1]
 
-    def batch(self, stage_index: int, step: int, size: int):
-        rng = np.random.default_rng([self.recipe.seed, stage_index, step, self.rank])
+    def draw(self, rng, size: int) -> list[tuple[int, int, int]]:
+        """``size`` training notes drawn with ``rng`` as the recipe's ``sampling`` says."""
         if self.recipe.sampling == "balanced":
             groups = self.train_groups
-            picks = rng.integers(0, len(groups), size)
-            notes = [groups[g][rng.integers(0, len(groups[g]))] for g in picks]
-        else:
-            train = self.notes["train"]
-            notes = [train[k] for k in rng.integers(0, len(train), size)]
-        return notes, rng
+            return [groups[g][rng.integers(0, len(groups[g]))] for g in rng.integers(0, len(groups), size)]
+        train = self.notes["train"]
+        return [train[k] for k in rng.integers(0, len(train), size)]
 
     @property
     def train_groups(self) -> list[list[tuple[int, int, int]]]:
@@ -154,12 +150,6 @@ class Trainer:
                 groups.setdefault(note_group(self.corpus.instruments[n[0]], n[1]), []).append(n)
             self._groups = [groups[k] for k in sorted(groups)]
         return self._groups
-
-    def crop(self, rng, frames: int) -> tuple[int, int]:
-        n = self.config.n_frames
-        if not frames or frames >= n:
-            return 0, n
-        return int(rng.integers(0, n - frames + 1)), frames
 
     # Checkpoints --------------------------------------------------------------------------
     def _load_checkpoint(self) -> None:
@@ -202,43 +192,20 @@ class Trainer:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def validate(self, stage: str) -> float:
-        """Stage 1: reconstruction spectral L1; stage 2: latent MSE; stage 3: generation spectral L1."""
-        c = self.config
+    def validate(self, stage) -> float:
+        """The stage's validation metric, averaged over the validation notes."""
         self.model.eval()
         self.encoder.eval()
         total = 0.0
         with torch.no_grad(), self.autocast():
             for k in range(0, len(self.valid_notes), 16):
                 notes = self.valid_notes[k : k + 16]
-                padded = self.padded(notes)
-                target = padded[:, c.pad : c.pad + c.note_samples]
-                if stage == "autoencoder":
-                    out = self.model.decode(self.encoder(padded))
-                    loss = spectral_loss(out, target)
-                elif stage == "sequence":
-                    latent, _ = self.model.generator(*self.labels(notes))
-                    loss = torch.mean((latent.float() - self.encoder(padded).float()) ** 2)
-                else:
-                    loss = spectral_loss(self.model(*self.labels(notes)), target)
-                total += float(loss) * len(notes)
+                total += float(stage.validate(notes, self.padded(notes))) * len(notes)
         self.model.train()
         self.encoder.train()
         return total / len(self.valid_notes)
 
     # Training -----------------------------------------------------------------------------
-    def _stage_module(self, name: str, cfg):
-        if name == "autoencoder":
-            module = AutoencoderStage(self.encoder, self.model.decoder, cfg)
-        elif name == "sequence":
-            module = SequenceStage(self.model.generator)
-        else:
-            module = EndToEndStage(self.model.generator, self.model.decoder, cfg)
-        params = [p for p in module.parameters() if p.requires_grad]
-        if self.world > 1:
-            module = DistributedDataParallel(module)
-        return module, params
-
     def close(self) -> None:
         """Leave the process group this trainer joined (exiting without it, gloo's threads may abort)."""
         if self._own_group and dist.is_initialized():
@@ -264,7 +231,8 @@ class Trainer:
             stages = self.recipe.stage_list()
             while self.stage_index < len(stages):
                 name, cfg = stages[self.stage_index]
-                if not self._run_stage(self.stage_index, name, cfg, deadline):
+                stage = STAGE_CLASSES[name](self, cfg, STAGES.index(name))
+                if not self._run_stage(stage, deadline):
                     return False
                 self.stage_index, self.step, self.opt_state = self.stage_index + 1, 0, None
                 self.save_checkpoint()
@@ -287,24 +255,29 @@ class Trainer:
             stop = bool(flag.item())
         return stop
 
-    def _run_stage(self, index: int, name: str, cfg, deadline: float) -> bool:
-        stage_id = STAGES.index(name)
+    def _run_stage(self, stage, deadline: float) -> bool:
+        name, cfg = stage.name, stage.cfg
         for p in self.encoder.parameters():  # frozen after the autoencoder stage
-            p.requires_grad_(name == "autoencoder")
-        module, params = self._stage_module(name, cfg)
+            p.requires_grad_(stage.trains_encoder)
+        module = stage.loss
+        params = [p for p in module.parameters() if p.requires_grad]
+        if self.world > 1:
+            module = DistributedDataParallel(module)
         optimizer = torch.optim.Adam(params, lr=cfg.lr)
         if self.opt_state is not None:
             optimizer.load_state_dict(self.opt_state)
             self.opt_state = None
+        elif self.step == 0:
+            stage.begin()
         self.model.train()
         self.encoder.train()
         losses, t0, notes_done = [], time.monotonic(), 0
         start_elapsed = self.elapsed.get(name, 0.0)
         while self.step < cfg.steps:
-            notes, rng = self.batch(stage_id, self.step, cfg.batch)
+            notes, rng = stage.batch(self.step)
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr_at(self.step)
-            loss = self._train_step(name, cfg, module, params, optimizer, notes, rng)
+            loss = stage.step(module, params, optimizer, notes, rng)
             losses.append(loss)
             self.step += 1
             notes_done += len(notes) * self.world
@@ -318,7 +291,7 @@ class Trainer:
             )
             last = self.step == cfg.steps
             if self.step % self.recipe.log_every == 0 or last:
-                valid = self.validate(name) if self.main else float("nan")
+                valid = self.validate(stage) if self.main else float("nan")
                 entry = {"stage": name, "step": self.step, "epoch": math.ceil(self.step / self.recipe.log_every),
                          "train_loss": float(np.mean(losses)), "valid": valid, "lr": cfg.lr_at(self.step - 1), "notes_per_s": rate,
                          "elapsed_s": self.elapsed[name], "time": time.time()}
@@ -334,37 +307,18 @@ class Trainer:
                 return False
         return True
 
-    def _train_step(self, name, cfg, module, params, optimizer, notes, rng) -> float:
+    def data_init(self) -> None:
+        """Data-dependent initialisation (train/init.py) on a batch of 64 training notes, same on every rank."""
+        from .init import data_init
+
+        rng = np.random.default_rng([self.recipe.seed, 99])
+        train = self.notes["train"]
+        padded = self.padded([train[k] for k in rng.integers(0, len(train), 64)])
         c = self.config
-        padded = self.padded(notes)
-        if name == "sequence":
-            with torch.no_grad(), self.autocast():
-                target = self.encoder(padded).float()
-            state, total = None, 0.0
-            for start in range(0, c.n_steps, cfg.chunk):
-                optimizer.zero_grad(set_to_none=True)
-                with self.autocast():
-                    loss, state = module(*self.labels(notes), target[:, start : start + cfg.chunk], start, state)
-                loss.backward()
-                self._clip(params, cfg)
-                optimizer.step()
-                state = tuple(s.detach() for s in state)
-                total += float(loss.detach())
-            return total / math.ceil(c.n_steps / cfg.chunk)
-        g0, frames = self.crop(rng, cfg.crop)
-        optimizer.zero_grad(set_to_none=True)
-        with self.autocast():
-            if name == "autoencoder":
-                loss = module(padded, g0, frames)
-            else:
-                loss = module(*self.labels(notes), padded, g0, frames)
-        loss.backward()
-        self._clip(params, cfg)
-        optimizer.step()
-        return float(loss.detach())
+        data_init(self.encoder, self.model.decoder, padded, padded[:, c.pad : c.pad + c.note_samples])
 
     @staticmethod
-    def _clip(params, cfg) -> None:
+    def clip(params, cfg) -> None:
         if cfg.clip_grad:
             torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad)
 

@@ -1,4 +1,6 @@
-"""The three SING stages as modules whose forward returns the loss (so DDP can wrap them).
+"""The three SING stages. Each owns its loss module (a ``nn.Module`` whose forward returns the
+loss, so DDP can wrap it), its batch drawing, its optimizer step and its validation metric; the
+trainer (``solver.py``) runs ``STAGES`` in order without naming them.
 
 Segments: with ``crop`` = L decoder frames starting at frame g0, the decoder sees latent steps
 [g0, g0 + L + context - 1) and outputs the samples that all their grains cover completely;
@@ -9,6 +11,9 @@ those are original samples [stride * g0 - trim, ...) i.e. padded samples from
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 from torch import nn
 
@@ -48,7 +53,8 @@ def encoder_input(config: SingConfig, padded: torch.Tensor, g0: int, frames: int
     return padded[:, start : start + (steps - 1) * config.stride + config.kernel_size]
 
 
-class AutoencoderStage(nn.Module):
+# Loss modules --------------------------------------------------------------------------------
+class AutoencoderLoss(nn.Module):
     """Stage 1: encoder + decoder reconstruct the (segment of the) note."""
 
     def __init__(self, encoder: Encoder, decoder: Decoder, cfg):
@@ -62,7 +68,7 @@ class AutoencoderStage(nn.Module):
         return stage_loss(self.cfg, out, segment_target(c, padded, g0, frames))
 
 
-class SequenceStage(nn.Module):
+class SequenceLoss(nn.Module):
     """Stage 2: the LSTM predicts the frozen encoder's latents (MSE), one chunk at a time."""
 
     def __init__(self, generator: SequenceGenerator):
@@ -75,7 +81,7 @@ class SequenceStage(nn.Module):
         return torch.mean((out.float() - target.float()) ** 2), state
 
 
-class EndToEndStage(nn.Module):
+class EndToEndLoss(nn.Module):
     """Stage 3: LSTM + decoder from (velocity, instrument, pitch) to audio."""
 
     def __init__(self, generator: SequenceGenerator, decoder: Decoder, cfg):
@@ -87,3 +93,121 @@ class EndToEndStage(nn.Module):
         latent, _ = self.generator(v, i, p)
         out = self.decoder(latent[:, g0 : g0 + frames + c.context_size - 1])
         return stage_loss(self.cfg, out, segment_target(c, padded, g0, frames))
+
+
+# Stages ---------------------------------------------------------------------------------------
+class Stage:
+    """One stage of a run: ``trainer`` gives the model, the data and the options of the recipe."""
+
+    name = ""
+    trains_encoder = False
+
+    def __init__(self, trainer, cfg, index: int):
+        self.trainer, self.cfg, self.index = trainer, cfg, index
+        self.config = trainer.config
+        self.loss = self.make_loss()
+
+    def make_loss(self) -> nn.Module:
+        raise NotImplementedError
+
+    def begin(self) -> None:
+        """Called before the stage's first step (not on resume)."""
+
+    def batch(self, step: int):
+        """The notes of optimizer step ``step`` and the generator that drew them (seeded by step)."""
+        t = self.trainer
+        rng = np.random.default_rng([t.recipe.seed, self.index, step, t.rank])
+        return t.draw(rng, self.cfg.batch), rng
+
+    def crop(self, rng) -> tuple[int, int]:
+        n, frames = self.config.n_frames, self.cfg.crop
+        if not frames or frames >= n:
+            return 0, n
+        return int(rng.integers(0, n - frames + 1)), frames
+
+    def step(self, module, params, optimizer, notes, rng) -> float:
+        """One optimizer step of a spectral/waveform stage; returns the batch loss."""
+        t = self.trainer
+        padded = t.padded(notes)
+        g0, frames = self.crop(rng)
+        optimizer.zero_grad(set_to_none=True)
+        with t.autocast():
+            loss = self.forward(module, notes, padded, g0, frames)
+        loss.backward()
+        t.clip(params, self.cfg)
+        optimizer.step()
+        return float(loss.detach())
+
+    def forward(self, module, notes, padded, g0, frames):
+        raise NotImplementedError
+
+    def validate(self, notes, padded) -> torch.Tensor:
+        """The stage's validation metric on whole notes (the paper's loss, whatever the training loss)."""
+        raise NotImplementedError
+
+
+class AutoencoderStage(Stage):
+    name = "autoencoder"
+    trains_encoder = True
+
+    def make_loss(self):
+        return AutoencoderLoss(self.trainer.encoder, self.trainer.model.decoder, self.cfg)
+
+    def begin(self):
+        if self.trainer.recipe.init == "data":
+            self.trainer.data_init()
+
+    def forward(self, module, notes, padded, g0, frames):
+        return module(padded, g0, frames)
+
+    def validate(self, notes, padded):
+        t, c = self.trainer, self.config
+        out = t.model.decode(t.encoder(padded))
+        return spectral_loss(out, padded[:, c.pad : c.pad + c.note_samples])
+
+
+class SequenceStage(Stage):
+    name = "sequence"
+
+    def make_loss(self):
+        return SequenceLoss(self.trainer.model.generator)
+
+    def step(self, module, params, optimizer, notes, rng) -> float:
+        """Truncated backpropagation: one optimizer step per ``chunk`` LSTM steps, state carried over."""
+        t, c = self.trainer, self.config
+        padded = t.padded(notes)
+        with torch.no_grad(), t.autocast():
+            target = t.encoder(padded).float()
+        state, total = None, 0.0
+        for start in range(0, c.n_steps, self.cfg.chunk):
+            optimizer.zero_grad(set_to_none=True)
+            with t.autocast():
+                loss, state = module(*t.labels(notes), target[:, start : start + self.cfg.chunk], start, state)
+            loss.backward()
+            t.clip(params, self.cfg)
+            optimizer.step()
+            state = tuple(s.detach() for s in state)
+            total += float(loss.detach())
+        return total / math.ceil(c.n_steps / self.cfg.chunk)
+
+    def validate(self, notes, padded):
+        t = self.trainer
+        latent, _ = t.model.generator(*t.labels(notes))
+        return torch.mean((latent.float() - t.encoder(padded).float()) ** 2)
+
+
+class EndToEndStage(Stage):
+    name = "end_to_end"
+
+    def make_loss(self):
+        return EndToEndLoss(self.trainer.model.generator, self.trainer.model.decoder, self.cfg)
+
+    def forward(self, module, notes, padded, g0, frames):
+        return module(*self.trainer.labels(notes), padded, g0, frames)
+
+    def validate(self, notes, padded):
+        c = self.config
+        return spectral_loss(self.trainer.model(*self.trainer.labels(notes)), padded[:, c.pad : c.pad + c.note_samples])
+
+
+STAGES = {cls.name: cls for cls in (AutoencoderStage, SequenceStage, EndToEndStage)}

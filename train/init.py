@@ -1,0 +1,54 @@
+"""Data-dependent initialisation of the autoencoder, so that no ReLU channel starts dead.
+
+With PyTorch's default initialisation and waveforms near -20 dBFS, the encoder's latents are
+tiny (std about 0.03), so every decoder pre-activation is its bias plus almost nothing: the half
+of the channels whose bias is negative are zero for every note and never receive a gradient
+(measured: 254 of 512 last-layer channels alive at step 0). Here each layer, in order, is
+rescaled and shifted on a real batch so that every channel's pre-activation has zero mean and
+unit variance over the batch (the data-dependent initialisation of Salimans & Kingma, 2016),
+and the synthesis kernel is scaled so that the first output is quieter than the notes: the loss
+then pulls the output up rather than pushing every unit to zero. The architecture is unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from sing_synth.model import Decoder, Encoder
+
+OUTPUT_RATIO = 0.1  # first output RMS against the batch's RMS (-20 dB)
+
+
+def _normalise(weight: torch.Tensor, bias: torch.Tensor, pre: torch.Tensor) -> torch.Tensor:
+    """Rescale ``weight`` / set ``bias`` so that ``pre`` (.., channels) becomes zero mean, unit std per channel."""
+    flat = pre.reshape(-1, pre.shape[-1])
+    mean, std = flat.mean(0), flat.std(0).clamp_min(1e-8)
+    shape = (-1,) + (1,) * (weight.dim() - 1)
+    weight.mul_(1.0 / std.view(shape))
+    bias.copy_(-mean / std)
+    return (pre - mean) / std
+
+
+@torch.no_grad()
+def data_init(encoder: Encoder, decoder: Decoder, padded: torch.Tensor, target: torch.Tensor) -> None:
+    """Initialise ``encoder`` and ``decoder`` from one batch (``padded`` waveforms, ``target`` notes)."""
+    c = encoder.config
+    frames = padded.unfold(-1, c.kernel_size, c.stride)
+    w = encoder.analysis.weight  # (C, 1, K)
+    pre = F.linear(frames, w[:, 0, :] * encoder.window, None)
+    x = F.relu(_normalise(w, encoder.analysis.bias, pre))
+    for conv in encoder.rewrite:
+        x = F.relu(_normalise(conv.weight, conv.bias, F.linear(x, conv.weight[..., 0], None)))
+    out = encoder.output
+    latent = _normalise(out.weight, out.bias, F.linear(x, out.weight[..., 0], None))
+
+    x = latent.unfold(1, c.context_size, 1).flatten(2)
+    w = decoder.context.weight
+    x = F.relu(_normalise(w, decoder.context.bias, F.linear(x, w.flatten(1), None)))
+    for conv in decoder.rewrite:
+        x = F.relu(_normalise(conv.weight, conv.bias, F.linear(x, conv.weight[..., 0], None)))
+    decoder.synthesis.bias.zero_()
+    out = decoder(latent)[:, c.trim : c.trim + c.note_samples]
+    scale = OUTPUT_RATIO * target.float().pow(2).mean().sqrt() / out.pow(2).mean().sqrt().clamp_min(1e-12)
+    decoder.synthesis.weight.mul_(scale)
