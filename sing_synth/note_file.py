@@ -1,6 +1,6 @@
 """The note cache's file format: one rendered note per file, versioned and checksummed.
 
-A note file is a 24-byte header, ``<8sIII``: the magic ``SINGNOTE``, the format version, the
+A note file is a 20-byte header, ``<8sIII``: the magic ``SINGNOTE``, the format version, the
 sample count and the CRC-32 of the sample bytes; then the samples, float32 little-endian. A
 reader refuses a file whose magic, version or size does not match its header, or whose samples
 do not match the checksum (CRC-32: fast enough to check a warm start's hundreds of megabytes,

@@ -27,7 +27,7 @@ from engine_fixtures import (
     weightless_preset,
 )
 
-from sing_synth import dsp, mixer
+from sing_synth import dsp
 from sing_synth import events as ev
 from sing_synth.channels import InstrumentMap
 from sing_synth.note_source import DictNoteSource
@@ -56,38 +56,6 @@ def test_events_take_effect_at_their_exact_sample(block):
         for start in range(0, len(out), block):
             engine.process(out[start : start + block])
         assert first_sound(out) == frame
-
-
-@pytest.mark.parametrize("chunk", [mixer.MAX_CHUNK, 100])
-def test_same_audio_whatever_the_block_size(chunk, monkeypatch):
-    """Block sizes and the pool's pass length (events inside later passes of a block) change nothing."""
-    monkeypatch.setattr(mixer, "MAX_CHUNK", chunk)
-    events = note(0.01, 60, 90, 0.3) + note(0.1, 64, 70, 0.5) + [(0.2, ev.PITCH_BEND, 0, 12000, 0)]
-    events += [(0.25, ev.CONTROL, 0, ev.CC_PAN, 20), (0.3, ev.CONTROL, 0, ev.CC_VOLUME, 70)]
-    events += note(0.35, 67, 100, 0.2) + note(0.36, 60, 80, 0.1)  # a retrigger and notes inside one block
-    events += [(0.4, ev.PITCH_BEND, 0, 9000, 0), (0.4005, ev.PITCH_BEND, 0, 7000, 0)]  # two bends in one stretch
-    events += [(0.45, ev.PITCH_BEND, 0, 10000, 0)] + note(0.4504, 62, 100, 0.2)  # a note starting after a bend
-    events += note(0.5, 72, 100, 0.0008)  # on and off inside one stretch
-    # a key held past the note's loop end (2.8 s): it loops, through blocks and a bend
-    events += note(0.02, 55, 100, 4.3, channel=1) + [(3.0, ev.PITCH_BEND, 1, 6000, 0)]
-    a = run_engine(make_engine(), events, 4.4, block=37)
-    b = run_engine(make_engine(), events, 4.4, block=4096)
-    c = run_engine(make_engine(max_block=8192), events, 4.4, block=8192)
-    assert rms(a[int(4.1 * RATE) : int(4.3 * RATE)]) > 0.05  # past the 4 s note: looped
-    np.testing.assert_allclose(a, b, atol=1e-5)  # voices end at -80 dB at a block edge
-    np.testing.assert_allclose(a, c, atol=1e-5)
-
-
-def test_envelopes_by_slices_and_by_one_gather_agree(monkeypatch):
-    """Decaying voices multiply by slices of the envelope table when few, by one gather when many."""
-    events = [e for k in range(10) for e in note(0.01 * k, 48 + 2 * k, 100, 0.2 + 0.005 * k)]
-    events += [(0.1, ev.CONTROL, 0, ev.CC_ALL_SOUND_OFF, 0)] + note(0.12, 70, 90, 0.1)  # fades too
-    outs = []
-    for gather in (1, 1 << 40):  # every voice by slices; one gather from 5 decaying voices
-        monkeypatch.setattr(mixer, "ENV_GATHER", gather)
-        outs.append(run_engine(make_engine(), events, 0.6, block=256))
-    assert rms(outs[0][int(0.2 * RATE) :]) > 0.01
-    np.testing.assert_allclose(outs[0], outs[1], atol=1e-6)
 
 
 def test_velocity_raises_loudness_monotonically():

@@ -86,15 +86,3 @@ def test_encoder_mirrors_the_decoder():
     for conv in enc.rewrite:
         x = F.relu(conv(x))
     torch.testing.assert_close(latent, enc.output(x).transpose(1, 2), atol=1e-5, rtol=1e-4)
-
-
-def test_configuration_is_validated():
-    with pytest.raises(ValueError, match="positive integer"):
-        SingConfig(channels=0)
-    with pytest.raises(ValueError, match="multiple of stride"):
-        SingConfig(kernel_size=1000)
-    with pytest.raises(ValueError, match="unknown model configuration keys: colour"):
-        SingConfig.from_dict({"colour": 1})
-    with pytest.raises(ValueError, match="unknown model size"):
-        SingConfig.named("huge", 10)
-    assert SingConfig.from_dict(SingConfig.small(7).to_dict()) == SingConfig.small(7)

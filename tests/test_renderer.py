@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from engine_fixtures import one_thread, tiny_preset  # noqa: F401
 
-from sing_synth import dsp
 from sing_synth.errors import ConfigError, InstrumentError
 from sing_synth.renderer import NoteRenderer, pick_device
 
@@ -38,34 +37,6 @@ def test_bad_requests(tiny_preset):  # noqa: F811
         NoteRenderer(tiny_preset, device="cpu", precision="float16")
     with pytest.raises(ConfigError, match="unknown device"):
         pick_device("tpu")
-
-
-@pytest.mark.parametrize("freq", [110.0, 440.0, 1760.0])
-def test_resampling_keeps_a_tones_frequency(freq):
-    t = np.arange(16000) / 16000
-    tone = np.sin(2 * np.pi * freq * t).astype(np.float32)
-    out = dsp.resample(tone, 16000, 44100)
-    assert len(out) == 44100
-    spec = np.abs(np.fft.rfft(out[4410:-4410] * np.hanning(len(out) - 8820)))
-    peak = np.argmax(spec) * 44100 / (len(out) - 8820)
-    assert abs(peak - freq) < 2.0
-    assert abs(dsp.cents(dsp.estimate_f0(out[4410:13230], 44100), freq)) < 5
-
-
-def class_weights(velocity):
-    lo, hi, wl, wh = dsp.velocity_blend(velocity)
-    w = np.zeros(5)
-    w[lo] += wl
-    w[hi] += wh
-    return w
-
-
-def test_velocity_blend_is_continuous_and_documented():
-    for v, expected in [(25, [1, 0, 0, 0, 0]), (100, [0, 0, 0, 1, 0]), (127, [0, 0, 0, 0, 1]),
-                        (90, [0, 0, 0.4, 0.6, 0]), (10, [0.4, 0, 0, 0, 0])]:
-        np.testing.assert_allclose(class_weights(v), expected, atol=1e-12)
-    curve = np.array([class_weights(v) for v in np.arange(1, 127.01, 0.25)])
-    assert np.abs(np.diff(curve, axis=0)).max() < 0.02  # no jumps: loudness follows velocity smoothly
 
 
 def test_free_cores_counts_busy_cores_and_honours_omp_num_threads(monkeypatch):

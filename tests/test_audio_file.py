@@ -1,0 +1,83 @@
+"""Audio file writers: WAV and FLAC sample formats, exact levels, clipping, atomic replacement."""
+
+import os
+import wave
+
+import numpy as np
+import pytest
+
+from sing_synth import audio_file
+from sing_synth.audio_file import atomic_writer, check_format, read_wav, to_pcm_bytes, write_audio
+from sing_synth.errors import ConfigError, SingError
+
+RATE = 22050
+
+
+def stereo(frames: int = 1001) -> np.ndarray:
+    t = np.arange(frames) / RATE
+    return np.stack([0.9 * np.sin(2 * np.pi * 440 * t), 0.5 * np.cos(2 * np.pi * 330 * t)], axis=1).astype(np.float32)
+
+
+@pytest.mark.parametrize("fmt, step", [("pcm16", 1 / 32767), ("pcm24", 1 / 8388607), ("float", 0.0)])
+def test_wav_round_trip_within_one_step(tmp_path, fmt, step):
+    x = stereo()
+    path = tmp_path / f"{fmt}.wav"
+    write_audio(path, x, RATE, fmt)
+    y, rate = read_wav(path)
+    assert rate == RATE and y.shape == x.shape
+    assert np.max(np.abs(y - x)) <= step / 2 + 1e-9  # rounded, not truncated
+    size = os.path.getsize(path)
+    data = x.size * {"pcm16": 2, "pcm24": 3, "float": 4}[fmt]
+    assert size == (44 if fmt != "float" else 58) + data + (data & 1)  # RIFF chunks are word-aligned
+    if fmt != "float":
+        with wave.open(str(path)) as w:  # another reader agrees on the header
+            assert (w.getnchannels(), w.getframerate(), w.getnframes()) == (2, RATE, len(x))
+
+
+def test_pcm_bytes_clip_and_are_little_endian():
+    x = np.array([[-1.5, 2.0], [0.5, -0.5]], np.float32)
+    assert np.frombuffer(to_pcm_bytes(x, "pcm16"), "<i2").tolist() == [-32767, 32767, 16384, -16384]
+    b = to_pcm_bytes(np.array([[1.0], [-1.0]]), "pcm24")
+    assert b == (8388607).to_bytes(3, "little") + (-8388607 & 0xFFFFFF).to_bytes(3, "little")
+
+
+def test_flac(tmp_path):
+    soundfile = pytest.importorskip("soundfile")
+    x = stereo()
+    write_audio(tmp_path / "a.flac", x, RATE, "pcm24")
+    y, rate = soundfile.read(tmp_path / "a.flac", dtype="float32")
+    assert rate == RATE and np.max(np.abs(y - x)) < 2e-7
+
+
+def test_formats_and_containers_are_checked():
+    assert check_format("a.WAV", "pcm16") == "wav" and check_format("a.flac", "pcm16") == "flac"
+    with pytest.raises(ConfigError, match="unknown extension .mp3") as info:
+        check_format("a.mp3", "pcm16")
+    assert info.value.setting == "output"
+    with pytest.raises(ConfigError, match="FLAC has no float samples") as info:
+        check_format("a.flac", "float")
+    assert info.value.setting == "format"
+    with pytest.raises(ConfigError, match="unknown sample format 'pcm8'"):
+        check_format("a.wav", "pcm8")
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = tmp_path / "out.wav"
+    path.write_bytes(b"old")
+    os.chmod(path, 0o640)
+    with pytest.raises(RuntimeError), atomic_writer(path, RATE) as writer:
+        writer.write(stereo(10))
+        raise RuntimeError("interrupted")
+    assert path.read_bytes() == b"old" and sorted(tmp_path.iterdir()) == [path]
+    write_audio(path, stereo(10), RATE)
+    assert read_wav(path)[0].shape == (10, 2) and path.stat().st_mode & 0o777 == 0o640  # the mode is kept
+
+
+def test_disk_errors_become_one_line_sing_errors(tmp_path, monkeypatch):
+    def full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(audio_file.os, "fsync", full)
+    with pytest.raises(SingError, match="cannot write .*No space left on device; check the disk space"):
+        write_audio(tmp_path / "x.wav", stereo(10), RATE)
+    assert list(tmp_path.iterdir()) == []
