@@ -58,6 +58,59 @@ def test_notes_have_the_requested_pitch(notes, gm):
     assert np.mean(in_tune) >= 0.9, results
 
 
+# Issue 11: the voice of the whole keyboard and of the drum kits. The shipped weights (December)
+# fail these: a silent "Standard" kit, the ends of the keyboard out of tune. They are strict
+# expected failures until a retrained preset ships; a preset that passes turns them into errors
+# (XPASS), so the marks cannot outlive the fix.
+VOICE_NOT_YET = pytest.mark.xfail(strict=True, raises=AssertionError, reason="issue 11: sing-gm not yet retrained (train/EXPERIMENTS.md)")
+COMMON = {0: "piano", 24: "guitar", 33: "bass", 48: "strings", 61: "brass", 73: "pipe", 16: "organ", 80: "synth lead"}
+BANDS = [(lo, lo + 11) for lo in range(24, 96, 12)]
+GM_DRUM_KEYS = range(35, 82)
+
+
+@pytest.fixture(scope="module")
+def real_kits(tmp_path_factory):
+    """Kit name -> GM keys 35-81 at which the real kit (rendered from its SoundFont) sounds."""
+    pytest.importorskip("tinysoundfont")
+    from train.data.soundfont import DEBIAN_FONTS, SoundFontCorpus
+
+    corpus = SoundFontCorpus(DEBIAN_FONTS, pitch_min=24, pitch_max=96, cache_dir=tmp_path_factory.mktemp("probe"))
+    return {i.name: [p for p in corpus.pitches[i.id] if p in GM_DRUM_KEYS] for i in corpus.instruments if i.drum_kit}
+
+
+@VOICE_NOT_YET
+def test_every_drum_kit_is_audible_at_the_keys_its_real_kit_plays(gm, real_kits):
+    """Velocity 100; peak above -30 dBFS (the real notes peak near -1 dBFS)."""
+    renderer = NoteRenderer(gm, device="cpu", batch_size=64)
+    quiet = {}
+    kits = [i for i in gm.instruments if i.drum_kit]
+    assert len(kits) == len(real_kits) > 70
+    for kit in kits:
+        keys = real_kits[kit.name]
+        wavs = renderer.render_model_rate([(kit.id, k, 3) for k in keys])
+        peaks = 20 * np.log10(np.abs(wavs).max(1) + 1e-9)
+        low = [k for k, pk in zip(keys, peaks) if pk < -30]
+        if low:
+            quiet[kit.name] = low
+    assert not quiet, quiet
+
+
+@VOICE_NOT_YET
+def test_common_instruments_are_in_tune_and_audible_in_every_octave_band(gm):
+    """Velocity 100, the middle of each octave band inside the instrument's range."""
+    renderer = NoteRenderer(gm, device="cpu", batch_size=64)
+    keys = []
+    for prog in COMMON:
+        inst = gm.gm_instrument(prog)
+        lo, hi = inst.pitch_range
+        keys += [(inst.id, min(max((a + b) // 2, lo), hi), 3) for a, b in BANDS if b >= lo and a <= hi]
+    failed = {}
+    for (i, p, v), wav in zip(keys, renderer.render_model_rate(keys)):
+        f0 = dsp.estimate_f0(wav[4000:20000], gm.sample_rate)
+        cents = dsp.cents(f0, dsp.midi_to_hz(p)) if f0 else None
+        if cents is None or abs(cents) > 50 or dsp.rms_db(wav[:48000]) < -40:
+            failed[(gm.instruments[i].name, p)] = (None if cents is None else round(cents), round(dsp.rms_db(wav[:48000])))
+    assert not failed, failed
 
 
 def test_the_demo_song_renders_with_the_default_preset(tmp_path, one_thread):  # noqa: F811

@@ -49,6 +49,10 @@ class StageConfig:
     # or a sparse high note counts as much as a dense mid-range note and silence is never cheap.
     note_weight: str = "none"
     weight_floor: float = 0.02
+    # Training loss only: weight of a coarse-band term, the L1 distance of log(1 + energy) in
+    # 32-bin bands of each frame. It measures level and spectral envelope without fine structure,
+    # so an output unsure of its partials is still pulled to the right loudness.
+    band_loss: float = 0.0
 
 
 @dataclass

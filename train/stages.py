@@ -17,28 +17,42 @@ import numpy as np
 import torch
 from torch import nn
 
-from sing_synth.losses import log_power_spectrogram, spectral_loss, waveform_mse
+from sing_synth.losses import HOP, N_FFT, spectral_loss, waveform_mse
 from sing_synth.model import Decoder, Encoder, SequenceGenerator, SingConfig
+
+BAND_BINS = 32
+
+
+def power_spectrogram(x: torch.Tensor) -> torch.Tensor:
+    """``|STFT|^2`` with the spectral loss's settings, ``(batch, freq, frames)``."""
+    window = torch.hann_window(N_FFT, device=x.device, dtype=torch.float32)
+    spec = torch.stft(x.float(), N_FFT, HOP, window=window, center=False, return_complex=True)
+    return spec.real**2 + spec.imag**2
 
 
 def reconstruction_loss(kind: str, x: torch.Tensor, y: torch.Tensor, gain_db: float = 0.0,
-                        note_weight: str = "none", floor: float = 0.02) -> torch.Tensor:
+                        note_weight: str = "none", floor: float = 0.02, band_loss: float = 0.0) -> torch.Tensor:
     """Training loss of a batch: ``kind`` (spectral or waveform), both signals amplified by
     ``gain_db``; with ``note_weight="silence"`` each note's loss is divided by the loss silence
-    scores against it (see ``StageConfig.note_weight``)."""
+    scores against it; ``band_loss`` adds the coarse-band term (see ``StageConfig``)."""
     if kind == "waveform":
         return waveform_mse(x, y)
-    g = 10.0 ** (gain_db / 20.0)
-    if note_weight == "none":
-        return spectral_loss(x * g, y * g)
-    lx, ly = log_power_spectrogram(x * g), log_power_spectrogram(y * g)
+    g2 = 10.0 ** (gain_db / 10.0)
+    px, py = power_spectrogram(x) * g2, power_spectrogram(y) * g2
+    lx, ly = torch.log1p(px), torch.log1p(py)
     per_note = (lx - ly).abs().flatten(1).mean(1)
-    silence = ly.detach().flatten(1).mean(1).clamp_min(floor)
-    return (per_note / silence).mean()
+    if band_loss:
+        n = px.shape[1] // BAND_BINS * BAND_BINS
+        bx = px[:, :n].unflatten(1, (-1, BAND_BINS)).sum(2)
+        by = py[:, :n].unflatten(1, (-1, BAND_BINS)).sum(2)
+        per_note = per_note + band_loss * (torch.log1p(bx) - torch.log1p(by)).abs().flatten(1).mean(1)
+    if note_weight == "silence":
+        per_note = per_note / ly.detach().flatten(1).mean(1).clamp_min(floor)
+    return per_note.mean()
 
 
 def stage_loss(cfg, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return reconstruction_loss(cfg.loss, x, y, cfg.loss_gain_db, cfg.note_weight, cfg.weight_floor)
+    return reconstruction_loss(cfg.loss, x, y, cfg.loss_gain_db, cfg.note_weight, cfg.weight_floor, cfg.band_loss)
 
 
 def segment_target(config: SingConfig, padded: torch.Tensor, g0: int, frames: int) -> torch.Tensor:
