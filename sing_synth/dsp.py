@@ -55,8 +55,8 @@ def resample(x: np.ndarray, rate_in: float, rate_out: float, quality: str = "HQ"
 
     if x.ndim == 1:
         return soxr.resample(x, rate_in, rate_out, quality=quality).astype(np.float32, copy=False)
-    # row by row: the same samples as one multichannel call, and 2x faster per row for big
-    # batches (soxr's interleaved (frames, channels) layout is cache-unfriendly)
+    # row by row: the same samples as one multichannel call, and faster for big batches (soxr's
+    # interleaved (frames, channels) layout is cache-unfriendly)
     y = np.stack([soxr.resample(r, rate_in, rate_out, quality=quality) for r in x.reshape(-1, x.shape[-1])])
     return y.reshape(*x.shape[:-1], -1).astype(np.float32, copy=False)
 

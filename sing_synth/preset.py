@@ -25,7 +25,7 @@ import yaml
 from .dsp import VELOCITY_CLASSES
 from .errors import InstrumentError, PresetError
 
-SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's safe loader: 7x faster, same rules
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's safe loader: faster, same rules
 
 FORMAT = "sing-synth-preset"
 FORMAT_VERSION = 1

@@ -45,7 +45,8 @@ def free_cores() -> int:
     """CPU cores not busy with other work (cores minus the 1-minute load average, at least 1).
 
     Torch's intra-op threads wait for each other at every operation: one thread more than the
-    free cores stalls the model 10-100x on a busy machine, one thread less costs at most 2x.
+    free cores stalls the model many times over on a busy machine (bench/RESULTS.md), one thread
+    less costs at most its share.
     An explicit ``OMP_NUM_THREADS`` is a cap."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     try:
