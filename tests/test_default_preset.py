@@ -105,7 +105,7 @@ def test_common_instruments_are_in_tune_and_audible_in_every_octave_band(gm):
         lo, hi = inst.pitch_range
         keys += [(inst.id, min(max((a + b) // 2, lo), hi), 3) for a, b in BANDS if b >= lo and a <= hi]
     failed = {}
-    for (i, p, v), wav in zip(keys, renderer.render_model_rate(keys)):
+    for (i, p, _), wav in zip(keys, renderer.render_model_rate(keys)):
         f0 = dsp.estimate_f0(wav[4000:20000], gm.sample_rate)
         cents = dsp.cents(f0, dsp.midi_to_hz(p)) if f0 else None
         if cents is None or abs(cents) > 50 or dsp.rms_db(wav[:48000]) < -40:

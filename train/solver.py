@@ -15,7 +15,6 @@ import json
 import math
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from torch import distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from sing_synth.model import Encoder, Sing, SingConfig
+from sing_synth.progress import Progress
 
 from .config import STAGES, Recipe
 from .data import make_corpus
@@ -41,28 +41,6 @@ def model_config(recipe: Recipe, n_instruments: int) -> SingConfig:
     base = SingConfig.named(size, n_instruments).to_dict()
     base.update(spec)
     return SingConfig.from_dict(base)
-
-
-class Progress:
-    """One status line: on a terminal rewritten in place, otherwise printed every ``every`` s."""
-
-    def __init__(self, enabled: bool, every: float = 30.0):
-        self.enabled, self.every, self.last = enabled, every, 0.0
-        self.tty = sys.stderr.isatty()
-
-    def show(self, text: str, force: bool = False) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if self.tty:
-            print("\r" + text.ljust(100), end="", file=sys.stderr, flush=True)
-        elif force or now - self.last >= self.every:
-            print(text, file=sys.stderr, flush=True)
-            self.last = now
-
-    def done(self) -> None:
-        if self.enabled and self.tty:
-            print(file=sys.stderr)
 
 
 def fmt_time(s: float) -> str:
