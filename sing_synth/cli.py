@@ -66,6 +66,16 @@ def latency_arg(value: str) -> str | float:
         return value
 
 
+def duration_arg(value: str) -> float:
+    """Seconds, from ``90``, ``90s``, ``30m`` or ``4h``."""
+    text = value.strip().lower()
+    scale = {"s": 1.0, "m": 60.0, "h": 3600.0}.get(text[-1:])
+    try:
+        return float(text[:-1] if scale else text) * (scale or 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a duration: give seconds (90), minutes (30m) or hours (4h)")
+
+
 def add_play_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("MIDI input")
     g.add_argument("--midi-in", metavar="NAME", help="input port: case-insensitive part of its name")
@@ -106,6 +116,10 @@ def add_render_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gain", type=float, default=0.5, help="master gain, a linear factor (default 0.5)")
     p.add_argument("--tail", type=float, default=10.0, help="longest tail after the last event, seconds (default 10)")
     p.add_argument("--lenient", action="store_true", help="render what can be read from a truncated or corrupt file")
+    p.add_argument(
+        "--max-length", type=duration_arg, default=render.DEFAULT_MAX_LENGTH, metavar="DURATION",
+        help="refuse songs longer than this: seconds, or 30m, 4h (default 4h)",
+    )
     p.add_argument("--batch-size", type=int, default=16, help="notes per model batch (default 16)")
     p.add_argument(
         "--threads", type=int, help="torch threads on the CPU (default: the cores not busy, from the load average)"
@@ -162,6 +176,7 @@ def cmd_render(args) -> int:
         precision=args.precision,
         batch_size=args.batch_size,
         threads=args.threads,
+        max_length=args.max_length,
     )
     s = result.stats
     extra = f", {s['voices_stolen']} voices stolen" if s["voices_stolen"] else ""

@@ -4,32 +4,34 @@ Every channel is read; tempo changes from any track make one tempo map (type 1 f
 in the first track); SMPTE time division is supported. Times become engine frames at the
 chosen sample rate, rounded to the nearest frame.
 
-Reading is strict about structure (a missing file, something that is not a MIDI file, a
-truncated or corrupt file raise :class:`MidiFileError` with a one-line message), and lenient
-about values (data bytes above 127 are clipped with a warning). ``lenient=True`` also salvages
-a truncated file: the complete messages are kept and a warning says what was lost.
+The bytes are parsed and validated by :mod:`sing_synth.smf`: reading is strict about structure
+(a missing file, something that is not a MIDI file, a truncated or corrupt file, a header that
+contradicts the file raise :class:`MidiFileError` with a one-line message), and lenient about
+values (data bytes above 127 are clipped with a warning). ``lenient=True`` also salvages a
+truncated or corrupt file: the complete messages are kept and a warning says what was lost.
+A song longer than ``max_length`` is refused with its length before any frame is computed.
 """
 
 from __future__ import annotations
 
-import io
+import heapq
 import logging
 import os
-import struct
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from . import events as ev
+from . import smf
 from .channels import DRUM_CHANNEL, InstrumentMap, note_keys
 from .errors import MidiFileError
 
 log = logging.getLogger(__name__)
-_PARSE_ERRORS = (EOFError, OSError, ValueError, KeyError, IndexError, TypeError, struct.error)
 
 DEFAULT_TEMPO = 500000  # microseconds per beat (120 bpm)
-GM_SYSTEM_ON = (0x7E, 0x7F, 0x09, 0x01)  # sysex data of "General MIDI System On": a reset
+MAX_SECONDS = 1e9  # about 32 years: past this, frame numbers at 192 kHz leave int64's safe range
 
 
 @dataclass
@@ -58,8 +60,12 @@ class Song:
         return int(np.count_nonzero(self.events[:, 1] == ev.NOTE_ON))
 
 
-def read(path: str | os.PathLike, rate: int = 44100, lenient: bool = False) -> Song:
-    """Read a MIDI file into a :class:`Song` at ``rate`` frames per second."""
+def read(path: str | os.PathLike, rate: int = 44100, lenient: bool = False, max_length: float | None = None) -> Song:
+    """Read a MIDI file into a :class:`Song` at ``rate`` frames per second.
+
+    ``max_length``: the longest song accepted, in seconds (None: no limit); a longer one is
+    refused with its length before any frame is computed.
+    """
 
     path = Path(path)
     if rate <= 0:
@@ -72,142 +78,80 @@ def read(path: str | os.PathLike, rate: int = 44100, lenient: bool = False) -> S
         raise MidiFileError(f"{path} is a directory; give a .mid file") from None
     except OSError as exc:
         raise MidiFileError(f"{path}: cannot read ({exc.strerror}); check its permissions") from None
-    if data[:4] != b"MThd":
-        raise MidiFileError(f"{path} is not a MIDI file (no MThd header); give a Standard MIDI File (.mid)")
-    warnings: list[str] = []
     try:
-        try:
-            mid = _parse(data, clip=False)
-        except OSError as exc:
-            if "data byte must be in range" not in str(exc):
-                raise
-            mid = _parse(data, clip=True)
-            warnings.append("data bytes above 127 were clipped to 127 (the file is slightly corrupt)")
-    except _PARSE_ERRORS as exc:
-        if not lenient:
-            what = "truncated" if isinstance(exc, EOFError) else f"corrupt ({exc})"
-            raise MidiFileError(
-                f"{path}: the MIDI file is {what}; repair or re-export it (or read what can be read, leniently)",
-                "lenient",
-            ) from None
-        mid, lost = _salvage(path, data)
-        warnings.append(f"the file is truncated or corrupt: {lost}; rendering what could be read")
-    if mid.type == 2:
-        raise MidiFileError(f"{path} is a type 2 MIDI file (independent patterns); convert it to type 1 or 0")
-    song = _to_song(mid, path, rate)
-    song.warnings[:0] = warnings
+        mid = smf.parse(data, lenient)
+    except MidiFileError as exc:
+        raise MidiFileError(f"{path}: {exc}", exc.setting) from None
+    song = _to_song(mid, path, rate, max_length)
+    song.warnings[:0] = mid.warnings
     for w in song.warnings:
         log.warning("%s: %s", path.name, w)
     return song
 
 
-def _parse(data: bytes, clip: bool):
-    import mido
-
-    return mido.MidiFile(file=io.BytesIO(data), clip=clip)
-
-
-def _salvage(path: Path, data: bytes):
-    """Rebuild a truncated file from its complete chunks and messages: ``(MidiFile, what was lost)``."""
-
-    if len(data) < 14:
-        raise MidiFileError(f"{path}: the MIDI header is truncated; nothing can be read")
-    fmt, declared, division = struct.unpack(">HHH", data[8:14])
-    pos = 8 + struct.unpack(">I", data[4:8])[0]
-    tracks: list[bytes] = []
-    cut = False
-    while pos + 8 <= len(data):
-        name, size = data[pos : pos + 4], struct.unpack(">I", data[pos + 4 : pos + 8])[0]
-        body = data[pos + 8 : pos + 8 + size]
-        pos += 8 + size
-        if name != b"MTrk":
-            continue
-        if len(body) < size:
-            cut = True
-        tracks.append(body)
-    if not tracks:
-        raise MidiFileError(f"{path}: the MIDI file has no complete track; nothing can be read")
-    # trim the last track back to its last complete message (parsing that track alone)
-    last = tracks[-1]
-    for trim in range(0, min(len(last), 4096) + 1):
-        body = last[: len(last) - trim]
-        try:
-            _parse(_assemble(fmt, division, [body]), clip=True)
-        except _PARSE_ERRORS:
-            continue
-        try:
-            mid = _parse(_assemble(fmt, division, tracks[:-1] + [body]), clip=True)
-        except _PARSE_ERRORS:
-            break
-        lost = f"{trim} bytes of the last track" if trim else "the end of the file"
-        missing = max(0, declared - len(tracks))
-        if missing:
-            lost += f" and {missing} of {declared} tracks"
-        if not cut and not trim and not missing:
-            lost = "a chunk was malformed"
-        return mid, lost
-    raise MidiFileError(f"{path}: the MIDI file is corrupt beyond repair; re-export it")
-
-
-def _assemble(fmt: int, division: int, tracks: list[bytes]) -> bytes:
-    out = [b"MThd", struct.pack(">IHHH", 6, fmt, len(tracks), division)]
-    for body in tracks:
-        out += [b"MTrk", struct.pack(">I", len(body)), body]
-    return b"".join(out)
-
-
-def _to_song(mid, path: Path, rate: int) -> Song:
-    division = mid.ticks_per_beat & 0xFFFF  # mido reads it as a signed short
-    smpte = bool(division & 0x8000)
-    seconds_per_tick = 0.0
-    if smpte:  # SMPTE: frames per second (as a negative byte) x ticks per frame
-        fps = 256 - (division >> 8)
-        fps = 29.97 if fps == 29 else float(fps)
-        seconds_per_tick = 1.0 / (fps * ((division & 0xFF) or 1))
-    elif division == 0:
-        raise MidiFileError(f"{path}: the MIDI header gives {division} ticks per beat; the file is corrupt")
+def _to_song(mid: smf.MidiData, path: Path, rate: int, max_length: float | None) -> Song:
     # every track's messages at absolute ticks, merged in time order (stable: track, then position)
-    timed = []
-    for track_index, track in enumerate(mid.tracks):
-        tick = 0
-        for position, msg in enumerate(track):
-            tick += msg.time
-            timed.append((tick, track_index, position, msg))
-    timed.sort(key=lambda item: item[:3])
+    merged = heapq.merge(*(_rows(t) for t in mid.tracks), key=lambda row: row[0])
+    spt = mid.seconds_per_tick
+    per_beat = mid.ticks_per_beat * 1e6
     tempo = DEFAULT_TEMPO
     tempo_changes = 0
     seconds = 0.0
     last_tick = 0
-    rows: list[tuple[int, int, int, int, int]] = []
-    end = 0
-    for tick, _, _, msg in timed:
+    out = array("q")
+    for tick, kind, channel, a, b in merged:
         if tick != last_tick:
-            seconds += (tick - last_tick) * (seconds_per_tick if smpte else tempo / (division * 1e6))
+            seconds += (tick - last_tick) * (spt or tempo / per_beat)
             last_tick = tick
-        frame = int(round(seconds * rate))
-        end = max(end, frame)
-        if msg.is_meta:
-            if msg.type == "set_tempo" and msg.tempo > 0:
-                tempo_changes += tempo != msg.tempo
-                tempo = msg.tempo
+        if kind < 0:
+            if kind == smf.TEMPO:
+                tempo_changes += tempo != a
+                tempo = a
             continue
-        if msg.type == "sysex":
-            if tuple(msg.data) == GM_SYSTEM_ON:
-                rows.append((frame, ev.RESET, 0, 0, 0))
-            continue
-        event = ev.from_mido(msg)
-        if event is not None:
-            rows.append((frame, event.kind, event.channel, event.a, event.b))
-    events = np.array(rows, dtype=np.int64).reshape(-1, 5)
+        out.extend((int(round(seconds * rate)), kind, channel, a, b))
+    _check_length(path, seconds, max_length)
+    events = np.frombuffer(out, dtype=np.int64).reshape(-1, 5) if out else np.zeros((0, 5), np.int64)
     return Song(
         path=path,
         rate=rate,
         events=events,
-        end=end,
-        type=mid.type,
+        end=int(round(seconds * rate)),
+        type=mid.format,
         tracks=len(mid.tracks),
         tempo_changes=tempo_changes,
     )
+
+
+def _rows(track):
+    """The ``smf.ROW``-tuples of a parsed track."""
+    it = iter(track)
+    return zip(it, it, it, it, it)
+
+
+def _check_length(path: Path, seconds: float, max_length: float | None) -> None:
+    """Refuse a song longer than ``max_length`` seconds, or too long for any render."""
+    if max_length is not None and seconds > max_length:
+        raise MidiFileError(
+            f"{path.name} lasts {format_duration(seconds)} (to its last event), longer than the longest song "
+            f"rendered ({format_duration(max_length)}); a corrupt delta time can do this: check the file, or raise "
+            "the limit if the song is really this long",
+            "max_length",
+        )
+    if seconds > MAX_SECONDS:
+        raise MidiFileError(
+            f"{path.name} lasts {format_duration(seconds)} (to its last event): no render can be that long; "
+            "the file is corrupt, re-export it"
+        )
+
+
+def format_duration(seconds: float) -> str:
+    """``1:02:03`` (hours, minutes, seconds), with days and years spelled out past them."""
+    if seconds >= 86400 * 365:
+        return f"{seconds / (86400 * 365.25):,.0f} years"
+    if seconds >= 86400:
+        return f"{seconds / 86400:,.1f} days"
+    s = int(seconds + 0.5)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
 def needed_notes(song: Song, imap: InstrumentMap) -> list[tuple[int, int, int]]:

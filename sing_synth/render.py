@@ -28,6 +28,10 @@ from .progress import Progress
 
 log = logging.getLogger(__name__)
 
+DEFAULT_MAX_LENGTH = 4 * 3600.0  # seconds: the longest song rendered unless told otherwise
+MAX_TAIL = 600.0  # seconds of sound after the last event, at most
+MAX_THREADS = 1024
+
 
 @dataclass
 class RenderResult:
@@ -57,7 +61,9 @@ def default_output(midi_path: str | os.PathLike) -> Path:
     return Path(midi_path).with_suffix(".wav")
 
 
-def _check_options(rate: int, polyphony: int, gain: float, block: int, tail: float) -> None:
+def _check_options(
+    rate: int, polyphony: int, gain: float, block: int, tail: float, max_length, batch_size: int, threads
+) -> None:
     if not 8000 <= rate <= 192000:
         raise ConfigError(f"sample rate {rate} out of range; use 8000-192000 (for example 44100 or 48000)", "rate")
     if not 1 <= polyphony <= 1024:
@@ -66,8 +72,17 @@ def _check_options(rate: int, polyphony: int, gain: float, block: int, tail: flo
         raise ConfigError(f"gain {gain} out of range; use a linear factor above 0 and at most 16 (default 0.5)", "gain")
     if not 16 <= block <= 65536:
         raise ConfigError(f"block size {block} out of range; use 16-65536 frames", "block")
-    if not (math.isfinite(tail) and tail >= 0.0):
-        raise ConfigError(f"tail {tail} must be a non-negative number of seconds", "tail")
+    if not (math.isfinite(tail) and 0.0 <= tail <= MAX_TAIL):
+        raise ConfigError(f"tail {tail:g} s out of range; use 0-{MAX_TAIL:g} seconds (default 10)", "tail")
+    if max_length is not None and not (math.isfinite(max_length) and 0 < max_length <= midi_file.MAX_SECONDS):
+        raise ConfigError(
+            f"longest song {max_length:g} s out of range; use a positive length up to {midi_file.MAX_SECONDS:g} s",
+            "max_length",
+        )
+    if not 1 <= batch_size <= 1024:
+        raise ConfigError(f"batch size {batch_size} out of range; use 1-1024 notes (default 16)", "batch_size")
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        raise ConfigError(f"{threads} threads out of range; use 1-{MAX_THREADS}", "threads")
 
 
 def render_notes(source: DictNoteSource, keys, renderer, progress: Progress | None = None, chunk: int = 64) -> int:
@@ -104,6 +119,7 @@ def render_file(
     batch_size: int = 16,
     progress: Progress | None = None,
     threads: int | None = None,
+    max_length: float | None = DEFAULT_MAX_LENGTH,
 ) -> RenderResult:
     """Render ``midi_path`` to ``out_path`` (default: the song's name with ``.wav``, beside it).
 
@@ -112,9 +128,10 @@ def render_file(
     only if notes are missing). ``source`` is a DictNoteSource of notes rendered before: missing
     notes are added to it, so passing the same one again renders with a warm cache. ``progress``
     shows how far the render is (default: a :class:`~sing_synth.progress.Progress` on stderr).
+    A song longer than ``max_length`` seconds (None: no limit) is refused before anything is rendered.
     """
     t_start = time.perf_counter()
-    _check_options(rate, polyphony, gain, block, tail)
+    _check_options(rate, polyphony, gain, block, tail, max_length, batch_size, threads)
     if source is not None and source.rate != rate:
         raise ConfigError(f"the note source holds {source.rate} Hz notes but the render is at {rate} Hz", "rate")
     midi_path = Path(midi_path)
@@ -127,7 +144,7 @@ def render_file(
         raise ConfigError(f"output directory {out.parent} does not exist; create it or choose another", "output")
     bar = progress if progress is not None else Progress()
 
-    song = midi_file.read(midi_path, rate, lenient=lenient)
+    song = midi_file.read(midi_path, rate, lenient=lenient, max_length=max_length)
     if preset is None or isinstance(preset, (str, os.PathLike)):
         from . import preset as presets
 

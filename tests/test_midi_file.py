@@ -198,3 +198,105 @@ def test_examples_are_deterministic_and_cover_the_features(tmp_path):
     used = {int(c) for c in ctl.events[ctl.events[:, 1] == ev.CONTROL][:, 3]}
     assert {ev.CC_SOSTENUTO, ev.CC_SOFT, ev.CC_RPN_MSB, ev.CC_DATA_MSB, 120, 121, 123, ev.CC_PAN} <= used
     assert os.path.getsize(tmp_path / "demo.mid") < 20000
+
+
+# Hostile files (issue 14): each of these once gave a traceback or a silently wrong song ---------
+def hex_file(path, text: str):
+    path.write_bytes(bytes.fromhex(text.replace(" ", "")))
+    return path
+
+
+NOTE_BODY = "0090 3c64 8360 803c 4000 ff2f00"  # a note at 0, released after 480 ticks, end of track
+
+
+def test_an_impossible_key_signature_is_skipped_not_fatal(tmp_path):
+    """``FF 59 02 09 00``: nine sharps. The reader does not use key signatures: strict and lenient
+    read the song."""
+    path = hex_file(tmp_path / "k.mid", "4d546864 00000006 0001 0001 01e0 4d54726b 00000013 00ff5902 0900 " + NOTE_BODY)
+    for lenient in (False, True):
+        song = midi_file.read(path, rate=1000, lenient=lenient)
+        assert song.events.tolist() == [[0, ev.NOTE_ON, 0, 60, 100], [500, ev.NOTE_OFF, 0, 60, 64]]
+        assert song.warnings == []
+
+
+def test_a_header_declaring_32768_tracks_is_not_read_as_none(tmp_path):
+    """Sizes are unsigned: 0x8000 tracks is 32768, not -32768 (which once read as zero tracks and a
+    silent song)."""
+    path = hex_file(tmp_path / "t.mid", "4d546864 00000006 0001 8000 01e0 4d54726b 0000000d " + NOTE_BODY)
+    with pytest.raises(MidiFileError, match="declares 32768 tracks but the file holds 1") as info:
+        midi_file.read(path)
+    assert info.value.setting == "lenient" and "\n" not in str(info.value)
+    song = midi_file.read(path, rate=1000, lenient=True)
+    assert song.note_count() == 1 and any("32768 tracks" in w for w in song.warnings)
+
+
+@pytest.mark.parametrize("fmt", ["0003", "ffff"])
+def test_an_unknown_format_is_refused_or_read_as_type_1_leniently(tmp_path, fmt):
+    path = hex_file(tmp_path / "f.mid", f"4d546864 00000006 {fmt} 0001 01e0 4d54726b 0000000d " + NOTE_BODY)
+    with pytest.raises(MidiFileError, match=f"format {int(fmt, 16)}, not 0, 1 or 2"):
+        midi_file.read(path)
+    song = midi_file.read(path, lenient=True)
+    assert song.type == 1 and song.note_count() == 1 and "read as format 1" in song.warnings[0]
+
+
+@pytest.mark.parametrize(
+    "division, message",
+    [("8028", "rate byte 0x80 is -128 frames per second, not -24, -25, -29 or -30"),
+     ("e700", "0 ticks per frame"), ("0000", "0 ticks per beat")],
+)
+def test_an_unreadable_time_division_is_refused(tmp_path, division, message):
+    path = hex_file(tmp_path / "d.mid", f"4d546864 00000006 0001 0001 {division} 4d54726b 0000000d " + NOTE_BODY)
+    for lenient in (False, True):
+        with pytest.raises(MidiFileError, match=message):
+            midi_file.read(path, lenient=lenient)
+
+
+def test_a_song_longer_than_the_limit_is_refused_with_its_length(tmp_path):
+    """38 bytes whose only note starts after 10 hours (120 bpm, 480 ticks per beat)."""
+    ticks = 10 * 3600 * 2 * 480
+    vlq = bytes([0x80 | (ticks >> 21) & 0x7F, 0x80 | (ticks >> 14) & 0x7F, 0x80 | (ticks >> 7) & 0x7F, ticks & 0x7F])
+    body = vlq + bytes.fromhex("903c64 8360 803c40 00ff2f00")
+    path = tmp_path / "long.mid"
+    path.write_bytes(bytes.fromhex("4d546864 00000006 0001 0001 01e0 4d54726b") + len(body).to_bytes(4, "big") + body)
+    assert path.stat().st_size == 38
+    with pytest.raises(MidiFileError, match=r"long.mid lasts 10:00:01 .*longest song rendered \(4:00:00\)") as info:
+        midi_file.read(path, max_length=4 * 3600)
+    assert info.value.setting == "max_length"
+    assert midi_file.read(path, rate=100, max_length=11 * 3600).events[0, 0] == 3600000  # the limit lifted
+    # the longest delta time at the slowest tempo and 1 tick per beat (143 years) is refused whatever
+    # the limit: no render is that long
+    path = hex_file(tmp_path / "years.mid",
+                    "4d546864 00000006 0000 0001 0001 4d54726b 00000012 00ff5103ffffff ffffff7f 903c64 00ff2f00")
+    with pytest.raises(MidiFileError, match="years.mid lasts 143 years .*no render can be that long"):
+        midi_file.read(path, rate=44100)
+
+
+def test_a_message_never_reads_past_its_track(tmp_path):
+    """A sysex whose length runs into the next track: strict refuses it, lenient keeps the first
+    track's note and reads the second track whole."""
+    first = "0090 3c64 00f0 7f 01 02"  # a note, then a sysex claiming 127 bytes
+    second = "0090 4064 8360 8040 4000 ff2f00"
+    text = (f"4d546864 00000006 0001 0002 01e0 4d54726b 00000009 {first} "
+            f"4d54726b 0000000d {second}")
+    path = hex_file(tmp_path / "s.mid", text)
+    with pytest.raises(MidiFileError, match=r"corrupt \(track 1, byte 4: an event of 127 bytes runs past"):
+        midi_file.read(path)
+    song = midi_file.read(path, rate=1000, lenient=True)
+    ons = song.events[song.events[:, 1] == ev.NOTE_ON]
+    assert ons[:, 3].tolist() == [60, 64] and song.tracks == 2
+    assert "the last 5 bytes of the track were not read" in song.warnings[0]
+
+
+def test_lenient_reading_skips_a_mangled_chunk_to_the_next_track(tmp_path):
+    text = ("4d546864 00000006 0001 0002 01e0 4d54726b 0000000d " + NOTE_BODY
+            + " 4d54726b 0000000d 0090 4064 8360 8040 4000 ff2f00")
+    data = bytearray(bytes.fromhex(text.replace(" ", "")))
+    data[14:18] = b"\x00\xffrk"  # the first MTrk marker damaged
+    path = tmp_path / "m.mid"
+    path.write_bytes(bytes(data))
+    with pytest.raises(MidiFileError, match="should start a chunk"):
+        midi_file.read(path)
+    song = midi_file.read(path, lenient=True)
+    assert song.events[song.events[:, 1] == ev.NOTE_ON][:, 3].tolist() == [64]
+    assert any("skipped to the next track" in w for w in song.warnings)
+    assert any("declares 2 tracks but the file holds 1" in w for w in song.warnings)

@@ -208,6 +208,10 @@ def test_bad_options_are_refused_before_anything_is_written(tmp_path):
         ({"polyphony": 0}, ConfigError, "polyphony"),
         ({"gain": float("nan")}, ConfigError, "gain"),
         ({"instrument": "tuba"}, InstrumentError, "tuba"),
+        ({"threads": -1}, ConfigError, "-1 threads out of range; use 1-1024"),
+        ({"batch_size": 0}, ConfigError, "batch size 0 out of range; use 1-1024"),
+        ({"tail": 1e9}, ConfigError, "tail 1e[+]09 s out of range; use 0-600 seconds"),
+        ({"max_length": -1}, ConfigError, "longest song -1 s out of range"),
     ]
     for kwargs, error, match in cases:
         kwargs.setdefault("out_path", tmp_path / "out.wav")
@@ -270,3 +274,22 @@ def test_progress_is_drawn_on_a_terminal_and_cleared(tmp_path):
     assert "rendering notes [" in drawn and "3/3 notes" in drawn and "mixing [" in drawn and "100.0%" in drawn
     assert drawn.endswith("\r") and "\n" not in drawn  # the line is cleared for what follows
     assert pipe.getvalue() == ""  # a log gets a line every 30 s: none in a short render
+
+
+def test_a_song_past_the_longest_length_is_refused_up_front(tmp_path, tiny_preset, capsys):  # noqa: F811
+    """A note after 10 hours: refused before any note is rendered, with the song's length and the flag."""
+    path = write_midi(tmp_path / "late.mid", [[M("note_on", note=60, velocity=90, time=10 * 3600 * 2 * 480),
+                                               M("note_off", note=60, time=480)]])
+    argv = ["render", str(path), "-o", str(tmp_path / "late.wav"), "--preset", str(tiny_preset.path)]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "sing-synth: error: late.mid lasts 10:00:01 (to its last event), longer than the longest song rendered "
+        "(4:00:00); a corrupt delta time can do this: check the file, or raise the limit if the song is really "
+        "this long; change --max-length\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["late.mid"]
+    assert cli.get_parser().parse_args(["render", "x.mid", "--max-length", "11h"]).max_length == 11 * 3600
+    assert cli.get_parser().parse_args(["render", "x.mid", "--max-length", "90m"]).max_length == 5400
+    with pytest.raises(SystemExit):
+        cli.get_parser().parse_args(["render", "x.mid", "--max-length", "long"])
