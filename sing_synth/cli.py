@@ -73,7 +73,9 @@ def duration_arg(value: str) -> float:
     try:
         return float(text[:-1] if scale else text) * (scale or 1.0)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a duration: give seconds (90), minutes (30m) or hours (4h)")
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a duration: give seconds (90), minutes (30m) or hours (4h)"
+        ) from None
 
 
 def add_play_arguments(p: argparse.ArgumentParser) -> None:

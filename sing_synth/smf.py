@@ -96,12 +96,16 @@ def parse(data: bytes, lenient: bool = False) -> MidiData:
             if not lenient:
                 raise MidiFileError(f"the MIDI file is corrupt ({what}); {_LENIENTLY}", "lenient")
             found = data.find(b"MTrk", pos + 1)
-            skipped = (found if found >= 0 else len(data)) - pos
-            warnings.append(f"{what}: {skipped} bytes were skipped" + (" to the next track" if found >= 0 else ""))
-            if found < 0:
+            if found >= 0:
+                warnings.append(f"{what}: {found - pos} bytes were skipped to the next track")
+                pos = found
+                continue
+            if len(tracks) >= declared:
+                warnings.append(f"{what}: the last {len(data) - pos} bytes were skipped")
                 break
-            pos = found
-            continue
+            warnings.append(f"{what}: the rest of the file is read as a track")  # a track is still due
+            name, end = b"MTrk", len(data)
+            size = end - start
         pos = end
         if name != b"MTrk":
             continue  # a chunk of another kind: skipped, as the standard says
