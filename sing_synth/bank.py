@@ -94,6 +94,15 @@ class NoteBank:
         self.loop_len[slot] = 0
         return slot
 
+    def reserve(self, notes: int, length: int) -> None:
+        """Grow (growable banks only) so that ``notes`` more notes of ``length`` samples fit
+        without further growth: one copy instead of one per doubling."""
+        free = self.free_slots
+        if free < notes or length > self.length:
+            if not self.growable:
+                raise ValueError("only a growable bank can reserve room")
+            self._resize(self.capacity + max(0, notes - free), max(length, self.length))
+
     def set_loop(self, slot: int, pitch: float, rate: int) -> bool:
         """Place the sustain loop of the note in ``slot`` (MIDI ``pitch`` at ``rate`` Hz) when the
         note sustains, and bake its crossfade; call it after writing the note, before publishing it."""

@@ -9,42 +9,42 @@ can read them at any time. Everything else (disk, eviction) is called by the cac
 (:class:`~sing_synth.cache_filler.CacheFiller`, the renderer thread), never by the audio thread.
 This module does not import torch.
 
-Disk layout: ``CACHE_DIR/<preset sha256[:16]>-<rate>/<instrument>/<pitch>-<vclass>.note``, in
-the format of :mod:`sing_synth.note_file`. A note is read straight into its bank slot; an entry
-that is damaged, foreign or unreadable is deleted (and rendered again). ``CACHE_DIR`` is the
-``cache_dir`` given, else ``$SING_SYNTH_CACHE``, else ``$XDG_CACHE_HOME/sing-synth``
-(``~/.cache/sing-synth``).
+The disk layer is a :class:`~sing_synth.disk_cache.NoteStore` of the note cache on disk that
+renders share (:mod:`sing_synth.disk_cache`): a note is read straight into its bank slot, an
+entry that is damaged, foreign or unreadable is deleted there (and rendered again), and a note
+rendered here is written there for the next session or render. ``disk=False`` keeps notes in
+memory only.
 """
 
 from __future__ import annotations
 
 import collections
-import os
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
-from . import note_file
+from . import disk_cache
 from .bank import NoteBank
+from .disk_cache import DiskCache, NoteStore
+from .disk_cache import default_dir as default_cache_dir  # noqa: F401 (its old name)
 from .note_source import Key, NoteSlots
 
 
-def default_cache_dir() -> Path:
-    if os.environ.get("SING_SYNTH_CACHE"):
-        return Path(os.environ["SING_SYNTH_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "sing-synth"
-
-
 class NoteCache(NoteSlots):
-    """Notes of one preset at one output rate, within ``memory_bytes`` of memory."""
+    """Notes of one preset at one output rate, within ``memory_bytes`` of memory; on disk in
+    ``disk`` (a :class:`~sing_synth.disk_cache.DiskCache`; default: one in ``cache_dir``, else
+    the default directory; False: none) for notes made in ``precision``."""
 
-    def __init__(self, preset, rate: int, cache_dir=None, memory_bytes: int = 2 << 30):
+    def __init__(self, preset, rate: int, cache_dir=None, memory_bytes: int = 2 << 30, disk=None,
+                 precision: str = "float32"):
         super().__init__(rate)
         self.preset = preset
-        self.dir = Path(cache_dir or default_cache_dir()) / f"{preset.sha256[:16] or 'unhashed'}-{self.rate}"
+        if disk is None:
+            disk = DiskCache(cache_dir)
+        self.disk: NoteStore | None = disk.notes(preset, self.rate, precision) if disk else None  # None: no hash
+        self.dir = self.disk.dir if self.disk else None
         self.memory_bytes = int(memory_bytes)
         self.requests: collections.deque = collections.deque(maxlen=1024)  # audio thread -> filler
         self.wake = threading.Event()  # set with each request
@@ -122,36 +122,35 @@ class NoteCache(NoteSlots):
 
     # Disk ------------------------------------------------------------------------------
     def path(self, key: Key) -> Path:
-        i, p, v = key
-        return self.dir / str(i) / f"{p}-{v}.note"
+        return self.disk.path(key)
+
+    def on_disk(self, key: Key) -> bool:
+        """Whether the note has a file on disk (not read: it may still turn out damaged)."""
+        return self.disk is not None and key in self.disk
 
     def load(self, key: Key) -> bool:
         """Read a note from disk straight into a bank slot and publish it. False when it is not
         on disk (a damaged or foreign file is deleted: the note is to be rendered again); True
         when loaded, or left on disk because memory is full of notes being played."""
-        path = self.path(key)
-        slot = -1
-        try:
-            with open(path, "rb") as f:
-                header = note_file.read_header(f)
-                ok = header is not None
-                if ok:
-                    n, crc = header
-                    slot = self._slot(n)
-                    if slot < 0:
-                        return True  # memory full of played notes: it stays on disk for later
-                    ok = self.bank.lengths[slot] == n  # a note longer than this bank's notes is foreign
-                if ok:
-                    ok = note_file.read_samples(f, self.bank.data[slot, :n], crc)
-        except FileNotFoundError:
+        if self.disk is None:
             return False
-        except OSError:
-            ok = False
-        if not ok:  # truncated, corrupt or foreign: re-render it
+        slot = -1
+
+        def alloc(n: int):
+            nonlocal slot
+            slot = self._slot(n)
+            if slot < 0:
+                return None
+            # a note longer than this bank's notes is foreign: its short row is refused
+            return self.bank.data[slot, : self.bank.lengths[slot]]
+
+        found = self.disk.read(key, alloc)
+        if found == disk_cache.NO_ROOM:
+            return True  # memory full of played notes: it stays on disk for later
+        if found != disk_cache.LOADED:
             if slot > 0:
                 self.bank.free(slot)
-            self.corrupt += 1
-            path.unlink(missing_ok=True)
+            self.corrupt += found == disk_cache.DAMAGED
             return False
         self._publish(key, slot)
         self.loaded += 1
@@ -160,8 +159,6 @@ class NoteCache(NoteSlots):
     def store(self, key: Key, wav: np.ndarray) -> None:
         """Keep a rendered note: on disk (best effort) and in memory."""
         wav = np.ascontiguousarray(wav, dtype=np.float32)
-        try:
-            note_file.write(self.path(key), wav)
-        except OSError:  # a read-only or full disk only costs the next start its speed
-            pass
+        if self.disk is not None:
+            self.disk.write(key, wav)
         self._insert(key, wav)

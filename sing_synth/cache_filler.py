@@ -112,6 +112,9 @@ class CacheFiller:
         self.cache.wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        disk = self.cache.disk
+        if disk is not None and disk.written:
+            disk.cache.trim()  # the disk cache within its bound again
 
     def _build(self) -> None:
         try:

@@ -3,6 +3,7 @@
     sing-synth --midi-in "Keystation" --instrument 412     play live (the default command)
     sing-synth render song.mid [-o song.wav]                render a MIDI file
     sing-synth note | presets | instruments [QUERY] | ports | devices
+    sing-synth cache [clear]                                the note cache on disk
 
 One meaning per flag: ``--device`` is the audio output (``play``), ``--model-device`` is where the
 model runs (``play``, ``render``, ``note``). The library raises :class:`~sing_synth.errors.SingError`
@@ -18,14 +19,15 @@ from dataclasses import fields
 
 import numpy as np
 
-from . import __version__, live, render
+from . import __version__, render
 from . import preset as presets
-from .audio_file import FORMATS, write_audio
-from .audio_out import output_devices
+from .audio_file import FORMATS
+from .disk_cache import DiskCache, format_size
 from .errors import ConfigError, SingError
-from .midi_in import APIS, list_inputs
+from .midi_in import APIS
 
-COMMANDS = ("play", "render", "note", "presets", "instruments", "ports", "devices")
+# the live session (PortAudio), the render and the renderer (torch) are imported by the commands that use them
+COMMANDS = ("play", "render", "note", "presets", "instruments", "ports", "devices", "cache")
 
 # how to change a setting named by an error, where a bare "change --flag" would say too little
 HINTS = {
@@ -56,6 +58,24 @@ def model_options() -> argparse.ArgumentParser:
     g.add_argument("--precision", default="float32", choices=("float32", "bfloat16", "float16"),
                    help="model precision (float16: CUDA only)")
     return p
+
+
+def cache_options() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("note cache on disk (shared by play and render)")
+    g.add_argument(
+        "--cache-dir", help="its directory (default: $SING_SYNTH_CACHE, else $XDG_CACHE_HOME/sing-synth)"
+    )
+    g.add_argument(
+        "--cache-size", metavar="SIZE",
+        help="most disk space for cached notes, e.g. 4G or 500M; the least recently used go first "
+        "(default: $SING_SYNTH_CACHE_SIZE, else 4G)",
+    )
+    return p
+
+
+def no_cache_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the note cache on disk")
 
 
 def latency_arg(value: str) -> str | float:
@@ -95,9 +115,7 @@ def add_play_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--latency", type=latency_arg, default="low",
                    help="PortAudio latency: low, high or seconds (default low)")
     g = p.add_argument_group("note cache")
-    g.add_argument(
-        "--cache-dir", help="disk cache directory (default: $SING_SYNTH_CACHE, else $XDG_CACHE_HOME/sing-synth)"
-    )
+    no_cache_option(g)
     g.add_argument("--cache-memory", type=float, default=2.0, help="memory for rendered notes, GiB (default 2)")
     g.add_argument(
         "--threads", type=int, default=1,
@@ -122,7 +140,8 @@ def add_render_arguments(p: argparse.ArgumentParser) -> None:
         "--max-length", type=duration_arg, default=render.DEFAULT_MAX_LENGTH, metavar="DURATION",
         help="refuse songs longer than this: seconds, or 30m, 4h (default 4h)",
     )
-    p.add_argument("--batch-size", type=int, default=16, help="notes per model batch (default 16)")
+    p.add_argument("--batch-size", type=int, default=64, help="notes per model batch (default 64)")
+    no_cache_option(p)
     p.add_argument(
         "--threads", type=int, help="torch threads on the CPU (default: the cores not busy, from the load average)"
     )
@@ -145,8 +164,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sing-synth {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     rendering = [preset_options(), model_options()]
-    add_play_arguments(sub.add_parser("play", parents=rendering, help="play live from a MIDI input (the default command)"))
-    add_render_arguments(sub.add_parser("render", parents=rendering, help="render a MIDI file to WAV or FLAC"))
+    cached = [*rendering, cache_options()]
+    add_play_arguments(sub.add_parser("play", parents=cached, help="play live from a MIDI input (the default command)"))
+    add_render_arguments(sub.add_parser("render", parents=cached, help="render a MIDI file to WAV or FLAC"))
     add_note_arguments(sub.add_parser("note", parents=rendering, help="render single notes to a WAV file"))
     sub.add_parser("presets", help="list the installed presets")
     inst = sub.add_parser("instruments", parents=[preset_options()], help="list a preset's instruments")
@@ -154,11 +174,24 @@ def get_parser() -> argparse.ArgumentParser:
     ports = sub.add_parser("ports", help="list MIDI inputs")
     ports.add_argument("--midi-api", choices=APIS, help="rtmidi API (default: the first that works)")
     sub.add_parser("devices", help="list audio outputs")
+    cache = sub.add_parser("cache", parents=[cache_options()], help="the note cache on disk: where, how big; clear it")
+    cache.add_argument("action", nargs="?", choices=("show", "clear"), default="show",
+                       help="show (default): location, size and contents; clear: delete every cached note")
     return parser
 
 
 # Commands ------------------------------------------------------------------------------
+def disk_cache(args) -> DiskCache | bool:
+    """The note cache on disk that ``--cache-dir``, ``--cache-size`` and ``--no-cache`` name."""
+    if getattr(args, "no_cache", False):
+        return False
+    return DiskCache(args.cache_dir, args.cache_size)
+
+
 def cmd_play(args) -> int:
+    from . import live
+
+    disk_cache(args)  # a bad --cache-size is refused before anything opens
     return live.play(live.LiveOptions(**{f.name: getattr(args, f.name) for f in fields(live.LiveOptions)}))
 
 
@@ -179,18 +212,21 @@ def cmd_render(args) -> int:
         batch_size=args.batch_size,
         threads=args.threads,
         max_length=args.max_length,
+        cache=disk_cache(args),
     )
     s = result.stats
     extra = f", {s['voices_stolen']} voices stolen" if s["voices_stolen"] else ""
+    cached = f", {result.notes_loaded} from the cache" if result.notes_loaded else ""
     print(
         f"wrote {result.path} ({result.duration:.1f} s at {result.rate} Hz, {args.format}): "
-        f"{result.notes_rendered} of {result.notes_needed} notes rendered in {result.note_seconds:.1f} s, "
+        f"{result.notes_rendered} of {result.notes_needed} notes rendered in {result.note_seconds:.1f} s{cached}, "
         f"{s['notes_played']} played{extra}, {result.realtime_factor:.0f}x real time"
     )
     return 0
 
 
 def cmd_note(args) -> int:
+    from .audio_file import write_audio
     from .renderer import NoteRenderer  # torch
 
     if not 8000 <= args.rate <= 192000:
@@ -270,6 +306,8 @@ def cmd_instruments(args) -> int:
 
 
 def cmd_ports(args) -> int:
+    from .midi_in import list_inputs
+
     api, names = list_inputs(args.midi_api)
     print(f"MIDI inputs ({api}):")
     print("\n".join(f"  {n}" for n in names) if names else "  none (sing-synth --virtual opens one)")
@@ -277,12 +315,40 @@ def cmd_ports(args) -> int:
 
 
 def cmd_devices(args) -> int:
+    from .audio_out import output_devices
+
     devices = output_devices()
     if not devices:
         print("no audio outputs (is a sound server such as JACK running?)")
     for d in devices:
         mark = "*" if d["default"] else " "
         print(f"{mark}{d['index']:3d}  {d['name']:<40} {d['api']:<28} {d['channels']} ch, {d['rate']:.0f} Hz")
+    return 0
+
+
+def cmd_cache(args) -> int:
+    cache = DiskCache(args.cache_dir, args.cache_size)
+    if args.action == "clear":
+        print(f"cleared {cache.root}: {format_size(cache.clear())} freed")
+        return 0
+    usage = cache.usage()
+    total = sum(size for _, size in usage.values())
+    print(f"note cache: {cache.root}")
+    print(f"  {format_size(total)} of at most {format_size(cache.max_bytes)} (set with --cache-size or "
+          "$SING_SYNTH_CACHE_SIZE; the least recently used notes go first)")
+    names = {}
+    for path in presets.list_presets():
+        try:
+            p = presets.load(path)
+        except SingError:
+            continue
+        names.setdefault(p.sha256[:16], p.name)
+    for name, (notes, size) in sorted(usage.items()):
+        digest, rate, *precision = name.split("-")
+        what = names.get(digest, f"preset {digest}")
+        print(f"  {what}, {rate} Hz{' ' + precision[0] if precision else ''}: {notes} notes, {format_size(size)}  ({name})")
+    if not usage:
+        print("  empty")
     return 0
 
 
@@ -294,6 +360,7 @@ RUN = {
     "instruments": cmd_instruments,
     "ports": cmd_ports,
     "devices": cmd_devices,
+    "cache": cmd_cache,
 }
 
 

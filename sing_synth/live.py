@@ -27,6 +27,7 @@ from . import preset as presets
 from .audio_out import AudioOutput, find_device
 from .cache import NoteCache
 from .cache_filler import CacheFiller
+from .disk_cache import DiskCache
 from .engine import Engine
 from .errors import ConfigError
 from .midi_in import AudioClock, MidiInput, check_input
@@ -49,7 +50,9 @@ class LiveOptions:
     rate: int | None = None  # None: the device's
     blocksize: int = 256  # frames per callback
     latency: str | float = "low"  # PortAudio's: low, high or seconds
-    cache_dir: str | None = None
+    cache_dir: str | None = None  # the note cache on disk (None: the default directory)
+    cache_size: str | None = None  # its bound, e.g. "4G" (None: $SING_SYNTH_CACHE_SIZE, else 4 GiB)
+    no_cache: bool = False  # neither read nor write the disk cache
     cache_memory: float = 2.0  # GiB for rendered notes
     threads: int = 1  # torch threads of the renderer while playing (start-up uses every free core)
     model_device: str = "auto"  # where the model runs
@@ -97,7 +100,8 @@ def play(options: LiveOptions) -> int:
         )
 
     old_term = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM during the warm-up: like Ctrl-C
-    cache = NoteCache(preset, rate, cache_dir=o.cache_dir, memory_bytes=int(o.cache_memory * (1 << 30)))
+    disk = False if o.no_cache else DiskCache(o.cache_dir, o.cache_size)
+    cache = NoteCache(preset, rate, disk=disk, memory_bytes=int(o.cache_memory * (1 << 30)), precision=o.precision)
     filler = CacheFiller(cache, make_renderer).start()
     try:
         first = instrument or preset.gm_instrument(0) or preset.instruments[0]

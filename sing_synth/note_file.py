@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import zlib
 from pathlib import Path
 from struct import Struct
@@ -50,7 +51,7 @@ def write(path: str | os.PathLike, wav: np.ndarray) -> None:
     """Write a note file atomically (creating its directory); on an OSError nothing is left behind."""
     path = Path(path)
     body = np.ascontiguousarray(wav, dtype="<f4").tobytes()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one per writer
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:

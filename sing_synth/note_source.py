@@ -25,6 +25,7 @@ import numpy as np
 
 from . import dsp
 from .bank import NoteBank
+from .disk_cache import LOADED
 
 # velocity classes by how often they are played (100, 75, 127, 50, 25): stand-ins look at them in
 # this order, and a live warm-up renders them in this order
@@ -127,6 +128,37 @@ class DictNoteSource(NoteSlots):
         slot = self.bank.add(wav)
         self.bank.set_loop(slot, key[1], self.rate)
         self.slots[key] = slot
+
+    def reserve(self, notes: int, length: int) -> None:
+        """Make room for ``notes`` more notes of up to ``length`` samples at once (the bank would
+        otherwise grow, and copy itself, as they are added)."""
+        if self.bank is None:
+            self.bank = NoteBank(max(1, length), max(1, notes), growable=True)
+        else:
+            self.bank.reserve(notes, length)
+
+    def load(self, key: Key, store) -> bool:
+        """Read a note from a :class:`~sing_synth.disk_cache.NoteStore` straight into the bank;
+        False when it is not there (a damaged file is deleted there: the note is to be rendered)."""
+        key = (int(key[0]), int(key[1]), int(key[2]))
+        slot = -1
+
+        def alloc(n: int) -> np.ndarray:
+            nonlocal slot
+            if self.bank is None:
+                self.bank = NoteBank(n, 64, growable=True)
+            slot = self.bank.alloc(n)
+            return self.bank.data[slot, :n]
+
+        if store.read(key, alloc) != LOADED:
+            if slot > 0:
+                self.bank.free(slot)
+            return False
+        if key in self.slots:
+            self.bank.retire(self.slots.pop(key))
+        self.bank.set_loop(slot, key[1], self.rate)
+        self.slots[key] = slot
+        return True
 
     @property
     def notes(self) -> dict[Key, np.ndarray]:

@@ -1,8 +1,10 @@
 """``sing-synth render song.mid``: a MIDI file to WAV or FLAC, the engine clocked by the file.
 
-The distinct notes the song needs are rendered first, in batches, through the note renderer;
-then the same :class:`~sing_synth.engine.Engine` that plays live is fed the file's events at
-their exact frames and run block by block. The file ends when the sound has died away (below
+The distinct notes the song needs come first: from the note cache on disk that live play shares
+(:mod:`sing_synth.disk_cache`), else through the note renderer in batches (each batch resampled
+and written to the cache while the model makes the next); the model, and torch, are loaded only
+when a note is missing. Then the same :class:`~sing_synth.engine.Engine` that plays live is fed
+the file's events at their exact frames and run block by block. The file ends when the sound has died away (below
 ``threshold_db`` after the last MIDI event, at most ``tail`` seconds later). The output is
 written to a temporary file in the same directory and moved into place only when complete.
 """
@@ -13,6 +15,7 @@ import logging
 import math
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +24,7 @@ import numpy as np
 from . import midi_file
 from .audio_file import atomic_writer, check_format
 from .channels import InstrumentMap
+from .disk_cache import DiskCache, NoteStore
 from .engine import Engine
 from .errors import ConfigError
 from .note_source import DictNoteSource
@@ -42,11 +46,16 @@ class RenderResult:
     frames: int
     notes_needed: int
     notes_rendered: int
-    note_seconds: float  # time spent in the model (and resampling)
+    note_seconds: float  # time spent getting the notes: disk, model loading, model (and resampling)
     mix_seconds: float  # time spent in the engine and the writer
     total_seconds: float
     stats: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    notes_loaded: int = 0  # notes read from the disk cache
+    disk_seconds: float = 0.0  # reading notes from the disk cache
+    setup_seconds: float = 0.0  # loading the model (and torch), when a note was missing
+    model_seconds: float = 0.0  # the model, resampling and writing the new notes to the cache
+    write_seconds: float = 0.0  # the output file (part of mix_seconds)
 
     @property
     def duration(self) -> float:
@@ -85,17 +94,68 @@ def _check_options(
         raise ConfigError(f"{threads} threads out of range; use 1-{MAX_THREADS}", "threads")
 
 
-def render_notes(source: DictNoteSource, keys, renderer, progress: Progress | None = None, chunk: int = 64) -> int:
-    """Render the ``keys`` missing from ``source`` into it, in batches; returns how many were rendered."""
+def render_notes(
+    source: DictNoteSource,
+    keys,
+    renderer,
+    progress: Progress | None = None,
+    chunk: int | None = None,
+    store: NoteStore | None = None,
+) -> int:
+    """Render the ``keys`` missing from ``source`` into it (and into ``store``, a disk cache), in
+    batches of ``chunk`` notes (default: the renderer's batch size); returns how many were rendered.
+
+    The model makes one batch while a second thread resamples the previous one (when the
+    renderer has ``render_model_rate`` and ``resample``), adds it to ``source`` and writes it."""
     missing = source.missing(keys)
-    for start in range(0, len(missing), chunk):
-        part = missing[start : start + chunk]
-        wavs = renderer.render(part)
+    if not missing:
+        return 0
+    chunk = max(1, int(chunk or getattr(renderer, "batch_size", 64)))
+    split = hasattr(renderer, "render_model_rate") and hasattr(renderer, "resample")
+    length = getattr(renderer, "note_samples", None)
+    if isinstance(length, int):
+        source.reserve(len(missing), length)
+    done = 0
+
+    def keep(part, wavs) -> None:
+        nonlocal done
+        if split:
+            wavs = renderer.resample(wavs)
         for key, wav in zip(part, wavs, strict=True):
             source.add(key, wav)
+            if store is not None:
+                store.write(key, wav)
+        done += len(part)
         if progress:
-            progress.bar("rendering notes", start + len(part), len(missing), "notes")
+            progress.bar("rendering notes", done, len(missing), "notes")
+
+    with ThreadPoolExecutor(1, thread_name_prefix="sing-synth-notes") as worker:
+        pending = None
+        try:
+            for start in range(0, len(missing), chunk):
+                part = missing[start : start + chunk]
+                wavs = renderer.render_model_rate(part) if split else renderer.render(part)
+                if pending is not None:
+                    pending.result()  # one batch in flight: memory stays bounded
+                pending = worker.submit(keep, part, wavs)
+            if pending is not None:
+                pending.result()
+        except BaseException:
+            if pending is not None:
+                pending.cancel()
+            raise
     return len(missing)
+
+
+def load_notes(source: DictNoteSource, keys, store: NoteStore, progress: Progress | None = None) -> int:
+    """Read the ``keys`` missing from ``source`` from the disk cache ``store``; returns how many were found."""
+    missing = source.missing(keys)
+    found = 0
+    for n, key in enumerate(missing):
+        found += source.load(key, store)
+        if progress:
+            progress.bar("reading notes", n + 1, len(missing), "notes")
+    return found
 
 
 def render_file(
@@ -116,18 +176,22 @@ def render_file(
     threshold_db: float = -80.0,
     model_device: str | None = None,
     precision: str = "float32",
-    batch_size: int = 16,
+    batch_size: int = 64,
     progress: Progress | None = None,
     threads: int | None = None,
     max_length: float | None = DEFAULT_MAX_LENGTH,
+    cache: DiskCache | bool | None = None,
 ) -> RenderResult:
     """Render ``midi_path`` to ``out_path`` (default: the song's name with ``.wav``, beside it).
 
     ``preset`` is a :class:`~sing_synth.preset.Preset`, a preset name or directory, or None for
     the default preset. ``renderer`` is a ready NoteRenderer (made on ``model_device`` otherwise,
     only if notes are missing). ``source`` is a DictNoteSource of notes rendered before: missing
-    notes are added to it, so passing the same one again renders with a warm cache. ``progress``
-    shows how far the render is (default: a :class:`~sing_synth.progress.Progress` on stderr).
+    notes are added to it, so passing the same one again renders with a warm cache. ``cache`` is
+    the note cache on disk (a :class:`~sing_synth.disk_cache.DiskCache`; None: the default one;
+    False: none): notes are read from it first, and the notes rendered are written to it.
+    ``progress`` shows how far the render is (default: a :class:`~sing_synth.progress.Progress`
+    on stderr).
     A song longer than ``max_length`` seconds (None: no limit) is refused before anything is rendered.
     """
     t_start = time.perf_counter()
@@ -162,23 +226,39 @@ def render_file(
 
     needed = midi_file.needed_notes(song, imap)
     source = source if source is not None else DictNoteSource(rate=rate)
+    store = None  # a preset without a hash of its weights is not cached
+    if cache is not False and preset.sha256:
+        store = (cache if isinstance(cache, DiskCache) else DiskCache()).notes(preset, rate, precision)
     t_notes = time.perf_counter()
-    rendered = 0
-    if source.missing(needed):
-        if renderer is None:
-            from .renderer import NoteRenderer, free_cores
+    rendered = loaded = 0
+    setup_seconds = model_seconds = 0.0
+    try:
+        if store is not None:
+            loaded = load_notes(source, needed, store, bar)
+        disk_seconds = time.perf_counter() - t_notes
+        if source.missing(needed):
+            t_setup = time.perf_counter()
+            if renderer is None:
+                from .renderer import NoteRenderer, free_cores  # torch: only when a note is missing
 
-            renderer = NoteRenderer(
-                preset, device=model_device, precision=precision, batch_size=batch_size, output_rate=rate,
-                threads=threads if threads is not None else free_cores(),
-            )
-        if renderer.output_rate != rate:
-            raise ConfigError(f"the note renderer outputs {renderer.output_rate} Hz but the render is at {rate} Hz", "rate")
-        try:
-            rendered = render_notes(source, needed, renderer, bar)
-        except BaseException:
-            bar.done(clear=True)
-            raise
+                renderer = NoteRenderer(
+                    preset, device=model_device, precision=precision, batch_size=batch_size, output_rate=rate,
+                    threads=threads if threads is not None else free_cores(),
+                )
+            if renderer.output_rate != rate:
+                raise ConfigError(
+                    f"the note renderer outputs {renderer.output_rate} Hz but the render is at {rate} Hz", "rate"
+                )
+            t_model = time.perf_counter()
+            setup_seconds = t_model - t_setup
+            rendered = render_notes(source, needed, renderer, bar, store=store)
+            model_seconds = time.perf_counter() - t_model
+    except BaseException:
+        bar.done(clear=True)
+        raise
+    finally:
+        if store is not None and store.written:
+            store.cache.trim()  # within its bound again
     note_seconds = time.perf_counter() - t_notes
 
     t_mix = time.perf_counter()
@@ -186,7 +266,10 @@ def render_file(
     engine = Engine(imap, source, rate=rate, polyphony=polyphony, gain=gain, max_block=block, max_events=1 << 30)
     try:
         with atomic_writer(out, rate, 2, fmt) as writer:
-            frames = _mix(engine, song, writer, block, tail, threshold_db, bar)
+            timed = _TimedWriter(writer)
+            frames = _mix(engine, song, timed, block, tail, threshold_db, bar)
+            t_close = time.perf_counter()
+        timed.seconds += time.perf_counter() - t_close
     finally:
         bar.done(clear=True)
     mix_seconds = time.perf_counter() - t_mix
@@ -208,7 +291,24 @@ def render_file(
         total_seconds=time.perf_counter() - t_start,
         stats=stats,
         warnings=warnings,
+        notes_loaded=loaded,
+        disk_seconds=disk_seconds,
+        setup_seconds=setup_seconds,
+        model_seconds=model_seconds,
+        write_seconds=timed.seconds,
     )
+
+
+class _TimedWriter:
+    """An audio writer that counts the time spent in it."""
+
+    def __init__(self, writer) -> None:
+        self.writer, self.seconds = writer, 0.0
+
+    def write(self, x: np.ndarray) -> None:
+        t = time.perf_counter()
+        self.writer.write(x)
+        self.seconds += time.perf_counter() - t
 
 
 def _mix(engine: Engine, song, writer, block: int, tail: float, threshold_db: float, bar: Progress) -> int:

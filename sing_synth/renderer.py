@@ -118,13 +118,16 @@ class NoteRenderer:
                 out[start : start + len(chunk)] = wav.float().cpu().numpy()
         return out
 
+    def resample(self, wav: np.ndarray) -> np.ndarray:
+        """Notes at the model's rate (``render_model_rate``) to the output rate."""
+        return dsp.resample(wav, self.model_rate, self.output_rate)
+
     def render(self, notes: Sequence[tuple[int, int, int]]) -> np.ndarray:
         """``(N, samples)`` float32 at the output rate."""
         notes = [tuple(int(v) for v in n) for n in notes]
         if not notes:
             return np.zeros((0, self.note_samples), dtype=np.float32)
-        wav = self.render_model_rate(notes)
-        return dsp.resample(wav, self.model_rate, self.output_rate)
+        return self.resample(self.render_model_rate(notes))
 
     def render_velocity(self, instrument: int, pitch: int, velocity: int) -> np.ndarray:
         """One note at a MIDI velocity 1-127, blending the two nearest classes (see :mod:`dsp`)."""

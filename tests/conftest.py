@@ -15,6 +15,15 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 from sing_synth.testing.jack_server import JackServer  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def note_cache_dir(tmp_path_factory, monkeypatch):
+    """Each test has a note cache of its own (renders use the disk cache by default): never the
+    user's, and no test sees another's notes. Subprocesses inherit it through the environment."""
+    path = tmp_path_factory.mktemp("note-cache")
+    monkeypatch.setenv("SING_SYNTH_CACHE", str(path))
+    return path
+
+
 @pytest.fixture(scope="module")
 def jack_server():
     """A private JACK dummy server for the module; JACK_DEFAULT_SERVER points every client at it."""

@@ -137,3 +137,22 @@ def test_console_entry_point_runs():
     assert proc.returncode == 0 and proc.stdout.startswith("sing-synth ")
     proc = subprocess.run([sys.executable, "-m", "sing_synth", "render", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "--model-device" in proc.stdout and "song.mid" in proc.stdout
+
+
+def test_cache_shows_where_and_how_much_and_clears(preset_path, tiny_preset, tmp_path, capsys, monkeypatch):  # noqa: F811
+    from sing_synth.disk_cache import DiskCache
+
+    root = tmp_path / "notes"
+    store = DiskCache(root).notes(tiny_preset, 48000)
+    for p in range(3):
+        store.write((0, 60 + p, 3), np.zeros(1000, np.float32))
+    assert cli.main(["cache", "--cache-dir", str(root), "--cache-size", "1G"]) == 0
+    out = capsys.readouterr().out
+    assert f"note cache: {root}" in out and "11.8 KiB of at most 1.0 GiB" in out
+    assert "tiny, 48000 Hz: 3 notes, 11.8 KiB" in out  # the preset named by its hash
+    monkeypatch.setenv("SING_SYNTH_CACHE", str(root))
+    assert cli.main(["cache", "clear"]) == 0
+    assert "cleared" in capsys.readouterr().out and not list(root.rglob("*.note"))
+    assert cli.main(["cache"]) == 0 and "empty" in capsys.readouterr().out
+    assert cli.main(["cache", "--cache-size", "lots"]) == 1
+    assert "cache size 'lots' is not a size" in capsys.readouterr().err
