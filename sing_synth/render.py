@@ -89,7 +89,7 @@ def _check_options(
             "max_length",
         )
     if not 1 <= batch_size <= 1024:
-        raise ConfigError(f"batch size {batch_size} out of range; use 1-1024 notes (default 16)", "batch_size")
+        raise ConfigError(f"batch size {batch_size} out of range; use 1-1024 notes (default 64)", "batch_size")
     if threads is not None and not 1 <= threads <= MAX_THREADS:
         raise ConfigError(f"{threads} threads out of range; use 1-{MAX_THREADS}", "threads")
 
