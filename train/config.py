@@ -53,6 +53,7 @@ class StageConfig:
     # 32-bin bands of each frame. It measures level and spectral envelope without fine structure,
     # so an output unsure of its partials is still pulled to the right loudness.
     band_loss: float = 0.0
+    sampling: str = ""  # this stage's note drawing ("notes" or "balanced"; empty: the recipe's)
 
 
 @dataclass
@@ -93,6 +94,8 @@ class Recipe:
         for name, s in self.stages.items():
             if s.loss not in ("spectral", "waveform"):
                 raise ValueError(f"stages.{name}.loss must be spectral or waveform, got {s.loss!r}")
+            if s.sampling not in ("",) + SAMPLINGS:
+                raise ValueError(f"stages.{name}.sampling must be one of {', '.join(SAMPLINGS)}, got {s.sampling!r}")
             if s.note_weight not in ("none", "silence"):
                 raise ValueError(f"stages.{name}.note_weight must be none or silence, got {s.note_weight!r}")
         if self.init not in ("default", "data"):

@@ -111,9 +111,9 @@ class Trainer:
         t = torch.tensor(notes, dtype=torch.long, device=self.device)
         return t[:, 2], t[:, 0], t[:, 1]
 
-    def draw(self, rng, size: int) -> list[tuple[int, int, int]]:
-        """``size`` training notes drawn with ``rng`` as the recipe's ``sampling`` says."""
-        if self.recipe.sampling == "balanced":
+    def draw(self, rng, size: int, sampling: str = "") -> list[tuple[int, int, int]]:
+        """``size`` training notes drawn with ``rng`` as ``sampling`` (default: the recipe's) says."""
+        if (sampling or self.recipe.sampling) == "balanced":
             groups = self.train_groups
             return [groups[g][rng.integers(0, len(groups[g]))] for g in rng.integers(0, len(groups), size)]
         train = self.notes["train"]

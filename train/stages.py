@@ -131,7 +131,7 @@ class Stage:
         """The notes of optimizer step ``step`` and the generator that drew them (seeded by step)."""
         t = self.trainer
         rng = np.random.default_rng([t.recipe.seed, self.index, step, t.rank])
-        return t.draw(rng, self.cfg.batch), rng
+        return t.draw(rng, self.cfg.batch, self.cfg.sampling), rng
 
     def crop(self, rng) -> tuple[int, int]:
         n, frames = self.config.n_frames, self.cfg.crop
