@@ -130,8 +130,9 @@ def atomic_writer(path: str | os.PathLike, rate: int, channels: int = 2, fmt: st
     on any failure the temporary file is removed and ``path`` is left as it was.
     """
     out = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
         with os.fdopen(fd, "w+b") as f:
             writer = open_writer(f, out, rate, channels, fmt)
             yield writer
@@ -142,10 +143,28 @@ def atomic_writer(path: str | os.PathLike, rate: int, channels: int = 2, fmt: st
         os.replace(tmp, out)
     except OSError as exc:
         _remove(tmp)
-        raise SingError(f"cannot write {out}: {exc.strerror or exc}; check the disk space and permissions") from None
+        raise SingError(f"cannot write {out}: {exc.strerror or exc}; check the disk space and permissions", "output") from None
     except BaseException:
         _remove(tmp)
         raise
+
+
+def check_output(path: str | os.PathLike, fmt: str = "pcm16") -> str:
+    """Refuse, before any work, an output that cannot be written: an unknown extension or sample
+    format, a directory that does not exist, is not writable, or a directory in the file's place.
+    Returns the container."""
+    out = Path(path)
+    if out.is_dir():
+        raise ConfigError(f"the output {out} is a directory; give a file name ending in .wav or .flac", "output")
+    container = check_format(out, fmt)
+    if not out.parent.is_dir():
+        raise ConfigError(f"output directory {out.parent} does not exist; create it or choose another", "output")
+    try:  # what the atomic writer will do: a temporary file beside the output
+        with tempfile.NamedTemporaryFile(prefix=f".{out.name}.", suffix=".part", dir=out.parent):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"cannot write in {out.parent} ({exc.strerror or exc}); choose another directory", "output") from None
+    return container
 
 
 def write_audio(path: str | os.PathLike, audio: np.ndarray, rate: int, fmt: str = "pcm16") -> None:
@@ -166,9 +185,10 @@ def _file_mode(path: Path) -> int:
         return 0o666 & ~umask
 
 
-def _remove(path: str) -> None:
+def _remove(path: str | None) -> None:
     try:
-        os.unlink(path)
+        if path is not None:
+            os.unlink(path)
     except OSError:
         pass
 

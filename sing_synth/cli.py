@@ -19,9 +19,9 @@ from dataclasses import fields
 
 import numpy as np
 
-from . import __version__, render
+from . import __version__, render, signals
 from . import preset as presets
-from .audio_file import FORMATS
+from .audio_file import FORMATS, check_output
 from .disk_cache import DiskCache, format_size
 from .errors import ConfigError, SingError
 from .midi_in import APIS
@@ -231,6 +231,7 @@ def cmd_note(args) -> int:
 
     if not 8000 <= args.rate <= 192000:
         raise ConfigError(f"sample rate {args.rate} out of range; use 8000-192000 (for example 44100 or 48000)")
+    check_output(args.output)  # before the notes are rendered
     p = presets.load(args.preset)
     inst = p.instrument(args.instrument)
     if not 1 <= args.velocity <= 127:
@@ -384,12 +385,14 @@ def main(argv=None) -> int:
     argv = with_default_command(list(sys.argv[1:] if argv is None else argv))
     args = get_parser().parse_args(argv)
     try:
-        return RUN[args.command](args)
+        with signals.raising():  # SIGINT, SIGTERM, SIGHUP: a clean stop, exit 128 + the signal
+            return RUN[args.command](args)
     except SingError as exc:
         print(f"sing-synth: error: {explain(exc, args)}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"sing-synth: stopped by {signals.name(exc)}", file=sys.stderr)
+        return signals.exit_code(exc)
 
 
 if __name__ == "__main__":

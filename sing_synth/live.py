@@ -5,9 +5,10 @@ the warm-up) -> note cache and its renderer thread (the model is built there) ->
 instrument's notes are loaded from disk or rendered, with a progress bar, and the model is
 built -> garbage collector frozen (no long collection can land in the audio thread) -> engine ->
 MIDI port (a JACK client joining a running graph would make the stream skip a period) ->
-audio stream -> ``ready`` (and ``ready_file``). Ctrl-C or SIGTERM: the MIDI callback is
+audio stream -> ``ready`` (and ``ready_file``). Ctrl-C, SIGTERM or SIGHUP: the MIDI callback is
 removed, pedals up and every note faded out, the stream closed, then the MIDI port and client,
-the renderer thread joined, exit 0 (130 when interrupted before ready).
+the renderer thread joined; the exit status is 128 + the signal's number (130, 143, 129; see
+:mod:`sing_synth.signals`), before ready as after.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from . import events as ev
 from . import preset as presets
+from . import signals
 from .audio_out import AudioOutput, find_device
 from .cache import NoteCache
 from .cache_filler import CacheFiller
@@ -74,12 +76,8 @@ class LiveOptions:
             raise ConfigError(f"latency {self.latency!r}: use low, high or a positive number of seconds", "latency")
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def play(options: LiveOptions) -> int:
-    """Run a live session until Ctrl-C or SIGTERM; the exit status (130: interrupted before ready)."""
+    """Run a live session until Ctrl-C, SIGTERM or SIGHUP; the exit status (128 + the signal's number)."""
     o = options
     o.check()
     t_start = time.perf_counter()
@@ -99,7 +97,7 @@ def play(options: LiveOptions) -> int:
             preset, device=o.model_device, precision=o.precision, output_rate=rate, threads=max(o.threads, free_cores())
         )
 
-    old_term = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM during the warm-up: like Ctrl-C
+    restore_signals = signals.raise_on_stop()  # a signal during the warm-up stops it like Ctrl-C
     disk = False if o.no_cache else DiskCache(o.cache_dir, o.cache_size)
     cache = NoteCache(preset, rate, disk=disk, memory_bytes=int(o.cache_memory * (1 << 30)), precision=o.precision)
     filler = CacheFiller(cache, make_renderer).start()
@@ -140,14 +138,13 @@ def play(options: LiveOptions) -> int:
         clock = AudioClock(rate, delay_frames=o.blocksize)
         audio = AudioOutput(engine, clock, device, rate, o.blocksize, o.latency)
         session = _Session(o, engine, clock, audio, cache, filler)
-        session.run(port, device, instrument, ready_s)
-    except KeyboardInterrupt:
-        print("\ninterrupted before ready", file=sys.stderr)
-        return 130
+        return 128 + session.run(port, device, instrument, ready_s)
+    except KeyboardInterrupt as exc:
+        print(f"\nstopped by {signals.name(exc)} before ready", file=sys.stderr)
+        return signals.exit_code(exc)
     finally:
         filler.stop()
-        signal.signal(signal.SIGTERM, old_term)
-    return 0
+        restore_signals()
 
 
 class _Session:
@@ -157,11 +154,12 @@ class _Session:
         self.o, self.engine, self.clock, self.audio = options, engine, clock, audio
         self.cache, self.filler = cache, filler
 
-    def run(self, port: str, device: dict, instrument, ready_s: float) -> None:
-        """Open the stream and the port, print the session, run the status loop until a signal."""
+    def run(self, port: str, device: dict, instrument, ready_s: float) -> int:
+        """Open the stream and the port, print the session, run the status loop until a stopping
+        signal; returns the signal's number."""
         o, engine, audio, cache, filler = self.o, self.engine, self.audio, self.cache, self.filler
         stop = threading.Event()
-        old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+        received, restore_signals = signals.flag_on_stop(stop)
         midi = None
         status = Progress(every=60.0)
         try:
@@ -215,8 +213,6 @@ class _Session:
             audio.close()
             if midi is not None:
                 midi.shutdown()  # port and client go after the stream: no graph change while it fades
-            for s, handler in old.items():
-                signal.signal(s, handler)
             if o.ready_file:
                 Path(o.ready_file).unlink(missing_ok=True)
             status.done()
@@ -225,3 +221,5 @@ class _Session:
                 f"max callback load {100 * audio.max_load:.1f}%",
                 flush=True,
             )
+            restore_signals()  # signals stay flags until everything above is done
+        return received[0] if received else signal.SIGINT

@@ -48,7 +48,7 @@ def read_samples(f, row: np.ndarray, crc: int) -> bool:
 
 
 def write(path: str | os.PathLike, wav: np.ndarray) -> None:
-    """Write a note file atomically (creating its directory); on an OSError nothing is left behind."""
+    """Write a note file atomically (creating its directory); on an error or a stop nothing is left behind."""
     path = Path(path)
     body = np.ascontiguousarray(wav, dtype="<f4").tobytes()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one per writer
@@ -58,6 +58,6 @@ def write(path: str | os.PathLike, wav: np.ndarray) -> None:
             f.write(HEADER.pack(MAGIC, VERSION, len(body) // 4, zlib.crc32(body)))
             f.write(body)
         os.replace(tmp, path)
-    except OSError:
+    except BaseException:  # an OSError, or a signal's KeyboardInterrupt: nothing left behind
         tmp.unlink(missing_ok=True)
         raise

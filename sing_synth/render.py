@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from . import midi_file
-from .audio_file import atomic_writer, check_format
+from .audio_file import atomic_writer, check_output
 from .channels import InstrumentMap
 from .disk_cache import DiskCache, NoteStore
 from .engine import Engine
@@ -203,9 +203,7 @@ def render_file(
     fmt = fmt or "pcm16"
     if out.exists() and midi_path.exists() and out.resolve() == midi_path.resolve():
         raise ConfigError(f"the output {out} is the input file; choose another name", "output")
-    check_format(out, fmt)
-    if not out.parent.is_dir():
-        raise ConfigError(f"output directory {out.parent} does not exist; create it or choose another", "output")
+    check_output(out, fmt)
     bar = progress if progress is not None else Progress()
 
     song = midi_file.read(midi_path, rate, lenient=lenient, max_length=max_length)

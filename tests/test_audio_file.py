@@ -2,12 +2,13 @@
 
 import os
 import wave
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from sing_synth import audio_file
-from sing_synth.audio_file import atomic_writer, check_format, read_wav, to_pcm_bytes, write_audio
+from sing_synth.audio_file import atomic_writer, check_format, check_output, read_wav, to_pcm_bytes, write_audio
 from sing_synth.errors import ConfigError, SingError
 
 RATE = 22050
@@ -81,3 +82,32 @@ def test_disk_errors_become_one_line_sing_errors(tmp_path, monkeypatch):
     with pytest.raises(SingError, match="cannot write .*No space left on device; check the disk space"):
         write_audio(tmp_path / "x.wav", stereo(10), RATE)
     assert list(tmp_path.iterdir()) == []
+
+
+def unwritable_directory(tmp_path):
+    """A directory no file can be created in: read-only for a user; /sys for root, whom a mode bit
+    does not stop."""
+    if os.geteuid() == 0:
+        return Path("/sys")
+    d = tmp_path / "read-only"
+    d.mkdir(mode=0o555)
+    return d
+
+
+def test_an_unwritable_output_is_refused_up_front_and_by_the_writer(tmp_path):
+    """The temporary file is created inside the error handling: a read-only directory is a one-line
+    error (once an OSError traceback), and check_output says so before any work."""
+    ro = unwritable_directory(tmp_path)
+    with pytest.raises(SingError, match=f"cannot write {ro}/x.wav: .*check the disk space and permissions"):
+        write_audio(ro / "x.wav", stereo(10), RATE)
+    with pytest.raises(ConfigError, match=f"cannot write in {ro} .*choose another directory") as info:
+        check_output(ro / "x.wav")
+    assert info.value.setting == "output"
+    with pytest.raises(ConfigError, match="output directory /nonexistent does not exist"):
+        check_output("/nonexistent/n.wav")
+    with pytest.raises(ConfigError, match="is a directory"):
+        check_output(tmp_path)  # a directory where the file should go
+    (tmp_path / "d.wav").mkdir()
+    with pytest.raises(ConfigError, match="d.wav is a directory"):
+        check_output(tmp_path / "d.wav")
+    assert check_output(tmp_path / "fine.flac") == "flac" and not list(tmp_path.glob(".*"))

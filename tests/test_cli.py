@@ -156,3 +156,25 @@ def test_cache_shows_where_and_how_much_and_clears(preset_path, tiny_preset, tmp
     assert cli.main(["cache"]) == 0 and "empty" in capsys.readouterr().out
     assert cli.main(["cache", "--cache-size", "lots"]) == 1
     assert "cache size 'lots' is not a size" in capsys.readouterr().err
+
+
+def test_unwritable_outputs_are_one_line_errors_before_any_work(preset_path, tmp_path, capsys):
+    """``note -o /nonexistent/n.wav`` once rendered first and failed with a FileNotFoundError;
+    ``render -o`` into a read-only directory with an OSError."""
+    from test_audio_file import unwritable_directory
+
+    from sing_synth.testing import songs
+
+    assert cli.main(["note", "--preset", preset_path, "-o", "/nonexistent/n.wav"]) == 1
+    assert capsys.readouterr().err == (
+        "sing-synth: error: output directory /nonexistent does not exist; create it or choose another; "
+        "choose another with -o\n"
+    )
+    song = tmp_path / "s.mid"
+    songs.song(0.1).save(song)
+    ro = unwritable_directory(tmp_path)
+    assert cli.main(["render", str(song), "--preset", preset_path, "-o", str(ro / "s.wav")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"sing-synth: error: cannot write in {ro} (") and err.count("\n") == 1
+    assert err.endswith("choose another directory; choose another with -o\n")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "read-only") == ["s.mid"]

@@ -7,6 +7,10 @@ CLI path, seeded) and ``HarmonicSource`` (real pitched tones) where timing is me
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 import wave
 
 import mido
@@ -17,6 +21,7 @@ from engine_fixtures import RATE, HarmonicSource, one_thread, tiny_preset, weigh
 from sing_synth import cli, render
 from sing_synth.audio_file import read_wav
 from sing_synth.errors import ConfigError, InstrumentError, MidiFileError, SingError
+from sing_synth.testing import songs
 
 M = mido.Message
 
@@ -379,3 +384,45 @@ def test_a_render_reuses_the_notes_live_play_cached(tmp_path, tiny_preset, one_t
         filler.stop()
     res = render.render_file(song, tmp_path / "a.wav", tiny_preset, model_device="cpu")
     assert res.notes_loaded == 5 and res.notes_rendered == len(needed) - 5
+
+
+def handles(pid: int, sig: int) -> bool:
+    """Whether process ``pid`` has installed a handler for ``sig`` (Linux: SigCgt in /proc)."""
+    with open(f"/proc/{pid}/status") as f:
+        mask = next(line for line in f if line.startswith("SigCgt:")).split()[1]
+    return bool(int(mask, 16) >> (sig - 1) & 1)
+
+
+@pytest.mark.parametrize(
+    "command, sig, when",
+    [("render", signal.SIGTERM, "mixing"), ("render", signal.SIGHUP, "start"), ("note", signal.SIGTERM, "start")],
+)
+def test_a_signal_stops_a_job_cleanly(tmp_path, tiny_preset, command, sig, when):  # noqa: F811
+    """SIGTERM a few seconds into a long render once left its .part file behind: now SIGTERM and
+    SIGHUP stop any job like Ctrl-C, with nothing left and the exit status 128 + signal."""
+    out = tmp_path / "out"
+    out.mkdir()
+    if command == "render":
+        song = tmp_path / "long.mid"
+        songs.song(10).save(song)
+        argv = ["render", str(song), "-o", str(out / "long.wav"), "--rate", "8000"]
+    else:
+        argv = ["note", "--pitch", *map(str, range(30, 90)), "-o", str(out / "n.wav")]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sing_synth", *argv, "--preset", str(tiny_preset.path), "--model-device", "cpu"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if handles(proc.pid, sig) and (when == "start" or any(p.stat().st_size > 1000 for p in out.iterdir())):
+                break
+            time.sleep(0.005)
+        assert proc.poll() is None, "the job ended before the signal"
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + sig, err
+    assert err.splitlines()[-1] == f"sing-synth: stopped by {signal.Signals(sig).name}" and "Traceback" not in err
+    assert list(out.iterdir()) == []  # no .part file, no output

@@ -250,7 +250,7 @@ class Synth:
         return self.ready.wait(timeout)
 
     def stop(self) -> tuple[int, str]:
-        """SIGTERM (the synth stops cleanly, exit 0); the exit code and stderr."""
+        """SIGTERM (the synth stops cleanly, exit 143: 128 + SIGTERM); the exit code and stderr."""
         if self.proc.poll() is None:
             self.proc.terminate()
         try:
