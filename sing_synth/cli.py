@@ -246,6 +246,14 @@ def cmd_note(args) -> int:
     return 0
 
 
+def _mapping(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
 def describe_preset(p, default: bool = False) -> list[str]:
     """Lines of ``sing-synth presets`` for one preset: size, training provenance, metrics."""
     c, t, m = p.config, p.training or {}, p.metrics or {}
@@ -256,24 +264,25 @@ def describe_preset(p, default: bool = False) -> list[str]:
         f"  {len(p.instruments)} instruments; model {c.lstm_layers}x{c.lstm_hidden} LSTM, {c.channels} channels, "
         f"{params}; {p.sample_rate} Hz",
     ]
-    if t:
-        corpus = t.get("corpus") or {}
+    if t:  # free-form provenance: a value of an unexpected type is shown as unknown
+        corpus = _mapping(t.get("corpus"))
         what = f"{corpus.get('kind', 'unknown')} corpus"
-        if corpus.get("notes"):
+        if _number(corpus.get("notes")) and corpus["notes"]:
             what += f" ({corpus['notes']} notes)"
-        hours = sum((t.get("wall_time_s") or {}).values()) / 3600
-        hw = t.get("hardware") or {}
-        where = hw.get("gpu") or f"{hw.get('cpu', '?')}" + (f" x{hw['cores']} cores" if hw.get("cores") else "")
+        hours = sum(v for v in _mapping(t.get("wall_time_s")).values() if _number(v)) / 3600
+        hw = _mapping(t.get("hardware"))
+        cores = f" x{hw['cores']} cores" if _number(hw.get("cores")) else ""
+        where = hw.get("gpu") or f"{hw.get('cpu', '?')}{cores}"
         lines.append(f"  trained on {what} in {hours:.1f} h on {where}; "
                      f"code {str(t.get('code_revision', '?'))[:12]}")
-        steps = t.get("steps_done") or {}
+        steps = _mapping(t.get("steps_done"))
         if steps:
             done = ", ".join(f"{k} {v}" for k, v in steps.items())
             lines.append(f"  steps: {done}" + ("" if t.get("complete", True) else " (training not complete)"))
     else:
         lines.append("  no training provenance recorded")
-    scores = [(k, (m.get(k) or {}).get("spectral_l1")) for k in ("train", "test", "test_baseline_repitch")]
-    scores = [f"{k.replace('_', ' ')} {v:.4f}" for k, v in scores if isinstance(v, (int, float))]
+    scores = [(k, _mapping(m.get(k)).get("spectral_l1")) for k in ("train", "test", "test_baseline_repitch")]
+    scores = [f"{k.replace('_', ' ')} {v:.4f}" for k, v in scores if _number(v)]
     lines.append("  spectral L1: " + "; ".join(scores) if scores else "  no evaluation metrics in preset.yaml")
     return lines
 

@@ -5,6 +5,15 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+# Bounds of every size, far above the paper's (a preset that asks for more is corrupt, not big)
+LIMITS = {
+    "n_instruments": 100_000, "n_pitches": 128, "n_velocities": 16, "velocity_dim": 1024, "instrument_dim": 1024,
+    "pitch_dim": 1024, "time_dim": 1024, "lstm_hidden": 8192, "lstm_layers": 16, "latent_dim": 8192,
+    "channels": 16384, "context_size": 256, "kernel_size": 65536, "stride": 65536, "sample_rate": 192_000,
+    "note_samples": 60 * 192_000, "pad": 60 * 192_000,
+}  # fmt: skip
+MAX_PARAMETERS = 1_000_000_000  # 4 GiB of float32 weights: 15 times the paper's model
+
 
 @dataclass(frozen=True)
 class SingConfig:
@@ -33,6 +42,16 @@ class SingConfig:
             value = getattr(self, field.name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"SingConfig.{field.name} must be a positive integer, got {value!r}")
+            top = LIMITS[field.name]
+            if value > top:
+                raise ValueError(f"SingConfig.{field.name} is {value}, more than {top:,} (paper: {PAPER[field.name]:,})")
+        if self.sample_rate < 1000:
+            raise ValueError(f"SingConfig.sample_rate is {self.sample_rate}; use 1000-192000 Hz (paper: 16000)")
+        if self.parameters > MAX_PARAMETERS:
+            raise ValueError(
+                f"SingConfig makes a model of {self.parameters:,} parameters, more than {MAX_PARAMETERS:,} "
+                f"({MAX_PARAMETERS * 4 / 2**30:.0f} GiB in float32; the paper's has {SingConfig().parameters:,})"
+            )
         if self.kernel_size % self.stride:
             raise ValueError("SingConfig.kernel_size must be a multiple of stride")
         if (self.note_samples + 2 * self.pad - self.kernel_size) % self.stride:
@@ -64,6 +83,20 @@ class SingConfig:
     def decoder_samples(self) -> int:
         """Output length of the transposed convolution (65,024 for the paper)."""
         return (self.n_frames - 1) * self.stride + self.kernel_size - 2 * self.decoder_padding
+
+    @property
+    def parameters(self) -> int:
+        """Number of parameters of the model (``Sing``) this configuration makes, counted without building it."""
+        embeddings = (
+            self.n_velocities * self.velocity_dim + self.n_instruments * self.instrument_dim
+            + self.n_pitches * self.pitch_dim + self.n_steps * self.time_dim
+        )
+        h, inputs = self.lstm_hidden, self.velocity_dim + self.instrument_dim + self.pitch_dim + self.time_dim
+        lstm = 4 * h * (inputs + h) + 8 * h + (self.lstm_layers - 1) * (4 * h * 2 * h + 8 * h)
+        output = (h + 1) * self.latent_dim
+        c = self.channels
+        decoder = (self.latent_dim * self.context_size + 1) * c + 2 * (c + 1) * c + c * self.kernel_size + 1
+        return embeddings + lstm + output + decoder
 
     @property
     def trim(self) -> int:
@@ -105,3 +138,6 @@ class SingConfig:
         if name not in factories:
             raise ValueError(f"unknown model size {name!r}: use one of {', '.join(factories)}")
         return factories[name](n_instruments=n_instruments)
+
+
+PAPER = dataclasses.asdict(SingConfig())  # the paper's sizes, for messages

@@ -24,6 +24,7 @@ import yaml
 
 from .dsp import VELOCITY_CLASSES
 from .errors import InstrumentError, PresetError
+from .preset_schema import validate
 
 SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's safe loader: faster, same rules
 
@@ -61,20 +62,8 @@ class Instrument:
 
     @classmethod
     def from_dict(cls, d: dict) -> Instrument:
-        try:
-            lo, hi = d.get("pitch_range", (0, 127))
-            return cls(
-                id=int(d["id"]),
-                name=str(d["name"]),
-                family=str(d.get("family", "unknown")),
-                source=str(d.get("source", "")),
-                pitch_range=(int(lo), int(hi)),
-                gm_program=None if d.get("gm_program") is None else int(d["gm_program"]),
-                gm_bank=int(d.get("gm_bank", 0)),
-                drum_kit=bool(d.get("drum_kit", False)),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise PresetError(f"malformed instrument entry {d!r}: {exc}") from None
+        """An instrument from a row of ``preset.yaml``, checked by :mod:`sing_synth.preset_schema`."""
+        return cls(**d)
 
 
 @dataclass
@@ -95,6 +84,10 @@ class Preset:
     @property
     def weights_path(self) -> Path:
         return self.path / WEIGHTS_FILE
+
+    def note_samples(self, rate: int) -> int:
+        """Length of a rendered note at ``rate`` Hz (the model's notes, resampled)."""
+        return int(round(self.config.note_samples * rate / self.sample_rate))
 
     @property
     def hash(self) -> str:
@@ -160,8 +153,10 @@ class Preset:
 
         if not self.weights_path.is_file():
             raise PresetError(f"preset {self.name!r} has no {WEIGHTS_FILE} in {self.path}; reinstall or re-export it")
+        if not self.sha256:
+            raise PresetError(f"preset {self.name!r} has no sha256 of its weights to check them against; re-export it")
         digest = sha256_file(self.weights_path)
-        if self.sha256 and digest != self.sha256:
+        if digest != self.sha256:
             raise PresetError(
                 f"preset {self.name!r}: {WEIGHTS_FILE} sha256 {digest[:12]}... does not match preset.yaml "
                 f"({self.sha256[:12]}...): the weights were altered or replaced; re-export the preset"
@@ -170,8 +165,18 @@ class Preset:
             state = load_file(str(self.weights_path))
         except Exception as exc:  # safetensors raises its own error types
             raise PresetError(f"preset {self.name!r}: cannot read {WEIGHTS_FILE} ({exc}); re-export the preset") from None
-        expected = {k: tuple(v.shape) for k, v in Sing(self.config).state_dict().items()}
+        import torch
+
+        with torch.device("meta"):  # the shapes, without allocating the model
+            expected = {k: tuple(v.shape) for k, v in Sing(self.config).state_dict().items()}
         check_shapes(self.name, expected, {k: tuple(v.shape) for k, v in state.items()})
+        bad = [k for k, v in state.items() if not bool(torch.isfinite(v).all())]
+        if bad:
+            raise PresetError(
+                f"preset {self.name!r}: tensor {bad[0]} holds NaN or infinite values"
+                + (f" ({len(bad) - 1} more tensors too)" if len(bad) > 1 else "")
+                + "; the weights are broken, re-export the preset from a good checkpoint"
+            )
         return state
 
     def load_model(self, device="cpu"):
@@ -254,13 +259,14 @@ def resolve(name_or_path: str | os.PathLike | None = None) -> Path:
 
 def load(name_or_path: str | os.PathLike | None = None) -> Preset:
     """Read and validate ``preset.yaml`` (the weights are verified when the model is loaded)."""
-    from .config import SingConfig
-
     path = resolve(name_or_path)
     try:
-        data = yaml.load((path / YAML_FILE).read_text(), Loader=SAFE_LOADER)
-    except yaml.YAMLError as exc:
-        raise PresetError(f"{path / YAML_FILE} is not valid YAML ({str(exc).splitlines()[0]}); fix or re-export it") from None
+        data = yaml.load((path / YAML_FILE).read_bytes(), Loader=SAFE_LOADER)
+    except (yaml.YAMLError, RecursionError) as exc:
+        what = str(exc).splitlines()[0] if str(exc) else "nested too deeply"
+        raise PresetError(f"{path / YAML_FILE} is not valid YAML ({what}); fix or re-export it") from None
+    except OSError as exc:
+        raise PresetError(f"cannot read {path / YAML_FILE} ({exc.strerror or exc}); check its permissions") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise PresetError(f"{path / YAML_FILE} is not a sing-synth preset (format must be {FORMAT!r})")
     version = data.get("version")
@@ -269,32 +275,18 @@ def load(name_or_path: str | os.PathLike | None = None) -> Preset:
             f"preset {path.name!r} has format version {version!r}; this sing-synth reads version "
             f"{FORMAT_VERSION}: upgrade sing-synth or re-export the preset"
         )
-    try:
-        config = SingConfig.from_dict(data["model"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise PresetError(f"preset {path.name!r}: bad model configuration ({exc}); re-export the preset") from None
-    instruments = [Instrument.from_dict(d) for d in data.get("instruments") or []]
-    if not instruments:
-        raise PresetError(f"preset {path.name!r} has no instruments; re-export the preset")
-    bad = [i.id for i in instruments if not 0 <= i.id < config.n_instruments]
-    if bad:
-        raise PresetError(
-            f"preset {path.name!r}: instrument ids {bad[:5]} outside the model's table of {config.n_instruments}"
-        )
-    velocities = tuple(int(v) for v in data.get("velocities", VELOCITY_CLASSES))
-    if len(velocities) != config.n_velocities:
-        raise PresetError(f"preset {path.name!r}: {len(velocities)} velocities but the model has {config.n_velocities}")
+    fields = validate(data, path.name)
     return Preset(
         path=path,
-        name=str(data.get("name", path.name)),
-        config=config,
-        instruments=instruments,
-        sample_rate=int(data.get("sample_rate", config.sample_rate)),
-        velocities=velocities,
-        description=str(data.get("description", "")),
-        training=data.get("training") or {},
-        metrics=data.get("metrics") or {},
-        sha256=str((data.get("weights") or {}).get("sha256", "")),
+        name=fields.name or path.name,
+        config=fields.config,
+        instruments=[Instrument.from_dict(d) for d in fields.instruments],
+        sample_rate=fields.sample_rate,
+        velocities=fields.velocities,
+        description=fields.description,
+        training=fields.training,
+        metrics=fields.metrics,
+        sha256=fields.sha256,
     )
 
 

@@ -178,3 +178,25 @@ def test_unwritable_outputs_are_one_line_errors_before_any_work(preset_path, tmp
     assert err.startswith(f"sing-synth: error: cannot write in {ro} (") and err.count("\n") == 1
     assert err.endswith("choose another directory; choose another with -o\n")
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "read-only") == ["s.mid"]
+
+
+def test_odd_provenance_and_a_corrupt_preset_never_crash_the_listing(tmp_path, tiny_preset, monkeypatch, capsys):  # noqa: F811
+    lib = tmp_path / "lib"
+    for name, change in (
+        ("odd", lambda d: d.update(training={"corpus": "x", "wall_time_s": [1], "hardware": 3, "steps_done": 7},
+                                   metrics={"test": 0.5})),
+        ("broken", lambda d: d.update(instruments=5)),
+    ):
+        shutil.copytree(tiny_preset.path, lib / name)
+        data = yaml.safe_load((lib / name / "preset.yaml").read_text())
+        change(data)
+        data["name"] = name
+        (lib / name / "preset.yaml").write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("SING_SYNTH_PRESETS", str(lib))
+    assert cli.main(["presets"]) == 0
+    out = capsys.readouterr().out
+    assert "trained on unknown corpus in 0.0 h on ?" in out and "no evaluation metrics" in out
+    assert "broken: unusable (preset 'broken': instruments 5 must be a non-empty list of instruments" in out
+    assert cli.main(["note", "--preset", "broken", "-o", str(tmp_path / "n.wav")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("sing-synth: error: preset 'broken': instruments 5 must be") and err.count("\n") == 1

@@ -84,3 +84,84 @@ def test_instrument_lookup(tiny_preset):  # noqa: F811
         p.instrument(412)
     assert p.gm_instrument(48).id == 1 and p.gm_instrument(0, drums=True).id == 3
     assert p.gm_instrument(33, bank=5).id == 2  # unknown bank falls back to bank 0
+
+
+def edit_yaml(copy, change) -> None:
+    data = yaml.safe_load((copy / "preset.yaml").read_text())
+    change(data)
+    (copy / "preset.yaml").write_text(yaml.safe_dump(data))
+
+
+def set_key(*path, value=None, delete=False):
+    def change(data):
+        node = data
+        for key in path[:-1]:
+            node = node[key]
+        if delete:
+            del node[path[-1]]
+        else:
+            node[path[-1]] = value
+
+    return change
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (set_key("model", "channels", value=1_000_000_000), "model.channels is 1000000000, more than 16,384"),
+        (lambda d: d["model"].update(lstm_hidden=8192, lstm_layers=16),
+         r"model makes a model of [0-9,]+ parameters, more than 1,000,000,000 \(4 GiB in float32"),
+        (set_key("model", "lstm_layers", value="2"), "model.lstm_layers must be a positive integer, got .2."),
+        (set_key("model", "depth", value=3), "unknown model configuration keys: depth"),
+        (set_key("model", value=5), "model 5 is not a mapping"),
+        (set_key("sample_rate", value=0), "sample_rate 0 is not the model's rate: use 16000"),
+        (set_key("velocities", value=list("abcde")), r"velocities \['a', 'b', 'c', 'd', 'e'\] must be 5 increasing"),
+        (set_key("velocities", value=[25, 50, 75, 100, 200]), "must be 5 increasing MIDI velocities 1-127"),
+        (set_key("velocities", value=[25, 50]), "must be 5 increasing"),
+        (set_key("instruments", value=5), "instruments 5 must be a non-empty list of instruments"),
+        (set_key("instruments", value=[]), "instruments .* must be a non-empty list"),
+        (set_key("instruments", 0, value=5), r"instruments\[0\] 5 is not a mapping"),
+        (set_key("instruments", 1, "pitch_range", value=[200, -5]),
+         r"instruments\[1\].pitch_range \[200, -5\] out of range: use \[low, high\] with 0 <= low <= high <= 127"),
+        (set_key("instruments", 1, "id", value=0), r"instruments\[1\].id 0 is the id of instruments\[0\] too"),
+        (set_key("instruments", 1, "id", value=4), r"instruments\[1\].id 4 is not an instrument of the model: use 0-3"),
+        (set_key("instruments", 1, "id", value="1"), r"instruments\[1\].id '1' is not an instrument"),
+        (set_key("instruments", 1, "name", value=None), r"instruments\[1\].name \(missing\) must be a non-empty"),
+        (set_key("instruments", 1, "gm_program", value=300), "gm_program 300 out of range: use a General MIDI program"),
+        (set_key("instruments", 3, "drum_kit", value="yes"), "drum_kit 'yes' must be true or false"),
+        (set_key("instruments", 3, "colour", value="red"), r"instruments\[3\] field 'colour' is unknown"),
+        (set_key("weights", "sha256", delete=True), r"weights.sha256 \(missing\) is missing: it is required"),
+        (set_key("weights", "sha256", value="abc"), "weights.sha256 'abc' is not 64 hexadecimal digits"),
+        (set_key("weights", value=None), r"weights.sha256 \(missing\) is missing"),
+        (set_key("training", value=[1, 2]), r"training \[1, 2\] must be a mapping"),
+        (set_key("name", value=5), "name 5 must be a non-empty string"),
+    ],
+)
+def test_a_corrupt_preset_yaml_is_refused_with_the_field_and_its_range(copy, change, message):
+    """Each of these once ended in a traceback, tried to allocate terabytes, or loaded unchecked."""
+    edit_yaml(copy, change)
+    with pytest.raises(PresetError, match=message) as info:
+        presets.load(copy)
+    assert "\n" not in str(info.value) and str(info.value).startswith("preset 'copy': ")
+
+
+def test_weights_with_nan_are_refused_even_with_a_matching_hash(copy):
+    state = load_file(str(copy / "weights.safetensors"))
+    state["decoder.context.weight"][0, 0, 0] = float("nan")
+    save_file(state, str(copy / "weights.safetensors"))
+    edit_yaml(copy, set_key("weights", "sha256", value=presets.sha256_file(copy / "weights.safetensors")))
+    with pytest.raises(PresetError, match="tensor decoder.context.weight holds NaN or infinite values"):
+        presets.load(copy).load_model()
+
+
+def test_binary_garbage_and_deep_nesting_are_not_yaml(copy):
+    for text in (b"\xff\xfe\x00\x01garbage\x00", b"[" * 100_000, b"format: \x00"):
+        (copy / "preset.yaml").write_bytes(text)
+        with pytest.raises(PresetError):
+            presets.load(copy)
+
+
+def test_the_model_size_is_counted_without_building_it():
+    for config in (SingConfig.tiny(4), SingConfig.small(669), SingConfig.paper()):
+        with torch.device("meta"):
+            assert config.parameters == sum(p.numel() for p in Sing(config).parameters())
