@@ -38,12 +38,13 @@ class NoteCache(NoteSlots):
     the default directory; False: none) for notes made in ``precision``."""
 
     def __init__(self, preset, rate: int, cache_dir=None, memory_bytes: int = 2 << 30, disk=None,
-                 precision: str = "float32"):
+                 precision: str = "float32", note_samples: int | None = None):
         super().__init__(rate)
         self.preset = preset
         if disk is None:
             disk = DiskCache(cache_dir)
-        self.disk: NoteStore | None = disk.notes(preset, self.rate, precision) if disk else None  # None: no hash
+        # None: no hash. ``note_samples``: the length of every note (a note file of another length is damaged)
+        self.disk: NoteStore | None = disk.notes(preset, self.rate, precision, note_samples) if disk else None
         self.dir = self.disk.dir if self.disk else None
         self.memory_bytes = int(memory_bytes)
         self.requests: collections.deque = collections.deque(maxlen=1024)  # audio thread -> filler

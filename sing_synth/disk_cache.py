@@ -108,15 +108,16 @@ class DiskCache:
         self._lock = threading.Lock()
         self._written = 0  # bytes written since the bound was last checked
 
-    def notes(self, preset, rate: int, precision: str = "float32") -> NoteStore | None:
+    def notes(self, preset, rate: int, precision: str = "float32", samples: int | None = None) -> NoteStore | None:
         """The notes of ``preset`` (its weights' hash) at ``rate`` Hz made in ``precision``; None
-        for a preset without a hash (its notes could not be told from another's)."""
+        for a preset without a hash (its notes could not be told from another's). ``samples``:
+        the length every note must have (a note file of another length is damaged), or None."""
         if not preset.sha256:
             return None
         name = f"{preset.sha256[:16]}-{int(rate)}"
         if precision != "float32":
             name += f"-{precision}"
-        return NoteStore(self, self.root / name)
+        return NoteStore(self, self.root / name, samples)
 
     # Listing and eviction ----------------------------------------------------------------
     def entries(self) -> Iterator[Entry]:
@@ -203,9 +204,10 @@ class DiskCache:
 class NoteStore:
     """The notes of one preset at one rate (and precision) in a :class:`DiskCache`."""
 
-    def __init__(self, cache: DiskCache, directory: Path) -> None:
+    def __init__(self, cache: DiskCache, directory: Path, samples: int | None = None) -> None:
         self.cache = cache
         self.dir = directory
+        self.samples = samples  # the length of every note (None: not checked)
         self.written = 0  # statistics: notes written, notes found damaged
         self.damaged = 0
 
@@ -220,13 +222,14 @@ class NoteStore:
         """Read a note into the float32 row ``alloc(samples)`` hands out (None: no room now).
 
         Returns :data:`LOADED`, :data:`MISSING` (not on disk), :data:`DAMAGED` (the file was
-        damaged, truncated or foreign: it is deleted, and the row's content is undefined) or
-        :data:`NO_ROOM`. A loaded note is marked as just used."""
+        damaged, truncated, foreign or of another length than the store's notes: it is deleted,
+        and the row's content is undefined) or :data:`NO_ROOM`. A loaded note is marked as just
+        used."""
         path = self.path(key)
         try:
             with open(path, "rb") as f:
                 header = note_file.read_header(f)
-                if header is None:
+                if header is None or (self.samples is not None and header[0] != self.samples):
                     ok = False
                 else:
                     n, crc = header

@@ -99,7 +99,8 @@ def play(options: LiveOptions) -> int:
 
     restore_signals = signals.raise_on_stop()  # a signal during the warm-up stops it like Ctrl-C
     disk = False if o.no_cache else DiskCache(o.cache_dir, o.cache_size)
-    cache = NoteCache(preset, rate, disk=disk, memory_bytes=int(o.cache_memory * (1 << 30)), precision=o.precision)
+    cache = NoteCache(preset, rate, disk=disk, memory_bytes=int(o.cache_memory * (1 << 30)), precision=o.precision,
+                      note_samples=preset.note_samples(rate))
     filler = CacheFiller(cache, make_renderer).start()
     try:
         first = instrument or preset.gm_instrument(0) or preset.instruments[0]

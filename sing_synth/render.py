@@ -226,7 +226,9 @@ def render_file(
     source = source if source is not None else DictNoteSource(rate=rate)
     store = None  # a preset without a hash of its weights is not cached
     if cache is not False and preset.sha256:
-        store = (cache if isinstance(cache, DiskCache) else DiskCache()).notes(preset, rate, precision)
+        store = (cache if isinstance(cache, DiskCache) else DiskCache()).notes(
+            preset, rate, precision, samples=preset.note_samples(rate)
+        )
     t_notes = time.perf_counter()
     rendered = loaded = 0
     setup_seconds = model_seconds = 0.0

@@ -95,8 +95,7 @@ class NoteRenderer:
     @property
     def note_samples(self) -> int:
         """Length of a rendered note at the output rate."""
-        n = self.preset.config.note_samples
-        return int(round(n * self.output_rate / self.model_rate))
+        return self.preset.note_samples(self.output_rate)
 
     def check(self, instrument: int, pitch: int, vclass: int) -> None:
         if instrument not in self.ids:

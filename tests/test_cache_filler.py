@@ -142,3 +142,35 @@ def test_a_model_factory_is_built_beside_the_disk_reads_and_its_error_reported(t
         assert filler.model_ready.is_set()
     finally:
         filler.stop()
+
+
+def test_a_directory_and_a_short_note_in_the_cache_are_rendered_again(tiny_preset, renderer, tmp_path):  # noqa: F811
+    """A directory where a note file should be once killed the renderer thread (IsADirectoryError),
+    and then no other corrupt note was rendered again; a note file of the wrong length with a
+    valid header and checksum was played as a 0.06 s note."""
+    keys = [(0, 60, 3), (0, 61, 3), (0, 62, 3)]
+    first, filler = filled(tiny_preset, renderer, tmp_path)
+    try:
+        filler.schedule(keys)
+        assert filler.wait(keys, timeout=60)
+    finally:
+        filler.stop()
+    note_file = first.disk.path(keys[0])
+    note_file.unlink()
+    (note_file / "x").mkdir(parents=True)  # a directory in its place, and not an empty one
+    from sing_synth import note_file as format
+
+    format.write(first.disk.path(keys[1]), np.zeros(1000, np.float32))  # well formed, but 1000 samples
+    length = tiny_preset.note_samples(22050)
+    cache, filler = filled(tiny_preset, renderer, tmp_path, note_samples=length)
+    try:
+        filler.schedule(keys)
+        assert filler.wait(keys, timeout=60)
+        assert filler.error is None and filler.rendered == 2 and cache.loaded == 1 and cache.corrupt == 2
+        for k in keys:
+            assert len(cache.get(*k)) == length
+            np.testing.assert_allclose(cache.get(*k), first.get(*k), atol=1e-6)
+    finally:
+        filler.stop()
+    with open(first.disk.path(keys[1]), "rb") as f:
+        assert format.read_header(f)[0] == length  # replaced by the whole note

@@ -426,3 +426,18 @@ def test_a_signal_stops_a_job_cleanly(tmp_path, tiny_preset, command, sig, when)
     assert proc.returncode == 128 + sig, err
     assert err.splitlines()[-1] == f"sing-synth: stopped by {signal.Signals(sig).name}" and "Traceback" not in err
     assert list(out.iterdir()) == []  # no .part file, no output
+
+
+def test_a_directory_and_a_short_note_in_the_disk_cache_are_rendered_again(tmp_path, tiny_preset, one_thread, note_cache_dir):  # noqa: F811
+    """A cache entry with a valid header and checksum but 1,000 samples was played as a 0.06 s note."""
+    from sing_synth import note_file
+
+    song = song_file(tmp_path / "song.mid")
+    first = render.render_file(song, tmp_path / "a.wav", tiny_preset, model_device="cpu")
+    files = sorted(note_cache_dir.rglob("*.note"))
+    files[0].unlink()
+    files[0].mkdir()
+    note_file.write(files[1], np.zeros(1000, np.float32))
+    again = render.render_file(song, tmp_path / "b.wav", tiny_preset, model_device="cpu")
+    assert again.notes_rendered == 2 and again.notes_loaded == first.notes_needed - 2
+    assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
