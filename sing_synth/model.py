@@ -40,11 +40,14 @@ class SequenceGenerator(nn.Module):
     def forward(self, velocity, instrument, pitch, start: int = 0, length: int | None = None, state=None):
         """Latent frames ``(batch, length, latent_dim)`` for steps ``start .. start+length``.
 
+        ``instrument`` holds instrument ids, or (floating point, ``(batch, instrument_dim)``)
+        instrument embeddings themselves: a blend of two instruments, or one being learned.
         ``state`` is the LSTM's (h, c) carried between calls (truncated backpropagation);
         the new state is returned beside the output.
         """
         length = self.config.n_steps - start if length is None else length
-        static = torch.cat([self.velocity(velocity), self.instrument(instrument), self.pitch(pitch)], dim=-1)
+        inst = instrument if instrument.is_floating_point() else self.instrument(instrument)
+        static = torch.cat([self.velocity(velocity), inst.to(self.instrument.weight.dtype), self.pitch(pitch)], dim=-1)
         steps = torch.arange(start, start + length, device=static.device)
         time = self.time(steps).to(static.dtype)
         batch = static.shape[0]
