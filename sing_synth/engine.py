@@ -54,6 +54,7 @@ class Engine:
         release: float = 0.25,
         threshold: float = 0.85,
         limiter_release: float = 0.3,
+        chunk: int | None = None,
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
@@ -70,7 +71,7 @@ class Engine:
         # of events at more times than that applies the rest at the last one (bounded work)
         self.max_splits = int(max_splits)
         self.pool = VoicePool(polyphony, self.rate, release=release)
-        self.mixer = Mixer(self.pool, self.max_block)
+        self.mixer = Mixer(self.pool, self.max_block, chunk)  # chunk: frames mixed per pass (offline: longer)
         self.limiter = Limiter(self.rate, self.max_block, gain, threshold, limiter_release)
         self.channels = [Channel(i) for i in range(16)]
         self.frame = 0  # engine time: frames processed so far
@@ -136,8 +137,9 @@ class Engine:
 
     # Events -----------------------------------------------------------------------------
     def _inline(self, kind: int, ch: int, a: int, b: int, at: int) -> bool:
-        """Apply a note-on or -off ``at`` frames after the voices' render point without rendering
-        them up to it first, when the voices it changes allow it (see ``VoicePool.steady``)."""
+        """Apply a note-on or -off, a pitch bend, or a gain or sustain-pedal change ``at`` frames
+        after the voices' render point without rendering them up to it first, when the voices it
+        changes allow it (see ``VoicePool.steady``, ``set_bend``, ``ramping``)."""
         pool = self.pool
         if kind == ev.NOTE_ON and b > 0:
             if pool.sounding() >= pool.polyphony or pool.n >= pool.size:  # it would steal a voice
@@ -157,6 +159,35 @@ class Engine:
             if not pool.set_bend(ch, c.bend_factor(a), at):
                 return False
             c.bend = a
+            return True
+        if kind == ev.CONTROL:
+            return self._inline_control(ch, a, b, at)
+        return False
+
+    def _inline_control(self, ch: int, cc: int, value: int, at: int) -> bool:
+        """A volume, pan or expression change (a gain ramp starting at its sample) or a sustain pedal
+        (a pedal up releases the pedalled voices at its sample), applied like ``_inline``."""
+        c, pool = self.channels[ch], self.pool
+        if cc in (ev.CC_VOLUME, ev.CC_PAN, ev.CC_EXPRESSION):
+            voices = pool.voices(channel=ch)
+            if pool.ramping(voices):
+                return False
+            c.set_controller(cc, value)
+            gl, gr = c.gains()
+            for i in voices:
+                pool.set_gain(i, gl, gr, at=at)
+            return True
+        if cc == ev.CC_SUSTAIN:
+            if value >= 64 or not c.sustain:  # pedal down, or up while up: nothing sounds different yet
+                c.sustain = value >= 64
+                return True
+            pedalled = pool.voices(channel=ch, state=SUSTAINED)
+            pedalled = pedalled[~pool.sostenuto[pedalled]]
+            if not pool.steady(pedalled):
+                return False
+            c.sustain = False
+            for i in pedalled:
+                pool.release(i, at)
             return True
         return False
 

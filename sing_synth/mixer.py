@@ -21,13 +21,16 @@ the stretch.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from .voices import SILENT, VoicePool
+from .voices import FAR, SILENT, VoicePool
 
 MAX_CHUNK = 2048  # most frames rendered per pass (bounds the scratch matrices)
 SLICE_FRAMES = 1024  # from this many frames per stretch, row slices beat one gather (no index matrix)
 ENV_GATHER = 4096  # voices x frames per decaying voice from which one gather beats a slice per voice
+TIE = 1e-6  # samples: a decay reaching SILENT this close to a whole sample reaches it there
 ROUND = 2.0**52  # adding it rounds a float64 below 2^51 to an integer, held in the low bits
 ROUND_BITS = int(np.float64(ROUND).view(np.int64))
 
@@ -35,19 +38,19 @@ ROUND_BITS = int(np.float64(ROUND).view(np.int64))
 class Mixer:
     """The scratch buffers and the kernel that render a voice pool into ``mix`` (left, right)."""
 
-    def __init__(self, pool: VoicePool, max_block: int) -> None:
+    def __init__(self, pool: VoicePool, max_block: int, chunk: int | None = None) -> None:
         self.pool = pool
         self.max_block = int(max_block)
         n = pool.size
         self.mix = np.zeros((2, self.max_block), np.float32)  # left, right
-        # frames per pass: the whole block up to MAX_CHUNK (longer passes amortise the fixed cost
-        # of a pass; the scratch then takes about 60 bytes x voices x chunk)
-        self.chunk = c = max(1, min(self.max_block, MAX_CHUNK))
+        # frames per pass: the whole block up to ``chunk`` (default MAX_CHUNK; longer passes amortise
+        # the fixed cost of a pass, and the scratch takes about 60 bytes x voices x chunk)
+        self.chunk = c = max(1, min(self.max_block, int(chunk or MAX_CHUNK)))
         self._k = np.arange(c, dtype=np.float64)  # 0 .. c-1
         # per-voice scratch
-        self._speed, self._end, self._p0, self._d, self._f, self._f2 = (np.zeros(n) for _ in range(6))
+        self._speed, self._end, self._p0, self._d, self._f, self._f2, self._lv = (np.zeros(n) for _ in range(7))
         self._ti, self._ti2 = np.zeros(n, np.int64), np.zeros(n, np.int64)
-        self._mask, self._mask2 = np.zeros(n, bool), np.zeros(n, bool)
+        self._mask, self._mask2, self._mask3, self._quiet = (np.zeros(n, bool) for _ in range(4))
         # Matrices that vary along both voices and frames are made by matrix products: ``_c``
         # (terms x rows, transposed) times ``_b`` (terms x frames), with _b's rows k, 1, then one
         # (k - kink)+ per channel whose pitch bend changes inside the stretch. Rows: layer 0 of
@@ -137,7 +140,9 @@ class Mixer:
                 end -= f
         # sustain loops: voices passing their loop end jump back by the loop length
         np.greater_equal(end, pool.loop_end[:n], out=mask)
-        wraps = np.flatnonzero(mask) if mask.any() else ()
+        wraps = np.flatnonzero(mask).tolist() if mask.any() else []
+        if wraps and pool.unloops:  # released before reaching its loop end: no loop
+            wraps = [v for v in wraps if not (pool.unloop[v] and self._released_first(v, p0[v], speed[v], terms))]
         # the last end_fade samples of a note fade out (reading past the end gives zeros)
         np.subtract(pool.last[:n], pool.end_fade, out=f)
         np.greater(end, f, out=mask)
@@ -154,20 +159,14 @@ class Mixer:
         y = self._Y[: rows * m].reshape(rows, m)
         p = self._P[: rows * m].reshape(rows, m)
         i = self._I[: rows * m].reshape(rows, m)
-        exact = not bends and not len(wraps) and self._exact(speed, p0)
-        if exact and m >= SLICE_FRAMES:  # long stretches (offline): copy each row's samples as a slice
-            size = len(flat)
-            starts, slots = c[1, :rows].astype(np.int64).tolist(), pool.slot[:n].T.ravel().tolist()
-            for row, (o, slot) in enumerate(zip(starts, slots)):
-                if slot == 0:  # an unused layer: its weight is 0 (the row's old, finite samples stay)
-                    continue
-                lo, hi = max(o, 0), min(o + m, size)  # before a note's start or past its end: masked below
-                if lo > o or hi < o + m:
-                    y[row] = 0.0
-                y[row, lo - o : hi - o] = flat[lo:hi]
+        sliced = None  # long stretches (offline): the voices whose rows are slices of the bank
+        if m >= SLICE_FRAMES:
+            sliced = self._whole(speed, p0, terms, wraps)
+            self._slices(flat, y, p, sliced, n, m, terms, wraps, p0)
         else:
             np.matmul(c[:terms, :rows].T, b[:terms, :m], out=p)
-            if exact:  # whole-sample steps from whole-sample positions: one read, no interpolation
+            if not bends and not wraps and self._exact(speed, p0):
+                # whole-sample steps from whole-sample positions: one read, no interpolation
                 np.copyto(i, p, casting="unsafe")
                 np.take(flat, i, out=y, mode="clip")  # out-of-note indices are masked
             else:
@@ -175,7 +174,8 @@ class Mixer:
                     self._wrap(p, int(v), n, self._c[1, v] - p0[v])
                 self._read(flat, p, y, rows, m)
         for v in near:
-            self._end_fade(y, p, int(v), n, m, self._c[1, v] - p0[v], exact and m >= SLICE_FRAMES)
+            v = int(v)
+            self._end_fade(y, p, v, n, m, self._c[1, v] - p0[v], sliced is not None and bool(sliced[v]))
 
         # a start and the release or fade envelopes: level x decay^(k+1) from env_at on (the level
         # goes into the mix coefficients)
@@ -183,16 +183,22 @@ class Mixer:
         decays = np.count_nonzero(kind) if pool.decays else 0
         decaying = pool.decays = decays > 0
         w = self._W[: n * m].reshape(n, m)
-        if delayed:  # silence before a voice's start: clip(k + 1 - d, 0, 1)
-            t = self._T[: n * m].reshape(n, m)
-            np.subtract(1.0, self._d[:n], out=f)
-            self._affine(t, 1.0, f)
-            np.clip(t, 0.0, 1.0, out=t)
-            np.copyto(w, t)
+        if delayed:  # silence before a voice's start (d frames in: a whole number)
+            starting = np.count_nonzero(delay)
+            if starting <= max(4, n * m // ENV_GATHER):  # a few: zero each one's first frames
+                for v, d in zip(np.flatnonzero(delay).tolist(), self._d[:n][delay > 0].tolist()):
+                    y[v, : int(d)] = 0.0
+                    y[n + v, : int(d)] = 0.0
+            else:  # many: one mask of every voice, clip(k + 1 - d, 0, 1)
+                t = self._T[: n * m].reshape(n, m)
+                np.subtract(1.0, self._d[:n], out=f)
+                self._affine(t, 1.0, f)
+                np.clip(t, 0.0, 1.0, out=t)
+                np.copyto(w, t)
+                y[:n] *= w
+                y[n:rows] *= w
             np.subtract(delay, m, out=delay)
             np.maximum(delay, 0, out=delay)
-            y[:n] *= w
-            y[n:rows] *= w
         env_at = pool.env_at[:n]
         if decaying:  # a voice's envelope is entries c - e + k of its kind's table row
             np.minimum(env_at, m, out=ti)  # later than this stretch: steady throughout
@@ -210,13 +216,51 @@ class Mixer:
                 np.take(self._env, idx, out=w, mode="clip")
                 y[:n] *= w
                 y[n:rows] *= w
+            kind0 = pool.kind0[:n]
+            twice = kind0.any()
+            if twice:  # a decay until env_at, then another: the first part, then its end level
+                for v in np.flatnonzero(kind0).tolist():
+                    e = min(int(env_at[v]), m)
+                    start = int(self._env_row[kind0[v]])
+                    seg = self._env[start : start + e]
+                    y[v, :e] *= seg
+                    y[n + v, :e] *= seg
+                    y[v, e:] *= seg[-1]
+                    y[n + v, e:] *= seg[-1]
+            # the level at the end of the stretch; a voice decaying below SILENT in it is silent from
+            # that sample on (then stopped): the same samples whatever the stretches
+            lv, f2 = self._lv[:n], self._f2[:n]
+            np.take(pool.logs, kind, out=lv)
+            np.subtract(m, env_at, out=ti)
+            np.maximum(ti, 0, out=ti)
+            np.copyto(f2, ti)
+            lv *= f2
+            if twice:
+                np.take(pool.logs, kind0, out=f2)
+                np.minimum(env_at, m, out=ti)
+                np.copyto(self._d[:n], ti)
+                f2 *= self._d[:n]
+                lv += f2
+            np.exp(lv, out=lv)
+            lv *= level
+            quiet = self._quiet[:n]  # the voices that fall silent in this stretch (then stopped)
+            np.less(lv, SILENT * 1.001, out=quiet)
+            if quiet.any():
+                for v in np.flatnonzero(quiet).tolist():
+                    k = self._silent_from(v, m)
+                    if k < m:
+                        y[v, k:] = 0.0
+                        y[n + v, k:] = 0.0
+                    else:
+                        quiet[v] = False
         # gains and the stereo mix: (2, rows) x (rows, frames)
         out = self._stereo[0, :, :m]
-        np.matmul(self._coefficients(n, pool.gain[:n]), y, out=out)
         if pool.ramps:
             pool.ramps = np.count_nonzero(pool.ramp_left[:n]) > 0
-            if pool.ramps:
-                self._ramp(y, out, n, m)
+        if pool.ramps:
+            self._ramp(y, out, n, m)
+        else:
+            np.matmul(self._coefficients(n, pool.target[:n]), y, out=out)
         self.mix[:, a : a + m] += out
 
         # advance: positions, decays; stop the voices that ended or decayed to silence
@@ -227,17 +271,20 @@ class Mixer:
                 pos[v] -= pool.loop_len[v]
         np.greater_equal(pos, pool.last[:n], out=mask)
         if decaying:
-            np.take(pool.logs, kind, out=f)
-            np.subtract(m, env_at, out=ti)
-            np.maximum(ti, 0, out=ti)
-            np.copyto(self._f2[:n], ti)
-            f *= self._f2[:n]
-            np.exp(f, out=f)
-            level *= f
+            np.copyto(level, self._lv[:n])
             np.subtract(env_at, m, out=env_at)
             np.maximum(env_at, 0, out=env_at)
-            np.less(level, SILENT, out=self._mask2[:n])
-            mask |= self._mask2[:n]
+            if pool.kind0[:n].any():
+                np.equal(env_at, 0, out=self._mask3[:n])
+                np.copyto(pool.kind0[:n], 0, where=self._mask3[:n])  # past env_at: one decay
+            if pool.unloops:  # released without reaching the loop: it plays on to its end
+                for v in np.flatnonzero(pool.unloop[:n]).tolist():
+                    if pool.looping[v] or env_at[v] == 0:
+                        pool.unloop[v] = False
+                        if not pool.looping[v]:
+                            pool.loop_end[v] = FAR
+                pool.unloops = bool(pool.unloop[:n].any())
+            mask |= self._quiet[:n]
         if mask.any():
             for v in np.flatnonzero(mask)[::-1]:  # from the last: a stopped voice takes the last one's place
                 pool.stop(int(v), bank)
@@ -251,6 +298,78 @@ class Mixer:
         np.floor(pos, out=f)
         np.equal(f, pos, out=mask)
         return bool(mask.all())
+
+    def _released_first(self, v: int, p0: float, speed: float, terms: int) -> bool:
+        """Whether voice ``v``, released ``env_at`` frames into the stretch before it ever looped, is
+        released before its position reaches the loop end (then it does not loop)."""
+        pool = self.pool
+        k = int(pool.env_at[v]) - 1  # the last frame before the release
+        if k < 0:
+            return True
+        position = p0 + speed * k
+        for q in range(2, terms):
+            position += self._c[q, v] * max(k - self._kinks[q], 0.0)
+        return position < pool.loop_end[v]
+
+    def _silent_from(self, v: int, m: int) -> int:
+        """The first frame of the stretch at which voice ``v``'s decaying envelope has fallen to SILENT
+        (m: not in this stretch). Releases fall to SILENT in a whole number of samples from a level
+        of 1: the comparison allows for rounding, so that every way of cutting the song into
+        stretches finds the same frame."""
+        pool = self.pool
+        logs, e = pool.logs, min(int(pool.env_at[v]), m)
+        depth = math.log(pool.level[v] / SILENT)  # the log-level still to fall
+        if depth <= 0.0:
+            return 0
+        rate = -logs[pool.kind0[v]]
+        if rate > 0.0:  # a decay until e: at frame k < e the level has fallen by (k + 1) x rate
+            if e * rate >= depth - TIE:
+                return max(0, math.ceil(depth / rate - TIE) - 1)
+            depth -= e * rate
+        return min(m, e + max(0, math.ceil(depth / -logs[pool.kind[v]] - TIE) - 1))
+
+    def _whole(self, speed: np.ndarray, p0: np.ndarray, terms: int, wraps) -> np.ndarray:
+        """Voices stepping whole samples from a whole-sample position through the stretch: no
+        re-pitch or bend, no bend change, no loop jump (a mask over the active voices)."""
+        n = len(speed)
+        whole, other, f = self._mask2[:n], self._mask3[:n], self._f2[:n]
+        np.equal(speed, 1.0, out=whole)
+        np.floor(p0, out=f)
+        np.equal(f, p0, out=other)
+        whole &= other
+        for q in range(2, terms):  # a bend changing inside the stretch on the voice's channel
+            np.equal(self._c[q, :n], 0.0, out=other)
+            whole &= other
+        for v in wraps:
+            whole[v] = False
+        return whole
+
+    def _slices(self, flat, y, p, whole, n: int, m: int, terms: int, wraps, p0) -> None:
+        """The voices' samples for a long stretch: each row of a ``whole`` voice is one slice copy
+        of the bank; the others (bent, re-pitched or looping voices: usually few) have their
+        positions computed and interpolated row by row."""
+        c, b = self._c, self._b
+        size = len(flat)
+        starts, slots = c[1, : 2 * n].tolist(), self.pool.slot[:n].T.ravel().tolist()
+        wrapping = set(wraps)
+        for v in range(n):
+            if whole[v]:
+                for row in (v, n + v):
+                    if slots[row] == 0:  # an unused layer: its weight is 0 (the row's old, finite samples stay)
+                        continue
+                    o = int(starts[row])
+                    lo, hi = max(o, 0), min(o + m, size)  # before a note's start or past its end: masked below
+                    if lo > o or hi < o + m:
+                        y[row] = 0.0
+                    y[row, lo - o : hi - o] = flat[lo:hi]
+                continue
+            for row in (v, n + v):
+                np.matmul(c[:terms, row], b[:terms, :m], out=p[row])
+            if v in wrapping:
+                self._wrap(p, v, n, c[1, v] - p0[v])
+            for row in (v, n + v):
+                if slots[row]:
+                    self._read(flat, p[row : row + 1], y[row : row + 1], 1, m)
 
     def _wrap(self, p: np.ndarray, v: int, n: int, base: float) -> None:
         """Positions of a looping voice (rows v and n + v; its layer 0 note at flat offset ``base``)
@@ -303,35 +422,55 @@ class Mixer:
         return g32
 
     def _ramp(self, y: np.ndarray, out: np.ndarray, n: int, m: int) -> None:
-        """Gains moving linearly towards their targets over ``ramp`` samples: out += (target - gain)
-        x min((k + 1) / steps, 1) x signal, a second matrix product; then advance the gains."""
+        """The stereo mix of a stretch where gains move linearly towards their targets over ``ramp``
+        samples from frame ``ramp_at``: before the first ramp starts, the mix at the gains; after the
+        last one ends, at the targets; in between, at the gains plus (target - gain) x clip((k + 1 -
+        at) / steps, 0, 1) x signal (a second matrix product over those frames only). Then advance
+        the gains."""
         pool = self.pool
         rows = 2 * n
-        ramp, gain, target, dg = pool.ramp_left[:n], pool.gain[:n], pool.target[:n], self._dg[:n]
-        steps, f, ti = self._d[:n], self._f2[:n], self._ti[:n]
+        ramp, at, gain, target, dg = pool.ramp_left[:n], pool.ramp_at[:n], pool.gain[:n], pool.target[:n], self._dg[:n]
+        steps, f, ti, f1 = self._d[:n], self._f2[:n], self._ti[:n], self._f[:n]
+        mask = self._mask2[:n]
+        np.greater(ramp, 0, out=mask)
         np.maximum(ramp, 1, out=ti)
         np.copyto(steps, ti)
-        np.divide(1.0, steps, out=f)
-        t, w = self._T[: n * m].reshape(n, m), self._W[: n * m].reshape(n, m)
-        self._affine(t, f, f)
-        np.minimum(t, 1.0, out=t)
-        np.copyto(w, t)
-        z = self._H[: rows * m].reshape(rows, m)
-        np.multiply(y[:n], w, out=z[:n])
-        np.multiply(y[n:rows], w, out=z[n:rows])
-        np.subtract(target, gain, out=dg)
-        more = self._stereo[1, :, :m]
-        np.matmul(self._coefficients(n, dg), z, out=more)
-        out += more
-        # advance by min(m, ramp) of the steps; finished ramps land exactly on their targets
-        np.minimum(ramp, m, out=ti)
+        ti += at
+        k0 = min(m, int(at[mask].min()))  # the first ramp starts here
+        k1 = min(m, int(ti[mask].max()))  # from here on, every ramp has arrived
+        coef = self._coefficients(n, gain)
+        np.matmul(coef, y[:, :k1], out=out[:, :k1])
+        if k1 < m:
+            np.matmul(self._coefficients(n, target), y[:, k1:], out=out[:, k1:])
+        k = k1 - k0
+        if k > 0:
+            np.divide(1.0, steps, out=f)
+            np.subtract(k0 + 1.0, at, out=f1)
+            f1 *= f
+            t, w = self._T[: n * k].reshape(n, k), self._W[: n * k].reshape(n, k)
+            self._affine(t, f, f1)  # (k0 + j + 1 - at) / steps
+            np.clip(t, 0.0, 1.0, out=t)
+            np.copyto(w, t)
+            z = self._H[: rows * k].reshape(rows, k)
+            np.copyto(z, y[:, k0:k1])  # (a ufunc reading strided rows would allocate its buffers; a copy does not)
+            z[:n] *= w
+            z[n:rows] *= w
+            np.subtract(target, gain, out=dg)
+            more = self._stereo[1, :, :k]
+            np.matmul(self._coefficients(n, dg), z, out=more)
+            out[:, k0:k1] += more
+        # advance by the steps made in this stretch; finished ramps land exactly on their targets
+        np.subtract(m, at, out=ti)
+        np.clip(ti, 0, ramp, out=ti)
         ramp -= ti
+        np.subtract(at, m, out=at)
+        np.maximum(at, 0, out=at)
         np.copyto(f, ti)
         f /= steps
+        np.subtract(target, gain, out=dg)
         for side in (0, 1):
             dg[:, side] *= f
             gain[:, side] += dg[:, side]
-        mask = self._mask2[:n]
         np.equal(ramp, 0, out=mask)
         np.copyto(gain, target, where=mask[:, None])
 

@@ -263,7 +263,9 @@ def render_file(
 
     t_mix = time.perf_counter()
     # offline, every event of a block is applied at its sample (live play caps events per block)
-    engine = Engine(imap, source, rate=rate, polyphony=polyphony, gain=gain, max_block=block, max_events=1 << 30)
+    # and the voices are mixed a whole block per pass (fewer, longer passes: the same samples)
+    engine = Engine(imap, source, rate=rate, polyphony=polyphony, gain=gain, max_block=block, max_events=1 << 30,
+                    chunk=block)
     try:
         with atomic_writer(out, rate, 2, fmt) as writer:
             timed = _TimedWriter(writer)

@@ -8,8 +8,10 @@ the sounding voices (a voice that stops is replaced by the last one), so the mix
 (:mod:`sing_synth.mixer`) works on views of them. The pool changes state; the mixer renders it.
 
 Changes take effect at their sample: a voice can start ``delay`` frames into the next stretch
-the mixer renders (note-on), start decaying ``env_at`` frames in (note-off, fade-out), and a
-channel's pitch bend can change at frame ``kink`` of it (see :meth:`VoicePool.set_bend`).
+the mixer renders (note-on), start decaying, or change from one decay to another (a released
+note retriggered fades out), ``env_at`` frames in (note-off, fade-out), its gains can start a
+ramp ``ramp_at`` frames in, and a channel's pitch bend can change at frame ``kink`` of it (see
+:meth:`VoicePool.set_bend`).
 
 Envelopes are click-free: a key release decays exponentially from the current level (to
 -80 dB in ``release`` seconds), a stolen or retriggered voice fades out in ``fade`` seconds,
@@ -65,7 +67,7 @@ class VoicePool:
         self.pending: list[int] = []  # channels with a change pending
         # whether some voice may be starting, decaying or ramping its gains (cheaper than asking the
         # arrays); the mixer clears them when it finds none
-        self.starts = self.decays = self.ramps = False
+        self.starts = self.decays = self.ramps = self.unloops = False
         # voice state
         self.state = np.zeros(n, np.int8)
         self.channel = np.zeros(n, np.int64)
@@ -80,7 +82,8 @@ class VoicePool:
         self.pos = np.zeros(n, np.float64)
         self.ratio = np.ones(n, np.float64)  # playback rate before the pitch bend (stand-in re-pitch)
         self.level = np.ones(n, np.float64)
-        self.kind = np.zeros(n, np.int64)  # envelope kind
+        self.kind = np.zeros(n, np.int64)  # envelope kind (from env_at on)
+        self.kind0 = np.zeros(n, np.int64)  # envelope kind before env_at (STEADY unless it was decaying)
         # a voice that starts (note-on) or starts decaying (release or fade-out of a steady voice)
         # this many frames into the next stretch: the engine applies note-ons and -offs this way
         # instead of rendering every voice up to their sample
@@ -89,13 +92,17 @@ class VoicePool:
         self.gain = np.zeros((n, 2), np.float64)  # current left/right gains
         self.target = np.zeros((n, 2), np.float64)
         self.ramp_left = np.zeros(n, np.int64)
+        self.ramp_at = np.zeros(n, np.int64)  # a ramp starting this many frames into the next stretch
         self.looping = np.zeros(n, bool)
+        # released inside the next stretch before it ever looped: it may still reach its loop end
+        # (and loop on) before the release; otherwise it plays on to its end
+        self.unloop = np.zeros(n, bool)
         self.loop_end = np.full(n, FAR)  # where the playhead jumps back (FAR: it plays on to the end)
         self.loop_len = np.zeros(n, np.float64)
         self._fields = [
             self.state, self.channel, self.key, self.serial_of, self.start_frame, self.key_down, self.sostenuto,
-            self.slot, self.weight, self.last, self.pos, self.ratio, self.level, self.kind, self.delay, self.env_at,
-            self.gain, self.target, self.ramp_left, self.looping, self.loop_end, self.loop_len,
+            self.slot, self.weight, self.last, self.pos, self.ratio, self.level, self.kind, self.kind0, self.delay, self.env_at,
+            self.gain, self.target, self.ramp_left, self.ramp_at, self.looping, self.unloop, self.loop_end, self.loop_len,
         ]  # fmt: skip
         self._mask, self._mask2 = np.zeros(n, bool), np.zeros(n, bool)  # scratch of voices()
 
@@ -170,12 +177,13 @@ class VoicePool:
         self.key_down[i] = True
         self.sostenuto[i] = False
         self.level[i] = 1.0
-        self.kind[i] = STEADY
+        self.kind[i] = self.kind0[i] = STEADY
         self.delay[i] = delay
         self.starts |= delay > 0
         self.env_at[i] = 0
         self.ramp_left[i] = 0
-        self.looping[i] = False
+        self.ramp_at[i] = 0
+        self.looping[i] = self.unloop[i] = False
         self.loop_end[i] = FAR
 
     def set_layers(self, i: int, bank, slot0: int, w0: float, slot1: int, w1: float, ratio: float, loop: bool = True) -> None:
@@ -212,11 +220,15 @@ class VoicePool:
 
     # Envelope and gain changes ----------------------------------------------------------
     def _decay(self, i: int, kind: int, at: int) -> None:
+        self.kind0[i] = self.kind[i] if at > 0 else STEADY  # the envelope until ``at``
         self.kind[i] = kind
         self.env_at[i] = at
         self.decays = True
-        if not self.looping[i]:
-            self.loop_end[i] = FAR  # only a held key loops: a released note plays on to its end
+        if not self.looping[i]:  # only a held key loops: a released note plays on to its end
+            if at > 0 and self.loop_end[i] < FAR:
+                self.unloop[i] = self.unloops = True  # unless it reaches its loop end first (the mixer)
+            else:
+                self.loop_end[i] = FAR
 
     def release(self, i: int, at: int = 0) -> None:
         """Key up: decay from ``at`` frames into the next stretch (``at`` > 0: the voice must be steady)."""
@@ -247,18 +259,27 @@ class VoicePool:
         return True
 
     def steady(self, voices: np.ndarray) -> bool:
-        """Whether these voices can take a change inside the next stretch: sounding from its start,
-        not decaying and with no change pending."""
-        return not (self.delay[voices].any() or self.kind[voices].any())  # env_at > 0 only with a decay
+        """Whether these voices can take an envelope change inside the next stretch: none pending
+        there (a voice starting in the stretch may be released in it, one decaying from its start
+        may change its decay)."""
+        return not self.env_at[voices].any()
 
-    def set_gain(self, i: int, left: float, right: float, immediate: bool = False) -> None:
+    def set_gain(self, i: int, left: float, right: float, immediate: bool = False, at: int = 0) -> None:
+        """New left/right gains: at once, or ramped from ``at`` frames into the next stretch (``at`` >
+        0: the voice must not be ramping already, see :meth:`ramping`)."""
         self.target[i] = (left, right)
         if immediate:
             self.gain[i] = (left, right)
             self.ramp_left[i] = 0
         elif left != self.gain[i, 0] or right != self.gain[i, 1]:
             self.ramp_left[i] = self.ramp
+            self.ramp_at[i] = at
             self.ramps = True
+
+    def ramping(self, voices: np.ndarray) -> bool:
+        """Whether any of these voices is ramping its gains (a second ramp could not start inside the
+        next stretch)."""
+        return bool(self.ramps and self.ramp_left[voices].any())
 
     def advance_bends(self, m: int) -> None:
         """The mixer rendered ``m`` frames: pending bend changes move ``m`` frames closer, or take effect."""

@@ -441,3 +441,36 @@ def test_a_directory_and_a_short_note_in_the_disk_cache_are_rendered_again(tmp_p
     again = render.render_file(song, tmp_path / "b.wav", tiny_preset, model_device="cpu")
     assert again.notes_rendered == 2 and again.notes_loaded == first.notes_needed - 2
     assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
+
+
+@pytest.mark.parametrize("block, inline", [(256, True), (8192, False)])
+def test_the_offline_engine_matches_the_block_by_block_engine(tmp_path, block, inline):
+    """Offline, a whole 8192-frame block is mixed per pass, and note-ons and -offs, retriggers of
+    decaying notes, gain and pedal changes are applied inside it. The same song through the engine
+    as live play runs it (256-frame blocks), and through an engine that renders the voices up to
+    every event before applying it: the same samples, to 1e-6."""
+    from sing_synth import midi_file
+    from sing_synth.engine import Engine
+    from sing_synth.testing import songs
+
+    path = tmp_path / "song.mid"
+    songs.song(0.4, seed=3).save(path)  # drums, pedal, bends, expression swells, tempo changes
+    preset = weightless_preset()
+    res = render.render_file(path, tmp_path / "o.wav", preset, source=HarmonicSource(), fmt="float", gain=0.2)
+    offline, _ = read_wav(res.path)
+    events = midi_file.read(path, RATE).events
+    engine = Engine(preset, HarmonicSource(), rate=RATE, gain=0.2, max_block=block, max_events=1 << 30,
+                    max_splits=1 << 30)
+    if not inline:
+        engine._inline = lambda *event: False  # every event at the render point: the voices split there
+    out = np.zeros((len(offline), 2), np.float32)
+    k = 0
+    for start in range(0, len(out), block):
+        stop = min(len(out), start + block)
+        while k < len(events) and events[k, 0] < stop:
+            assert engine.push(*(int(v) for v in events[k, 1:]), int(events[k, 0]))
+            k += 1
+        engine.process(out[start:stop])
+    assert engine.limiter.level == 1.0  # (the limiter, which works per block, never engaged)
+    assert np.max(np.abs(offline)) > 0.05 and engine.notes_played > 100
+    assert np.max(np.abs(out - offline)) <= 1e-6

@@ -95,11 +95,21 @@ def test_release_and_fade_out_start_decays_at_their_frame():
     assert pool.kind[1] == STEADY and pool.logs[DECAY] == pytest.approx(np.log(1e-4) / (0.25 * RATE))
 
 
-def test_a_start_inside_the_next_stretch_is_not_steady():
+def test_a_voice_takes_one_envelope_change_per_stretch():
+    """A voice starting inside the next stretch may be released in it (its start and its decay are
+    apart); a voice decaying from the stretch's start may change its decay there (a released note
+    retriggered fades out); a voice with a change pending there takes no second one."""
     pool, bank = VoicePool(4, RATE), bank_with()
     i, _ = pool.allocate(0, bank)
     pool.start(i, 0, 60, 0, delay=30)
-    assert pool.starts and not pool.steady(np.array([i]))
+    assert pool.starts and pool.steady(np.array([i]))
+    pool.release(i, at=50)
+    assert not pool.steady(np.array([i])) and pool.env_at[i] == 50 and pool.kind0[i] == 0
+    j, _ = play(pool, bank, 62)
+    pool.release(j)  # decaying from the start of the stretch
+    assert pool.steady(np.array([j]))
+    pool.fade_out(j, at=40)
+    assert not pool.steady(np.array([j])) and pool.kind0[j] == 1 and pool.kind[j] == 2  # release, then fade
 
 
 def test_gain_changes_ramp_unless_immediate():
