@@ -6,10 +6,12 @@ the audio thread asks for (``NoteCache.request``: a note-on found no note) is ur
 made alone, before anything else, and a request for an instrument not scheduled yet (a program
 change) schedules all its notes behind it.
 
-The renderer can be given as a factory: the model (and torch) is then built in a thread of its
-own at :meth:`CacheFiller.start`, while this thread reads the disk, so a warm start does not wait
-for torch. The torch thread count of the renderer (``threads``) is applied here, between
-batches: torch's setting holds for the thread that makes it. This module does not import torch.
+The renderer can be given as a factory: the model (and torch) is then built only when a note is
+not on disk, by the first batch that lacks one, or ahead of need in a thread of its own
+(:meth:`CacheFiller.build`, while this thread reads the disk): a start that finds every note on
+disk never imports torch. The torch thread count of the renderer (``threads``) is applied here,
+between batches: torch's setting holds for the thread that makes it. This module does not import
+torch.
 """
 
 from __future__ import annotations
@@ -102,10 +104,20 @@ class CacheFiller:
     def start(self) -> CacheFiller:
         self._thread = threading.Thread(target=self._run, name="sing-synth-renderer", daemon=True)
         self._thread.start()
-        if self.renderer is not None and not hasattr(self.renderer, "render"):
-            # build the model (importing torch: about a second) while the filler reads the disk
-            threading.Thread(target=self._build, name="sing-synth-model", daemon=True).start()
         return self
+
+    def build(self) -> None:
+        """Build the model now, in a thread of its own (importing torch takes about a second), while
+        the filler reads the disk: for a start that knows notes are missing."""
+        if self.renderer is not None and not hasattr(self.renderer, "render"):
+            threading.Thread(target=self._build, name="sing-synth-model", daemon=True).start()
+        else:
+            self.model_ready.set()
+
+    def missing_on_disk(self, keys) -> list[Key]:
+        """The keys neither in memory nor on disk (a file on disk may still turn out damaged)."""
+        cache = self.cache
+        return [k for k in keys if k not in cache.slots and not cache.on_disk(k)]
 
     def stop(self) -> None:
         self._stop.set()
@@ -160,7 +172,6 @@ class CacheFiller:
             while not self._stop.is_set():
                 batch = self._next_batch()
                 if not batch:
-                    self._renderer()  # idle: have the model ready for notes the disk lacks
                     cache.wake.wait(0.5)
                     cache.wake.clear()
                     continue

@@ -1,20 +1,22 @@
 """Live play: start-up order, warm-up of the note cache, status line, clean shutdown.
 
-Order: preset -> the MIDI input and audio device are checked (a typo fails at once, not after
-the warm-up) -> note cache and its renderer thread (the model is built there) -> the playing
-instrument's notes are loaded from disk or rendered, with a progress bar, and the model is
-built -> garbage collector frozen (no long collection can land in the audio thread) -> engine ->
-MIDI port (a JACK client joining a running graph would make the stream skip a period) ->
-audio stream -> ``ready`` (and ``ready_file``). Ctrl-C, SIGTERM or SIGHUP: the MIDI callback is
-removed, pedals up and every note faded out, the stream closed, then the MIDI port and client,
-the renderer thread joined; the exit status is 128 + the signal's number (130, 143, 129; see
+Order: preset -> the MIDI input and audio device are checked (a typo fails at once, before
+anything is rendered or written) -> note cache and its renderer thread, which reads the playing
+instrument's notes from the disk cache -> the notes not on disk are rendered, with a progress
+bar; only then is the model built (and torch imported, in a thread of its own while the disk is
+read): a start that finds every note on disk imports no torch -> garbage collector frozen (no
+long collection can land in the audio thread) -> engine -> MIDI port (a JACK client joining a
+running graph would make the stream skip a period) -> audio stream -> ``ready`` (and
+``ready_file``). A note that is neither in memory nor on disk later (a program change to a new
+instrument) has the renderer thread load the model then, while a re-pitched neighbour stands
+in. Ctrl-C, SIGTERM or SIGHUP: the MIDI callback is removed, pedals up and every note faded
+out, the stream closed, then the MIDI port and client, the renderer thread joined; the exit status is 128 + the signal's number (130, 143, 129; see
 :mod:`sing_synth.signals`), before ready as after.
 """
 
 from __future__ import annotations
 
 import gc
-import importlib
 import os
 import signal
 import sys
@@ -81,8 +83,6 @@ def play(options: LiveOptions) -> int:
     o = options
     o.check()
     t_start = time.perf_counter()
-    # torch takes about a second to import: start now, while the ports and the device are opened
-    threading.Thread(target=importlib.import_module, args=("sing_synth.renderer",), daemon=True).start()
     preset = presets.load(o.preset)
     instrument = preset.instrument(o.instrument) if o.instrument else None
     port = check_input(o.midi_in, o.virtual, o.midi_api, o.channel)
@@ -112,14 +112,17 @@ def play(options: LiveOptions) -> int:
                 f"{first.name} at {rate} Hz ({need / (1 << 30):.2f} GiB); give it more",
                 "cache_memory",
             )
-        filler.prefetch(first.id)
+        scheduled = filler.prefetch(first.id)  # the filler starts reading them from disk
         kit = preset.gm_instrument(0, drums=True)
         if kit is not None and instrument is None:
-            filler.prefetch(kit.id, level=2)
+            scheduled += filler.prefetch(kit.id, level=2)
+        missing = filler.missing_on_disk(scheduled)
+        if missing:
+            filler.build()  # the model (and torch) while the disk is read: no build while playing
         bar = Progress()
-        try:  # the model too: no build while playing
+        try:
             filler.wait(keys, progress=lambda done, total: bar.bar(f"notes of {first.name}", done, total, "notes"),
-                        model=True)
+                        model=bool(missing))
         finally:
             bar.done()
         ready_s = time.perf_counter() - t_start
@@ -175,7 +178,7 @@ class _Session:
             )
             print(
                 f"instrument: {instrument.name if instrument else 'General MIDI programs'}; {len(cache.slots)} notes "
-                f"ready in {ready_s:.1f} s ({filler.rendered} rendered, {cache.loaded} from disk {cache.dir})"
+                f"ready in {ready_s:.1f} s ({filler.rendered} rendered, {cache.loaded} from disk {cache.dir or '(no disk cache)'})"
             )
             if o.ready_file:  # before the line: whoever reads the line finds the file
                 tmp = Path(f"{o.ready_file}.{os.getpid()}.tmp")

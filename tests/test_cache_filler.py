@@ -137,6 +137,7 @@ def test_a_model_factory_is_built_beside_the_disk_reads_and_its_error_reported(t
 
     cache, filler = filled(tiny_preset, broken, tmp_path)
     try:
+        filler.build()  # a start that knows notes are missing builds the model beside the disk reads
         with pytest.raises(RuntimeError, match="no model here"):
             filler.wait([(0, 60, 3)], timeout=10, model=True)
         assert filler.model_ready.is_set()
@@ -174,3 +175,25 @@ def test_a_directory_and_a_short_note_in_the_cache_are_rendered_again(tiny_prese
         filler.stop()
     with open(first.disk.path(keys[1]), "rb") as f:
         assert format.read_header(f)[0] == length  # replaced by the whole note
+
+
+def test_notes_found_on_disk_never_build_the_model(tiny_preset, renderer, tmp_path):  # noqa: F811
+    keys = [(0, p, 3) for p in range(58, 63)]
+    load_once(tiny_preset, renderer, tmp_path, keys[0])  # one note on disk, the rest not
+    built = []
+
+    def factory():
+        built.append(True)
+        return renderer
+
+    cache, filler = filled(tiny_preset, factory, tmp_path)
+    try:
+        assert filler.missing_on_disk(keys) == keys[1:]
+        filler.schedule(keys[:1])
+        assert filler.wait(keys[:1], timeout=30)
+        time.sleep(0.6)  # idle: the model is not built ahead of need
+        assert not built and not filler.model_ready.is_set() and cache.loaded == 1
+        filler.schedule(keys[1:])  # notes the disk lacks: the first batch that needs it builds it
+        assert filler.wait(keys, timeout=60) and built == [True] and filler.rendered == 4
+    finally:
+        filler.stop()
