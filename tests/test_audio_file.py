@@ -111,3 +111,28 @@ def test_an_unwritable_output_is_refused_up_front_and_by_the_writer(tmp_path):
     with pytest.raises(ConfigError, match="d.wav is a directory"):
         check_output(tmp_path / "d.wav")
     assert check_output(tmp_path / "fine.flac") == "flac" and not list(tmp_path.glob(".*"))
+
+
+def test_a_wav_past_4_gib_becomes_rf64_or_is_refused_before_it_passes(tmp_path, monkeypatch):
+    """A render once died in the WAV header writer (struct.error) after writing over 4 GiB. The limit
+    is lowered here to 4 kB: the same code paths, without writing gigabytes."""
+    soundfile = pytest.importorskip("soundfile")
+    monkeypatch.setattr(audio_file, "WAV_LIMIT", 4000)
+    x = stereo(1500)  # 6000 bytes of pcm16
+    write_audio(tmp_path / "big.wav", x, RATE)  # the writer knows the length: it reserves the ds64 chunk
+    data = (tmp_path / "big.wav").read_bytes()
+    assert data[:4] == b"RF64" and data[12:16] == b"ds64" and len(data) == 80 + 6000
+    y, rate = read_wav(tmp_path / "big.wav")
+    assert rate == RATE and np.max(np.abs(y - x)) <= 1 / 32767
+    monkeypatch.setattr(audio_file, "WAV_LIMIT", 0xFFFFFFFF)  # libsndfile's own limit: a real RF64 file
+    z, rate = soundfile.read(tmp_path / "big.wav", dtype="int16")
+    assert rate == RATE and np.array_equal(np.round(y * 32767), z)
+    monkeypatch.setattr(audio_file, "WAV_LIMIT", 4000)
+    write_audio(tmp_path / "small.wav", x[:500], RATE, "pcm16")
+    assert (tmp_path / "small.wav").read_bytes()[:4] == b"RIFF"  # 2000 bytes: a plain WAV, 44-byte header
+    assert os.path.getsize(tmp_path / "small.wav") == 44 + 2000
+    with pytest.raises(SingError, match="would pass 4 GiB, the most a WAV file holds, after 0 s .*write FLAC"):
+        with atomic_writer(tmp_path / "unknown.wav", RATE) as writer:  # no length given: refused, not broken
+            writer.write(x[:900])
+            writer.write(x[900:])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.wav", "small.wav"]
