@@ -141,6 +141,10 @@ def add_render_arguments(p: argparse.ArgumentParser) -> None:
         help="refuse songs longer than this: seconds, or 30m, 4h (default 4h)",
     )
     p.add_argument("--batch-size", type=int, default=64, help="notes per model batch (default 64)")
+    p.add_argument(
+        "--cache-memory", type=float, default=render.DEFAULT_NOTE_MEMORY / (1 << 30), metavar="GIB",
+        help="memory for rendered notes, GiB (default 1); a song that needs more has them made as it plays",
+    )
     no_cache_option(p)
     p.add_argument(
         "--threads", type=int, help="torch threads on the CPU (default: the cores not busy, from the load average)"
@@ -212,6 +216,7 @@ def cmd_render(args) -> int:
         batch_size=args.batch_size,
         threads=args.threads,
         max_length=args.max_length,
+        memory_bytes=args.cache_memory * (1 << 30),
         cache=disk_cache(args),
     )
     s = result.stats

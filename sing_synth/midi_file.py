@@ -155,7 +155,17 @@ def format_duration(seconds: float) -> str:
 
 
 def needed_notes(song: Song, imap: InstrumentMap) -> list[tuple[int, int, int]]:
-    """The distinct ``(instrument, pitch, vclass)`` notes the song plays, in order of first use.
+    """The distinct ``(instrument, pitch, vclass)`` notes the song plays, in order of first use."""
+    seen: dict[tuple[int, int, int], None] = {}
+    for _, keys in note_uses(song, imap):
+        for key in keys:
+            seen.setdefault(key)
+    return list(seen)
+
+
+def note_uses(song: Song, imap: InstrumentMap):
+    """For each note-on that plays something: its row in ``song.events`` and the
+    ``(instrument, pitch, vclass)`` notes it plays, in event order.
 
     Channel state (program, bank, soft pedal, resets) is followed through the song exactly as
     the engine follows it, with the same :func:`channels.note_keys`.
@@ -165,12 +175,12 @@ def needed_notes(song: Song, imap: InstrumentMap) -> list[tuple[int, int, int]]:
     lsb = [0] * 16
     soft = [False] * 16
     inst = [imap.resolve(c, 0) for c in range(16)]
-    seen: dict[tuple[int, int, int], None] = {}
-    for _, kind, ch, a, b in song.events.tolist():
+    for index, (_, kind, ch, a, b) in enumerate(song.events.tolist()):
         if kind == ev.NOTE_ON:
             if inst[ch] >= 0:
-                for key in note_keys(imap, inst[ch], a, b, soft[ch]):
-                    seen.setdefault(key)
+                keys = note_keys(imap, inst[ch], a, b, soft[ch])
+                if keys:
+                    yield index, keys
         elif kind == ev.CONTROL:
             if a == ev.CC_BANK_MSB:
                 msb[ch] = b
@@ -186,7 +196,6 @@ def needed_notes(song: Song, imap: InstrumentMap) -> list[tuple[int, int, int]]:
         elif kind == ev.RESET:
             program, msb, lsb, soft = [0] * 16, [0] * 16, [0] * 16, [False] * 16
             inst = [imap.resolve(c, 0) for c in range(16)]
-    return list(seen)
 
 
 def drum_notes(song: Song) -> int:

@@ -129,6 +129,13 @@ class DictNoteSource(NoteSlots):
         self.bank.set_loop(slot, key[1], self.rate)
         self.slots[key] = slot
 
+    def drop(self, key: Key) -> None:
+        """Forget a note and free its slot at once: offline only (no audio thread may still be
+        looking it up), and only a note no voice is playing (its slot's ``users`` is 0)."""
+        slot = self.slots.pop(key)
+        assert self.bank.users[slot] == 0, "a note being played cannot be dropped"
+        self.bank.free(slot)
+
     def reserve(self, notes: int, length: int) -> None:
         """Make room for ``notes`` more notes of up to ``length`` samples at once (the bank would
         otherwise grow, and copy itself, as they are added)."""

@@ -23,18 +23,22 @@ import numpy as np
 
 from . import midi_file
 from .audio_file import atomic_writer, check_output
+from .bank import PAD
 from .channels import InstrumentMap
 from .disk_cache import DiskCache, NoteStore
 from .engine import Engine
 from .errors import ConfigError
+from .note_plan import NotePlan, min_capacity
 from .note_source import DictNoteSource
 from .progress import Progress
+from .voices import pool_size
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_LENGTH = 4 * 3600.0  # seconds: the longest song rendered unless told otherwise
 MAX_TAIL = 600.0  # seconds of sound after the last event, at most
 MAX_THREADS = 1024
+DEFAULT_NOTE_MEMORY = 1 << 30  # bytes of rendered notes a render holds at most
 
 
 @dataclass
@@ -56,6 +60,7 @@ class RenderResult:
     setup_seconds: float = 0.0  # loading the model (and torch), when a note was missing
     model_seconds: float = 0.0  # the model, resampling and writing the new notes to the cache
     write_seconds: float = 0.0  # the output file (part of mix_seconds)
+    notes_dropped: int = 0  # notes dropped from memory to stay within its budget (see note_plan)
 
     @property
     def duration(self) -> float:
@@ -71,7 +76,8 @@ def default_output(midi_path: str | os.PathLike) -> Path:
 
 
 def _check_options(
-    rate: int, polyphony: int, gain: float, block: int, tail: float, max_length, batch_size: int, threads
+    rate: int, polyphony: int, gain: float, block: int, tail: float, max_length, batch_size: int, threads,
+    memory_bytes: float,
 ) -> None:
     if not 8000 <= rate <= 192000:
         raise ConfigError(f"sample rate {rate} out of range; use 8000-192000 (for example 44100 or 48000)", "rate")
@@ -88,6 +94,9 @@ def _check_options(
             f"longest song {max_length:g} s out of range; use a positive length up to {midi_file.MAX_SECONDS:g} s",
             "max_length",
         )
+    if not (math.isfinite(memory_bytes) and memory_bytes >= 1 << 20):
+        raise ConfigError(f"note memory {memory_bytes / 2**30:g} GiB out of range; give at least 0.001 GiB",
+                          "cache_memory")
     if not 1 <= batch_size <= 1024:
         raise ConfigError(f"batch size {batch_size} out of range; use 1-1024 notes (default 64)", "batch_size")
     if threads is not None and not 1 <= threads <= MAX_THREADS:
@@ -181,6 +190,7 @@ def render_file(
     threads: int | None = None,
     max_length: float | None = DEFAULT_MAX_LENGTH,
     cache: DiskCache | bool | None = None,
+    memory_bytes: int = DEFAULT_NOTE_MEMORY,
 ) -> RenderResult:
     """Render ``midi_path`` to ``out_path`` (default: the song's name with ``.wav``, beside it).
 
@@ -193,9 +203,11 @@ def render_file(
     ``progress`` shows how far the render is (default: a :class:`~sing_synth.progress.Progress`
     on stderr).
     A song longer than ``max_length`` seconds (None: no limit) is refused before anything is rendered.
+    The notes held in memory stay within ``memory_bytes``: a song that needs more distinct notes
+    than that holds has them made as it plays (:mod:`sing_synth.note_plan`).
     """
     t_start = time.perf_counter()
-    _check_options(rate, polyphony, gain, block, tail, max_length, batch_size, threads)
+    _check_options(rate, polyphony, gain, block, tail, max_length, batch_size, threads, memory_bytes)
     if source is not None and source.rate != rate:
         raise ConfigError(f"the note source holds {source.rate} Hz notes but the render is at {rate} Hz", "rate")
     midi_path = Path(midi_path)
@@ -229,52 +241,39 @@ def render_file(
         store = (cache if isinstance(cache, DiskCache) else DiskCache()).notes(
             preset, rate, precision, samples=preset.note_samples(rate)
         )
+
+    def new_renderer():
+        from .renderer import NoteRenderer, free_cores  # torch: only when a note is missing
+
+        return NoteRenderer(
+            preset, device=model_device, precision=precision, batch_size=batch_size, output_rate=rate,
+            threads=threads if threads is not None else free_cores(),
+        )
+
+    make = _NoteMaker(source, store, renderer or new_renderer, rate)
+    plan = _plan(song, imap, needed, source, make, preset, rate, memory_bytes, polyphony, batch_size, warnings)
     t_notes = time.perf_counter()
-    rendered = loaded = 0
-    setup_seconds = model_seconds = 0.0
     try:
-        if store is not None:
-            loaded = load_notes(source, needed, store, bar)
-        disk_seconds = time.perf_counter() - t_notes
-        if source.missing(needed):
-            t_setup = time.perf_counter()
-            if renderer is None:
-                from .renderer import NoteRenderer, free_cores  # torch: only when a note is missing
-
-                renderer = NoteRenderer(
-                    preset, device=model_device, precision=precision, batch_size=batch_size, output_rate=rate,
-                    threads=threads if threads is not None else free_cores(),
-                )
-            if renderer.output_rate != rate:
-                raise ConfigError(
-                    f"the note renderer outputs {renderer.output_rate} Hz but the render is at {rate} Hz", "rate"
-                )
-            t_model = time.perf_counter()
-            setup_seconds = t_model - t_setup
-            rendered = render_notes(source, needed, renderer, bar, store=store)
-            model_seconds = time.perf_counter() - t_model
-    except BaseException:
-        bar.done(clear=True)
-        raise
-    finally:
-        if store is not None and store.written:
-            store.cache.trim()  # within its bound again
-    note_seconds = time.perf_counter() - t_notes
-
-    t_mix = time.perf_counter()
-    # offline, every event of a block is applied at its sample (live play caps events per block)
-    # and the voices are mixed a whole block per pass (fewer, longer passes: the same samples)
-    engine = Engine(imap, source, rate=rate, polyphony=polyphony, gain=gain, max_block=block, max_events=1 << 30,
-                    chunk=block)
-    try:
-        with atomic_writer(out, rate, 2, fmt) as writer:
+        if plan is None:
+            make(needed, bar)  # every note first; with a plan they are made as the song plays
+        t_mix = time.perf_counter()
+        # offline, every event of a block is applied at its sample (live play caps events per block)
+        # and the voices are mixed a whole block per pass (fewer, longer passes: the same samples)
+        engine = Engine(imap, source, rate=rate, polyphony=polyphony, gain=gain, max_block=block, max_events=1 << 30,
+                        chunk=block)
+        most = song.end + int(round(tail * rate)) + block  # a WAV file that could pass 4 GiB becomes RF64
+        with atomic_writer(out, rate, 2, fmt, max_frames=most) as writer:
             timed = _TimedWriter(writer)
-            frames = _mix(engine, song, timed, block, tail, threshold_db, bar)
+            frames = _mix(engine, song, timed, block, tail, threshold_db, bar, plan)
             t_close = time.perf_counter()
         timed.seconds += time.perf_counter() - t_close
     finally:
         bar.done(clear=True)
-    mix_seconds = time.perf_counter() - t_mix
+        if store is not None and store.written:
+            store.cache.trim()  # within its bound again
+    t_end = time.perf_counter()
+    note_seconds = make.seconds
+    mix_seconds = t_end - t_mix - (make.seconds - (t_mix - t_notes))
     stats = {
         "notes_played": engine.notes_played,
         "notes_missing": engine.notes_missing,
@@ -287,18 +286,84 @@ def render_file(
         rate=rate,
         frames=frames,
         notes_needed=len(needed),
-        notes_rendered=rendered,
+        notes_rendered=make.rendered,
         note_seconds=note_seconds,
         mix_seconds=mix_seconds,
         total_seconds=time.perf_counter() - t_start,
         stats=stats,
         warnings=warnings,
-        notes_loaded=loaded,
-        disk_seconds=disk_seconds,
-        setup_seconds=setup_seconds,
-        model_seconds=model_seconds,
+        notes_loaded=make.loaded,
+        disk_seconds=make.disk_seconds,
+        setup_seconds=make.setup_seconds,
+        model_seconds=make.model_seconds,
         write_seconds=timed.seconds,
+        notes_dropped=plan.dropped if plan is not None else 0,
     )
+
+
+class _NoteMaker:
+    """Makes notes resident in ``source``: read from the disk cache ``store``, else rendered (and
+    written to the store) by ``renderer``, a NoteRenderer or a function building one on first need.
+    Counts what it did and the time it took."""
+
+    def __init__(self, source: DictNoteSource, store: NoteStore | None, renderer, rate: int) -> None:
+        self.source, self.store, self.renderer, self.rate = source, store, renderer, rate
+        self.loaded = self.rendered = 0
+        self.disk_seconds = self.setup_seconds = self.model_seconds = 0.0
+
+    @property
+    def seconds(self) -> float:
+        return self.disk_seconds + self.setup_seconds + self.model_seconds
+
+    def __call__(self, keys, progress: Progress | None = None) -> None:
+        t = time.perf_counter()
+        if self.store is not None:
+            self.loaded += load_notes(self.source, keys, self.store, progress)
+        self.disk_seconds += time.perf_counter() - t
+        if not self.source.missing(keys):
+            return
+        if not hasattr(self.renderer, "render"):
+            t = time.perf_counter()
+            self.renderer = self.renderer()
+            self.setup_seconds += time.perf_counter() - t
+        if self.renderer.output_rate != self.rate:
+            raise ConfigError(
+                f"the note renderer outputs {self.renderer.output_rate} Hz but the render is at {self.rate} Hz", "rate"
+            )
+        t = time.perf_counter()
+        self.rendered += render_notes(self.source, keys, self.renderer, progress, store=self.store)
+        self.model_seconds += time.perf_counter() - t
+
+
+def _plan(song, imap, needed, source, make, preset, rate, memory_bytes, polyphony, batch_size, warnings):
+    """A :class:`~sing_synth.note_plan.NotePlan` when the song's notes do not all fit in
+    ``memory_bytes`` (None when they do, or when the notes' length is not known)."""
+    if preset.config is None:
+        return None  # a preset without a model: its notes come from the source given
+    length = preset.note_samples(rate)
+    capacity = int(memory_bytes) // (4 * (length + PAD))
+    if len(needed) <= capacity:
+        if source.bank is None:
+            source.reserve(len(needed), length)  # the bank made once, at its size
+        return None
+    least = min_capacity(pool_size(polyphony))
+    if capacity < least:
+        raise ConfigError(
+            f"note memory of {memory_bytes / 2**30:.3g} GiB holds {capacity} notes at {rate} Hz, fewer than the "
+            f"{least} that {polyphony} voices may play at once; give more memory (at least "
+            f"{least * 4 * (length + PAD) / 2**30:.2f} GiB) or lower the polyphony",
+            "cache_memory",
+        )
+    msg = (
+        f"the song needs {len(needed)} distinct notes, more than the {capacity} that {memory_bytes / 2**30:.3g} GiB "
+        f"of note memory holds at {rate} Hz: they are made as the song plays, and notes needed again are made again"
+    )
+    log.warning(msg)
+    warnings.append(msg)
+    if source.bank is None or source.bank.capacity < capacity:
+        source.reserve(capacity - len(source), length)  # the bank made once, at the budget
+    return NotePlan(source, list(midi_file.note_uses(song, imap)), capacity, make, batch=batch_size)
+
 
 
 class _TimedWriter:
@@ -313,8 +378,13 @@ class _TimedWriter:
         self.seconds += time.perf_counter() - t
 
 
-def _mix(engine: Engine, song, writer, block: int, tail: float, threshold_db: float, bar: Progress) -> int:
-    """Run the engine over the song's events; write everything up to the end of the sound. Returns frames."""
+def _mix(
+    engine: Engine, song, writer, block: int, tail: float, threshold_db: float, bar: Progress, plan: NotePlan | None
+) -> int:
+    """Run the engine over the song's events; write everything up to the end of the sound. Returns frames.
+
+    With a ``plan``, the notes of the events are made resident before the events are queued; a
+    block ends early where the queued events must be played before the next ones' notes fit."""
     events = song.events
     n_events = len(events)
     end = song.end
@@ -322,7 +392,8 @@ def _mix(engine: Engine, song, writer, block: int, tail: float, threshold_db: fl
     threshold = 10.0 ** (threshold_db / 20.0)
     buf = np.zeros((block, 2), np.float32)
     held: list[np.ndarray] = []  # audio after the last event, trimmed at the end
-    frame = i = 0
+    frame = i = queued = 0  # queued: the first event the engine has not played yet
+    ready = 0 if plan is not None else n_events  # the events before it have their notes resident
     times = events[:, 0].tolist()
     rows = events[:, 1:].tolist()
     while True:
@@ -330,6 +401,11 @@ def _mix(engine: Engine, song, writer, block: int, tail: float, threshold_db: fl
         if n <= 0:
             break
         while i < n_events and times[i] < frame + n:
+            if i >= ready:
+                ready = plan.prepare(queued, i)
+                if ready <= i:  # no room until the queued events are played
+                    n = max(1, times[i] - frame)
+                    break
             kind, ch, a, b = rows[i]
             if not engine.push(kind, ch, a, b, times[i]):
                 n = max(1, times[i] - frame)  # queue full: play up to this event first
@@ -337,6 +413,8 @@ def _mix(engine: Engine, song, writer, block: int, tail: float, threshold_db: fl
             i += 1
         engine.process(buf[:n])
         frame += n
+        while plan is not None and queued < i and times[queued] < frame:
+            queued += 1
         if frame <= end:
             writer.write(buf[:n])
             bar.bar("mixing", frame, max(end, 1))

@@ -34,6 +34,11 @@ FAR = 1e30  # a position no voice reaches (no loop)
 NO_CHANGE = 1 << 40  # a channel's pitch-change frame when none is pending
 
 
+def pool_size(polyphony: int) -> int:
+    """Voices of a pool for ``polyphony``: extra voices let stolen ones fade out instead of being cut."""
+    return polyphony + max(4, polyphony // 2)
+
+
 class VoicePool:
     """A fixed set of voices (state arrays, the active ones first), allocation and stealing."""
 
@@ -49,8 +54,7 @@ class VoicePool:
             raise ValueError("polyphony must be at least 1")
         self.polyphony = int(polyphony)
         self.rate = int(rate)
-        # extra voices let stolen ones fade out instead of being cut
-        self.size = n = self.polyphony + max(4, self.polyphony // 2)
+        self.size = n = pool_size(self.polyphony)
         self.n = 0  # active voices: entries 0 .. n-1 of the state arrays
         self.fading = 0  # active voices fading out (they do not count against the polyphony)
         self.serial = 0
