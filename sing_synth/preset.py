@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -300,30 +301,39 @@ def save(
     metrics: dict | None = None,
     velocities=VELOCITY_CLASSES,
 ) -> Path:
-    """Write a preset directory atomically (weights then yaml, each via a temporary file)."""
+    """Write a preset directory atomically (weights then yaml, each via a temporary file). On any
+    failure or stop (an error, a signal) the temporary files are removed, and so is the directory
+    when this call created it: a preset is there whole, or not at all."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
+    created = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().float().contiguous() for k, v in model.state_dict().items()}
-    tmp = directory / (WEIGHTS_FILE + ".tmp")
-    save_file(state, str(tmp))
-    os.replace(tmp, directory / WEIGHTS_FILE)
-    config = model.config
-    data = {
-        "format": FORMAT,
-        "version": FORMAT_VERSION,
-        "name": name or directory.name,
-        "description": description,
-        "sample_rate": config.sample_rate,
-        "velocities": list(velocities),
-        "model": config.to_dict(),
-        "weights": {"file": WEIGHTS_FILE, "sha256": sha256_file(directory / WEIGHTS_FILE)},
-        "training": training or {},
-        "metrics": metrics or {},
-        "instruments": [i.to_dict() for i in instruments],
-    }
-    tmp = directory / (YAML_FILE + ".tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
-    os.replace(tmp, directory / YAML_FILE)
+    weights_tmp, yaml_tmp = directory / (WEIGHTS_FILE + ".tmp"), directory / (YAML_FILE + ".tmp")
+    try:
+        state = {k: v.detach().cpu().float().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(weights_tmp))
+        os.replace(weights_tmp, directory / WEIGHTS_FILE)
+        config = model.config
+        data = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "name": name or directory.name,
+            "description": description,
+            "sample_rate": config.sample_rate,
+            "velocities": list(velocities),
+            "model": config.to_dict(),
+            "weights": {"file": WEIGHTS_FILE, "sha256": sha256_file(directory / WEIGHTS_FILE)},
+            "training": training or {},
+            "metrics": metrics or {},
+            "instruments": [i.to_dict() for i in instruments],
+        }
+        yaml_tmp.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+        os.replace(yaml_tmp, directory / YAML_FILE)
+    except BaseException:
+        weights_tmp.unlink(missing_ok=True)
+        yaml_tmp.unlink(missing_ok=True)
+        if created:
+            shutil.rmtree(directory, ignore_errors=True)
+        raise
     return directory

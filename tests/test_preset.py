@@ -165,3 +165,25 @@ def test_the_model_size_is_counted_without_building_it():
     for config in (SingConfig.tiny(4), SingConfig.small(669), SingConfig.paper()):
         with torch.device("meta"):
             assert config.parameters == sum(p.numel() for p in Sing(config).parameters())
+
+
+def test_a_save_stopped_midway_leaves_nothing(tmp_path, tiny_preset, monkeypatch):  # noqa: F811
+    """A learn or export job stopped by a signal while it writes its preset: no temporary file, and
+    no half preset where there was none."""
+    import signal
+
+    import sing_synth.preset as module
+    from sing_synth.signals import Stopped
+
+    def stopped(*args):
+        raise Stopped(signal.SIGTERM)  # what a SIGTERM raises inside the command line
+
+    model = tiny_preset.load_model()
+    shutil.copytree(tiny_preset.path, tmp_path / "old")
+    monkeypatch.setattr(module, "sha256_file", stopped)  # after the weights, before the yaml
+    with pytest.raises(Stopped):
+        presets.save(tmp_path / "new", model, tiny_preset.instruments)
+    assert not (tmp_path / "new").exists()
+    with pytest.raises(Stopped):
+        presets.save(tmp_path / "old", model, tiny_preset.instruments)
+    assert sorted(p.name for p in (tmp_path / "old").iterdir()) == ["preset.yaml", "weights.safetensors"]
