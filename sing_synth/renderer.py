@@ -87,6 +87,16 @@ class NoteRenderer:
         model = model if model is not None else preset.load_model(self.device)
         self.model = model.to(self.device, self.dtype).eval()
         self.ids = {i.id for i in preset.instruments}
+        self.blends: dict[int, list[tuple[int, float]]] = {}  # virtual id -> (instrument, weight)
+
+    def add_blends(self, blends: dict[int, list[tuple[int, float]]]) -> None:
+        """Make virtual instrument ids playable: each is a weighted blend of the preset's
+        instruments' embeddings (:mod:`sing_synth.morph`)."""
+        for vid, weights in blends.items():
+            for i, _ in weights:
+                if i not in self.ids:
+                    raise InstrumentError(f"no instrument {i} in preset {self.preset.name!r} to blend", "morph")
+            self.blends[int(vid)] = [(int(i), float(w)) for i, w in weights]
 
     def set_threads(self, threads: int) -> None:
         """Torch intra-op threads for the calls made from now on by the calling thread."""
@@ -98,7 +108,7 @@ class NoteRenderer:
         return self.preset.note_samples(self.output_rate)
 
     def check(self, instrument: int, pitch: int, vclass: int) -> None:
-        if instrument not in self.ids:
+        if instrument not in self.ids and instrument not in self.blends:
             raise InstrumentError(f"no instrument {instrument} in preset {self.preset.name!r}", "instrument")
         if not 0 <= pitch < self.preset.config.n_pitches:
             raise ConfigError(f"pitch {pitch} out of range 0-{self.preset.config.n_pitches - 1}")
@@ -113,9 +123,23 @@ class NoteRenderer:
         with torch.inference_mode():
             for start in range(0, len(notes), self.batch_size):
                 chunk = torch.tensor(notes[start : start + self.batch_size], dtype=torch.long, device=self.device)
-                wav = self.model(chunk[:, 2], chunk[:, 0], chunk[:, 1])
+                instruments = chunk[:, 0]
+                if self.blends and any(int(i) in self.blends for i in instruments):
+                    instruments = self._embeddings(instruments)
+                wav = self.model(chunk[:, 2], instruments, chunk[:, 1])
                 out[start : start + len(chunk)] = wav.float().cpu().numpy()
         return out
+
+    def _embeddings(self, ids: torch.Tensor) -> torch.Tensor:
+        """Instrument embeddings of ``ids``, blends resolved."""
+        table = self.model.generator.instrument.weight
+        rows = []
+        for i in ids.tolist():
+            if i in self.blends:
+                rows.append(sum(w * table[j] for j, w in self.blends[i]))
+            else:
+                rows.append(table[i])
+        return torch.stack(rows)
 
     def resample(self, wav: np.ndarray) -> np.ndarray:
         """Notes at the model's rate (``render_model_rate``) to the output rate."""
