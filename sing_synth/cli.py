@@ -2,7 +2,9 @@
 
     sing-synth --midi-in "Keystation" --instrument 412     play live (the default command)
     sing-synth render song.mid [-o song.wav]                render a MIDI file
-    sing-synth note | presets | instruments [QUERY] | ports | devices
+    sing-synth note [--morph B [C D] --position X [Y]]      render single notes, or blends
+    sing-synth learn DIR --name "My Cello"                  a new instrument from recorded notes
+    sing-synth presets | instruments [QUERY] | ports | devices
     sing-synth cache [clear]                                the note cache on disk
 
 One meaning per flag: ``--device`` is the audio output (``play``), ``--model-device`` is where the
@@ -27,7 +29,7 @@ from .errors import ConfigError, SingError
 from .midi_in import APIS
 
 # the live session (PortAudio), the render and the renderer (torch) are imported by the commands that use them
-COMMANDS = ("play", "render", "note", "presets", "instruments", "ports", "devices", "cache")
+COMMANDS = ("play", "render", "note", "learn", "presets", "instruments", "ports", "devices", "cache")
 
 # how to change a setting named by an error, where a bare "change --flag" would say too little
 HINTS = {
@@ -157,6 +159,17 @@ def add_note_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--velocity", type=int, default=100, help="MIDI velocity 1-127 (default 100)")
     p.add_argument("--rate", type=int, default=44100, help="output sample rate (default 44100)")
     p.add_argument("-o", "--output", default="note.wav", help="output WAV file (default note.wav)")
+    p.add_argument("--morph", nargs="+", metavar="INSTRUMENT",
+                   help="blend --instrument with B (a line) or with B C D (a square; --instrument at (0, 0))")
+    p.add_argument("--position", type=float, nargs="+", default=[0.5], metavar="X",
+                   help="position of the blend, 0-1 per axis (default 0.5): X on a line, X Y on a square")
+
+
+def add_learn_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recordings", help="folder of recorded notes (WAV, FLAC, ...; pitch from the name like C4 or 60, else estimated)")
+    p.add_argument("--name", required=True, help="name of the new instrument")
+    p.add_argument("-o", "--output", help="preset directory to write (default: the user presets folder)")
+    p.add_argument("--max-steps", type=int, default=300, help="most optimisation steps, 1-10000 (default 300)")
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -172,6 +185,7 @@ def get_parser() -> argparse.ArgumentParser:
     add_play_arguments(sub.add_parser("play", parents=cached, help="play live from a MIDI input (the default command)"))
     add_render_arguments(sub.add_parser("render", parents=cached, help="render a MIDI file to WAV or FLAC"))
     add_note_arguments(sub.add_parser("note", parents=rendering, help="render single notes to a WAV file"))
+    add_learn_arguments(sub.add_parser("learn", parents=rendering, help="learn a new instrument from recorded notes"))
     sub.add_parser("presets", help="list the installed presets")
     inst = sub.add_parser("instruments", parents=[preset_options()], help="list a preset's instruments")
     inst.add_argument("query", nargs="?", default="", help="case-insensitive filter on name, family, source")
@@ -245,9 +259,38 @@ def cmd_note(args) -> int:
         if not 0 <= pitch <= 127:
             raise ConfigError(f"pitch {pitch} out of range: use 0-127")
     renderer = NoteRenderer(p, device=args.model_device, precision=args.precision, output_rate=args.rate)
-    audio = np.concatenate([renderer.render_velocity(inst.id, pitch, args.velocity) for pitch in args.pitch])
+    played, what = inst.id, inst.name
+    if args.morph:
+        from .morph import Morph
+
+        corners = [inst.id] + [p.instrument(q).id for q in args.morph]
+        morph = Morph(tuple(corners))
+        if len(args.position) != (2 if morph.square else 1) or not all(0 <= x <= 1 for x in args.position):
+            raise ConfigError(f"--position takes {'X Y' if morph.square else 'X'} in 0-1 for a morph of {len(corners)} instruments")
+        q = morph.quantise(*args.position)
+        played = morph.instrument(*q)
+        renderer.add_blends({played: morph.weights(*q)} if played not in renderer.ids else {})
+        names = " / ".join(p.instrument(i).name for i in corners)
+        what = f"{names} at {', '.join(f'{v / morph.steps:g}' for v in q[: 2 if morph.square else 1])}"
+    audio = np.concatenate([renderer.render_velocity(played, pitch, args.velocity) for pitch in args.pitch])
     write_audio(args.output, audio, args.rate)
-    print(f"wrote {args.output}: {inst.name}, pitches {' '.join(map(str, args.pitch))}, velocity {args.velocity}")
+    print(f"wrote {args.output}: {what}, pitches {' '.join(map(str, args.pitch))}, velocity {args.velocity}")
+    return 0
+
+
+def cmd_learn(args) -> int:
+    from .learn import learn
+    from .progress import Progress
+
+    if not 1 <= args.max_steps <= 10000:
+        raise ConfigError(f"--max-steps {args.max_steps} out of range: use 1-10000")
+    out = learn(args.recordings, args.name, base=args.preset, output=args.output, device=args.model_device,
+                max_steps=args.max_steps, progress=Progress(every=10.0))
+    learned = presets.load(out)
+    info = learned.training["learned"]
+    print(f"wrote preset {learned.name} ({out}): {args.name!r} learned from {len(info['notes'])} notes in "
+          f"{info['steps']} steps (loss {info['loss_start']:.4f} -> {info['loss_end']:.4f}, started from "
+          f"{info['started_from']!r}); play it with --preset {out} --instrument {args.name!r}")
     return 0
 
 
@@ -371,6 +414,7 @@ RUN = {
     "play": cmd_play,
     "render": cmd_render,
     "note": cmd_note,
+    "learn": cmd_learn,
     "presets": cmd_presets,
     "instruments": cmd_instruments,
     "ports": cmd_ports,

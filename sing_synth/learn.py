@@ -211,7 +211,9 @@ def user_presets_dir() -> Path:
 def learn(directory, name: str, base=None, output=None, device: str = "cpu", max_steps: int = 300, progress=None) -> Path:
     """Learn instrument ``name`` from the recordings in ``directory``; returns the new preset's directory."""
     from .model import Sing
+    from .renderer import pick_device
 
+    device = pick_device(device)
     try:
         base_preset = presets.load(base)
     except presets.PresetError as exc:

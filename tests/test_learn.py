@@ -111,3 +111,28 @@ def test_learn_refuses_a_missing_base_and_a_taken_name(tmp_path, base):
     taken = presets.load(base).instruments[0].name
     with pytest.raises(LearnError, match="already has an instrument"):
         learn(rec, taken, base=base, output=tmp_path / "o")
+
+
+def test_the_learn_and_morph_commands(tmp_path, base):
+    import subprocess
+    import sys
+
+    from sing_synth.audio_file import read_wav
+
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    t = np.arange(32000) / 16000
+    for name, pitch in (("C4", 60), ("E4", 64)):
+        _write(rec, f"{name}.wav", 0.3 * np.sin(2 * np.pi * dsp.midi_to_hz(pitch) * t), 16000)
+    run = lambda *a: subprocess.run([sys.executable, "-m", "sing_synth", *a], capture_output=True, text=True, timeout=300)  # noqa: E731
+    r = run("learn", str(rec), "--name", "Sine", "--preset", str(base), "-o", str(tmp_path / "mine"), "--max-steps", "5")
+    assert r.returncode == 0, r.stderr
+    assert "learned from 2 notes" in r.stdout and presets.load(tmp_path / "mine").instrument("Sine")
+    r = run("note", "--preset", str(tmp_path / "mine"), "--instrument", "Sine", "--morph", "tiny piano",
+            "--position", "0.25", "-o", str(tmp_path / "m.wav"), "--rate", "16000")
+    assert r.returncode == 0, r.stderr
+    assert "Sine / tiny piano at 0.25" in r.stdout and read_wav(tmp_path / "m.wav")[0].any()
+    r = run("note", "--preset", str(base), "--instrument", "0", "--morph", "1", "2", "--position", "0.5")
+    assert r.returncode != 0 and r.stderr.count("\n") == 1 and "2 or 4 instruments" in r.stderr
+    r = run("learn", str(tmp_path / "empty"), "--name", "X", "--preset", str(base))
+    assert r.returncode != 0 and r.stderr.count("\n") == 1 and "not a directory" in r.stderr
