@@ -21,7 +21,7 @@ from dataclasses import fields
 
 import numpy as np
 
-from . import __version__, render, signals
+from . import __version__, limits, render, signals
 from . import preset as presets
 from .audio_file import FORMATS, check_output
 from .disk_cache import DiskCache, format_size
@@ -248,8 +248,8 @@ def cmd_note(args) -> int:
     from .audio_file import write_audio
     from .renderer import NoteRenderer  # torch
 
-    if not 8000 <= args.rate <= 192000:
-        raise ConfigError(f"sample rate {args.rate} out of range; use 8000-192000 (for example 44100 or 48000)")
+    limits.check_rate(args.rate, None)
+    limits.check_model_device(args.model_device)
     check_output(args.output)  # before the notes are rendered
     p = presets.load(args.preset)
     inst = p.instrument(args.instrument)

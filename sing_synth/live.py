@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import events as ev
+from . import limits, signals
 from . import preset as presets
-from . import signals
 from .audio_out import AudioOutput, find_device
 from .cache import NoteCache
 from .cache_filler import CacheFiller
@@ -71,8 +71,12 @@ class LiveOptions:
             )
         if not 1 <= self.polyphony <= 512:
             raise ConfigError(f"polyphony {self.polyphony} out of range: use 1-512 voices", "polyphony")
-        if not self.cache_memory > 0:
-            raise ConfigError(f"cache memory {self.cache_memory:g} GiB: give a positive number of GiB", "cache_memory")
+        limits.check_note_memory(self.cache_memory)
+        if self.rate is not None:
+            limits.check_rate(self.rate)
+        limits.check_gain(self.gain)
+        limits.check_threads(self.threads)
+        limits.check_model_device(self.model_device)
         latency = self.latency
         if latency not in ("low", "high") and not (isinstance(latency, (int, float)) and latency > 0):
             raise ConfigError(f"latency {self.latency!r}: use low, high or a positive number of seconds", "latency")

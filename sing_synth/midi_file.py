@@ -17,6 +17,7 @@ from __future__ import annotations
 import heapq
 import logging
 import os
+import stat
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,8 @@ from .errors import MidiFileError
 log = logging.getLogger(__name__)
 
 DEFAULT_TEMPO = 500000  # microseconds per beat (120 bpm)
-MAX_SECONDS = 1e9  # about 32 years: past this, frame numbers at 192 kHz leave int64's safe range
+MAX_FILE_BYTES = 32 << 20  # about 10 million events: parsed, about 700 MB
+MAX_SECONDS = 1e9  # about 32 years: no song is that long, the file is corrupt
 
 
 @dataclass
@@ -71,7 +73,16 @@ def read(path: str | os.PathLike, rate: int = 44100, lenient: bool = False, max_
     if rate <= 0:
         raise MidiFileError(f"sample rate {rate} is not positive; pass a rate such as 44100", "rate")
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):  # a device or a pipe could be read forever
+                raise MidiFileError(f"{path} is not a regular file (a device, pipe or socket); give a .mid file")
+            if info.st_size > MAX_FILE_BYTES:
+                raise MidiFileError(
+                    f"{path} is {info.st_size / 2**20:,.1f} MiB, more than the {MAX_FILE_BYTES >> 20} MiB a MIDI file "
+                    "may be (millions of notes); split it, or check that it is a MIDI file"
+                )
+            data = f.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise MidiFileError(f"{path}: no such file; check the path of the MIDI file") from None
     except IsADirectoryError:
@@ -175,7 +186,7 @@ def note_uses(song: Song, imap: InstrumentMap):
     lsb = [0] * 16
     soft = [False] * 16
     inst = [imap.resolve(c, 0) for c in range(16)]
-    for index, (_, kind, ch, a, b) in enumerate(song.events.tolist()):
+    for index, (_, kind, ch, a, b) in enumerate(_event_rows(song.events)):
         if kind == ev.NOTE_ON:
             if inst[ch] >= 0:
                 keys = note_keys(imap, inst[ch], a, b, soft[ch])
@@ -196,6 +207,13 @@ def note_uses(song: Song, imap: InstrumentMap):
         elif kind == ev.RESET:
             program, msb, lsb, soft = [0] * 16, [0] * 16, [0] * 16, [False] * 16
             inst = [imap.resolve(c, 0) for c in range(16)]
+
+
+def _event_rows(events: np.ndarray, chunk: int = 1 << 16):
+    """The rows of ``events`` as lists, converted a chunk at a time (a whole song's lists could
+    take gigabytes)."""
+    for start in range(0, len(events), chunk):
+        yield from events[start : start + chunk].tolist()
 
 
 def drum_notes(song: Song) -> int:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import midi_file
+from . import limits, midi_file
 from .audio_file import atomic_writer, check_output
 from .bank import PAD
 from .channels import InstrumentMap
@@ -37,8 +37,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_LENGTH = 4 * 3600.0  # seconds: the longest song rendered unless told otherwise
 MAX_TAIL = 600.0  # seconds of sound after the last event, at most
-MAX_THREADS = 1024
 DEFAULT_NOTE_MEMORY = 1 << 30  # bytes of rendered notes a render holds at most
+EVENT_CHUNK = 1 << 16  # events turned into Python lists at a time while mixing
 
 
 @dataclass
@@ -77,14 +77,12 @@ def default_output(midi_path: str | os.PathLike) -> Path:
 
 def _check_options(
     rate: int, polyphony: int, gain: float, block: int, tail: float, max_length, batch_size: int, threads,
-    memory_bytes: float,
+    memory_bytes: float, model_device: str | None,
 ) -> None:
-    if not 8000 <= rate <= 192000:
-        raise ConfigError(f"sample rate {rate} out of range; use 8000-192000 (for example 44100 or 48000)", "rate")
+    limits.check_rate(rate)
     if not 1 <= polyphony <= 1024:
         raise ConfigError(f"polyphony {polyphony} out of range; use 1-1024", "polyphony")
-    if not (math.isfinite(gain) and 0.0 < gain <= 16.0):
-        raise ConfigError(f"gain {gain} out of range; use a linear factor above 0 and at most 16 (default 0.5)", "gain")
+    limits.check_gain(gain)
     if not 16 <= block <= 65536:
         raise ConfigError(f"block size {block} out of range; use 16-65536 frames", "block")
     if not (math.isfinite(tail) and 0.0 <= tail <= MAX_TAIL):
@@ -94,13 +92,11 @@ def _check_options(
             f"longest song {max_length:g} s out of range; use a positive length up to {midi_file.MAX_SECONDS:g} s",
             "max_length",
         )
-    if not (math.isfinite(memory_bytes) and memory_bytes >= 1 << 20):
-        raise ConfigError(f"note memory {memory_bytes / 2**30:g} GiB out of range; give at least 0.001 GiB",
-                          "cache_memory")
+    limits.check_note_memory(memory_bytes / 2**30)
     if not 1 <= batch_size <= 1024:
         raise ConfigError(f"batch size {batch_size} out of range; use 1-1024 notes (default 64)", "batch_size")
-    if threads is not None and not 1 <= threads <= MAX_THREADS:
-        raise ConfigError(f"{threads} threads out of range; use 1-{MAX_THREADS}", "threads")
+    limits.check_threads(threads)
+    limits.check_model_device(model_device)
 
 
 def render_notes(
@@ -207,7 +203,7 @@ def render_file(
     than that holds has them made as it plays (:mod:`sing_synth.note_plan`).
     """
     t_start = time.perf_counter()
-    _check_options(rate, polyphony, gain, block, tail, max_length, batch_size, threads, memory_bytes)
+    _check_options(rate, polyphony, gain, block, tail, max_length, batch_size, threads, memory_bytes, model_device)
     if source is not None and source.rate != rate:
         raise ConfigError(f"the note source holds {source.rate} Hz notes but the render is at {rate} Hz", "rate")
     midi_path = Path(midi_path)
@@ -394,27 +390,31 @@ def _mix(
     held: list[np.ndarray] = []  # audio after the last event, trimmed at the end
     frame = i = queued = 0  # queued: the first event the engine has not played yet
     ready = 0 if plan is not None else n_events  # the events before it have their notes resident
-    times = events[:, 0].tolist()
-    rows = events[:, 1:].tolist()
+    rows, first = [], 0  # rows[k] is event first + k: lists made a chunk at a time (a song's could take GBs)
+    times = np.ascontiguousarray(events[:, 0]) if plan is not None else None
     while True:
         n = min(block, end - frame) if frame < end else min(block, cap - frame)
         if n <= 0:
             break
-        while i < n_events and times[i] < frame + n:
+        while i < n_events:
+            if i - first >= len(rows):
+                rows, first = events[i : i + EVENT_CHUNK].tolist(), i
+            t, kind, ch, a, b = rows[i - first]
+            if t >= frame + n:
+                break
             if i >= ready:
                 ready = plan.prepare(queued, i)
                 if ready <= i:  # no room until the queued events are played
-                    n = max(1, times[i] - frame)
+                    n = max(1, t - frame)
                     break
-            kind, ch, a, b = rows[i]
-            if not engine.push(kind, ch, a, b, times[i]):
-                n = max(1, times[i] - frame)  # queue full: play up to this event first
+            if not engine.push(kind, ch, a, b, t):
+                n = max(1, t - frame)  # queue full: play up to this event first
                 break
             i += 1
         engine.process(buf[:n])
         frame += n
-        while plan is not None and queued < i and times[queued] < frame:
-            queued += 1
+        if plan is not None:
+            queued = min(i, int(np.searchsorted(times, frame)))
         if frame <= end:
             writer.write(buf[:n])
             bar.bar("mixing", frame, max(end, 1))

@@ -200,3 +200,25 @@ def test_odd_provenance_and_a_corrupt_preset_never_crash_the_listing(tmp_path, t
     assert cli.main(["note", "--preset", "broken", "-o", str(tmp_path / "n.wav")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("sing-synth: error: preset 'broken': instruments 5 must be") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["play", "--virtual", "--cache-memory", "1e9"], "note memory of 1e+09 GiB out of range; give at least 0.001 GiB "
+                                                          "and at most this machine's"),
+        (["play", "--virtual", "--cache-memory", "nan"], "note memory of nan GiB out of range"),
+        (["play", "--virtual", "--gain", "nan"], "gain nan out of range"),
+        (["play", "--virtual", "--threads", "-1"], "-1 threads out of range; use 1-1024; change --threads"),
+        (["play", "--virtual", "--rate", "5"], "sample rate 5 out of range; use 8000-192000"),
+        (["play", "--virtual", "--model-device", "gpu"], "unknown model device 'gpu': use auto, cpu, cuda or cuda:N"),
+        (["render", "x.mid", "--model-device", "cuda:-1"], "unknown model device 'cuda:-1'"),
+        (["render", "x.mid", "--cache-memory", "-1"], "note memory of -1 GiB out of range"),
+        (["note", "--model-device", "bogus"], "unknown model device 'bogus'"),
+    ],
+)
+def test_out_of_range_values_are_refused_before_anything_starts(tmp_path, argv, message, capsys):
+    """No port, device, preset or file is opened: the value alone is refused, in one line."""
+    assert cli.main([*argv, "--preset", str(tmp_path / "no-preset")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("sing-synth: error: ") and message in err and err.count("\n") == 1

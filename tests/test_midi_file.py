@@ -300,3 +300,22 @@ def test_lenient_reading_skips_a_mangled_chunk_to_the_next_track(tmp_path):
     assert song.events[song.events[:, 1] == ev.NOTE_ON][:, 3].tolist() == [64]
     assert any("skipped to the next track" in w for w in song.warnings)
     assert any("declares 2 tracks but the file holds 1" in w for w in song.warnings)
+
+
+def test_a_device_a_pipe_or_a_huge_file_is_refused_before_it_is_read(tmp_path):
+    """``render /dev/zero`` would read forever; a 40 MiB file is more than a MIDI file may be."""
+    with pytest.raises(MidiFileError, match="/dev/zero is not a regular file"):
+        midi_file.read("/dev/zero")
+    os.mkfifo(tmp_path / "pipe.mid")
+    fd = os.open(tmp_path / "pipe.mid", os.O_RDWR | os.O_NONBLOCK)  # a writer: opening the pipe does not block
+    try:
+        with pytest.raises(MidiFileError, match="pipe.mid is not a regular file"):
+            midi_file.read(tmp_path / "pipe.mid")
+    finally:
+        os.close(fd)
+    huge = tmp_path / "huge.mid"
+    with open(huge, "wb") as f:
+        f.write(b"MThd")
+        f.truncate(40 << 20)  # sparse: nothing written
+    with pytest.raises(MidiFileError, match="huge.mid is 40.0 MiB, more than the 32 MiB a MIDI file may be"):
+        midi_file.read(huge)
