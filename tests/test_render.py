@@ -395,7 +395,8 @@ def handles(pid: int, sig: int) -> bool:
 
 @pytest.mark.parametrize(
     "command, sig, when",
-    [("render", signal.SIGTERM, "mixing"), ("render", signal.SIGHUP, "start"), ("note", signal.SIGTERM, "start")],
+    [("render", signal.SIGTERM, "mixing"), ("render", signal.SIGHUP, "start"), ("note", signal.SIGTERM, "start"),
+     ("learn", signal.SIGTERM, "start")],
 )
 def test_a_signal_stops_a_job_cleanly(tmp_path, tiny_preset, command, sig, when):  # noqa: F811
     """SIGTERM a few seconds into a long render once left its .part file behind: now SIGTERM and
@@ -406,8 +407,15 @@ def test_a_signal_stops_a_job_cleanly(tmp_path, tiny_preset, command, sig, when)
         song = tmp_path / "long.mid"
         songs.song(10).save(song)
         argv = ["render", str(song), "-o", str(out / "long.wav"), "--rate", "8000"]
-    else:
+    elif command == "note":
         argv = ["note", "--pitch", *map(str, range(30, 90)), "-o", str(out / "n.wav")]
+    else:
+        import soundfile
+
+        (tmp_path / "rec").mkdir()
+        t = np.arange(32000) / 16000
+        soundfile.write(str(tmp_path / "rec" / "C4.wav"), 0.3 * np.sin(2 * np.pi * 261.63 * t), 16000)
+        argv = ["learn", str(tmp_path / "rec"), "--name", "Sine", "-o", str(out / "mine")]
     proc = subprocess.Popen(
         [sys.executable, "-m", "sing_synth", *argv, "--preset", str(tiny_preset.path), "--model-device", "cpu"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
