@@ -272,3 +272,24 @@ def test_balanced_sampling_draws_every_group_alike(tmp_path):
     where = {n: k for k, g in enumerate(groups) for n in g}
     counts = np.bincount([where[n] for n in drawn], minlength=len(groups))
     assert counts.min() > 0.7 * 6000 / len(groups) and counts.max() < 1.3 * 6000 / len(groups)
+
+
+def test_schedules_of_the_learning_rate_and_the_quantile_weight():
+    from train.config import StageConfig
+
+    s = StageConfig(steps=100, lr=1e-3, warmup_steps=10, decay_steps=20, lr_final=1e-4, under_weight=2.0, under_weight_final=1.0)
+    assert s.lr_at(0) == pytest.approx(1e-4) and s.lr_at(9) == pytest.approx(1e-3) and s.lr_at(50) == 1e-3
+    assert s.lr_at(99) == pytest.approx(1e-4) and s.under_weight_at(79) == 2.0 and s.under_weight_at(99) == pytest.approx(1.0)
+    assert 1.0 < s.under_weight_at(90) < 2.0
+    assert StageConfig(steps=100, decay_steps=20, under_weight=2.0).under_weight_at(99) == 2.0  # no final: constant
+
+
+def test_quantile_weight_charges_a_missing_note_more_than_a_spurious_one():
+    from train.stages import reconstruction_loss
+
+    y = torch.from_numpy(np.sin(np.arange(8000) * 0.3).astype(np.float32))[None] * 0.3
+    quiet, loud = 0.1 * y, 3.0 * y
+    plain = [float(reconstruction_loss("spectral", x, y)) for x in (quiet, loud)]
+    weighted = [float(reconstruction_loss("spectral", x, y, under_weight=2.0)) for x in (quiet, loud)]
+    assert weighted[0] == pytest.approx(2 * plain[0], rel=0.05)  # below the target everywhere it sounds
+    assert weighted[1] < 1.2 * plain[1]  # above it: about the same

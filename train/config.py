@@ -53,6 +53,20 @@ class StageConfig:
     # 32-bin bands of each frame. It measures level and spectral envelope without fine structure,
     # so an output unsure of its partials is still pulled to the right loudness.
     band_loss: float = 0.0
+    # Training loss only: weight of the log-power bins where the output is below the target,
+    # against 1 for those above it (a quantile, or pinball, loss). The plain L1 is minimised by
+    # the median of what the model cannot tell apart, which is quiet when it is unsure where the
+    # partials or the hit are; a weight above 1 moves the optimum to a higher quantile.
+    under_weight: float = 1.0
+    under_weight_final: float | None = None  # falls to this over ``decay_steps``, as the rate does
+
+    def under_weight_at(self, step: int) -> float:
+        """The loss's ``under_weight`` at optimizer step ``step`` (0-based)."""
+        final = self.under_weight if self.under_weight_final is None else self.under_weight_final
+        start = self.steps - self.decay_steps
+        if self.decay_steps <= 0 or step < start:
+            return self.under_weight
+        return self.under_weight + (final - self.under_weight) * min(1.0, (step - start + 1) / self.decay_steps)
     sampling: str = ""  # this stage's note drawing ("notes" or "balanced"; empty: the recipe's)
 
 

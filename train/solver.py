@@ -271,7 +271,7 @@ class Trainer:
             if self.step % self.recipe.log_every == 0 or last:
                 valid = self.validate(stage) if self.main else float("nan")
                 entry = {"stage": name, "step": self.step, "epoch": math.ceil(self.step / self.recipe.log_every),
-                         "train_loss": float(np.mean(losses)), "valid": valid, "lr": cfg.lr_at(self.step - 1), "notes_per_s": rate,
+                         "train_loss": float(np.mean(losses)), "valid": valid, "lr": cfg.lr_at(self.step - 1), "under_weight": cfg.under_weight_at(self.step - 1), "notes_per_s": rate,
                          "elapsed_s": self.elapsed[name], "time": time.time()}
                 self.log(entry)
                 self.progress.show(

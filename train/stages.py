@@ -31,16 +31,23 @@ def power_spectrogram(x: torch.Tensor) -> torch.Tensor:
 
 
 def reconstruction_loss(kind: str, x: torch.Tensor, y: torch.Tensor, gain_db: float = 0.0,
-                        note_weight: str = "none", floor: float = 0.02, band_loss: float = 0.0) -> torch.Tensor:
+                        note_weight: str = "none", floor: float = 0.02, band_loss: float = 0.0,
+                        under_weight: float = 1.0) -> torch.Tensor:
     """Training loss of a batch: ``kind`` (spectral or waveform), both signals amplified by
     ``gain_db``; with ``note_weight="silence"`` each note's loss is divided by the loss silence
-    scores against it; ``band_loss`` adds the coarse-band term (see ``StageConfig``)."""
+    scores against it; ``band_loss`` adds the coarse-band term; ``under_weight`` weighs the
+    bins where the output is below the target (see ``StageConfig``)."""
     if kind == "waveform":
         return waveform_mse(x, y)
     g2 = 10.0 ** (gain_db / 10.0)
     px, py = power_spectrogram(x) * g2, power_spectrogram(y) * g2
     lx, ly = torch.log1p(px), torch.log1p(py)
-    per_note = (lx - ly).abs().flatten(1).mean(1)
+    d = lx - ly
+    if under_weight != 1.0:
+        d = torch.where(d < 0, -under_weight * d, d)
+    else:
+        d = d.abs()
+    per_note = d.flatten(1).mean(1)
     if band_loss:
         n = px.shape[1] // BAND_BINS * BAND_BINS
         bx = px[:, :n].unflatten(1, (-1, BAND_BINS)).sum(2)
@@ -51,8 +58,9 @@ def reconstruction_loss(kind: str, x: torch.Tensor, y: torch.Tensor, gain_db: fl
     return per_note.mean()
 
 
-def stage_loss(cfg, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return reconstruction_loss(cfg.loss, x, y, cfg.loss_gain_db, cfg.note_weight, cfg.weight_floor, cfg.band_loss)
+def stage_loss(cfg, x: torch.Tensor, y: torch.Tensor, under_weight: float | None = None) -> torch.Tensor:
+    under = cfg.under_weight if under_weight is None else under_weight
+    return reconstruction_loss(cfg.loss, x, y, cfg.loss_gain_db, cfg.note_weight, cfg.weight_floor, cfg.band_loss, under)
 
 
 def segment_target(config: SingConfig, padded: torch.Tensor, g0: int, frames: int) -> torch.Tensor:
@@ -74,12 +82,13 @@ class AutoencoderLoss(nn.Module):
     def __init__(self, encoder: Encoder, decoder: Decoder, cfg):
         super().__init__()
         self.encoder, self.decoder, self.cfg = encoder, decoder, cfg
+        self.under_weight = cfg.under_weight  # set per step by the stage (StageConfig.under_weight_at)
 
     def forward(self, padded: torch.Tensor, g0: int, frames: int) -> torch.Tensor:
         c = self.decoder.config
         latent = self.encoder(encoder_input(c, padded, g0, frames))
         out = self.decoder(latent)
-        return stage_loss(self.cfg, out, segment_target(c, padded, g0, frames))
+        return stage_loss(self.cfg, out, segment_target(c, padded, g0, frames), self.under_weight)
 
 
 class SequenceLoss(nn.Module):
@@ -101,12 +110,13 @@ class EndToEndLoss(nn.Module):
     def __init__(self, generator: SequenceGenerator, decoder: Decoder, cfg):
         super().__init__()
         self.generator, self.decoder, self.cfg = generator, decoder, cfg
+        self.under_weight = cfg.under_weight  # set per step by the stage (StageConfig.under_weight_at)
 
     def forward(self, v, i, p, padded: torch.Tensor, g0: int, frames: int) -> torch.Tensor:
         c = self.decoder.config
         latent, _ = self.generator(v, i, p)
         out = self.decoder(latent[:, g0 : g0 + frames + c.context_size - 1])
-        return stage_loss(self.cfg, out, segment_target(c, padded, g0, frames))
+        return stage_loss(self.cfg, out, segment_target(c, padded, g0, frames), self.under_weight)
 
 
 # Stages ---------------------------------------------------------------------------------------
@@ -144,6 +154,7 @@ class Stage:
         t = self.trainer
         padded = t.padded(notes)
         g0, frames = self.crop(rng)
+        self.loss.under_weight = self.cfg.under_weight_at(t.step)
         optimizer.zero_grad(set_to_none=True)
         with t.autocast():
             loss = self.forward(module, notes, padded, g0, frames)
