@@ -13,6 +13,7 @@ from . import events as ev
 
 DRUM_CHANNEL = 9  # channel 10 in MIDI's 1-based numbering
 SOFT_PEDAL = 0.7  # the soft pedal (CC67) plays notes at 70% of their velocity: softer and duller
+GM_REVERB, GM_CHORUS = 40, 0  # General MIDI's default effect sends (CC91, CC93)
 NULL_RPN = 127
 
 
@@ -97,16 +98,19 @@ class Channel:
         self.reset_all()
 
     def reset_all(self) -> None:
-        """Power-on state: program 0, bank 0, volume 100, centred, bend range +-2 semitones."""
+        """Power-on state (and a GM/GS reset's): program 0, bank 0, volume 100, centred, reverb send
+        40, chorus send 0, bend range +-2 semitones."""
         self.program = 0
         self.bank_msb = self.bank_lsb = 0
         self.volume = 100
         self.pan = 64
+        self.reverb, self.chorus = GM_REVERB, GM_CHORUS
         self.bend_range = 2.0
         self.reset_controllers()
 
     def reset_controllers(self) -> None:
-        """CC121 (General MIDI RP-015): bend, expression, pedals and RPN selection; not volume or pan."""
+        """CC121 (General MIDI RP-015): bend, expression, pedals and RPN selection; not volume, pan,
+        bank or the effect sends (CC91-95), which RP-015 leaves alone."""
         self.expression = 127
         self.sustain = self.sostenuto = self.soft = False
         self.bend = ev.BEND_CENTER
@@ -121,6 +125,10 @@ class Channel:
             self.pan = value
         elif cc == ev.CC_EXPRESSION:
             self.expression = value
+        elif cc == ev.CC_REVERB:
+            self.reverb = value
+        elif cc == ev.CC_CHORUS:
+            self.chorus = value
         elif cc == ev.CC_BANK_MSB:
             self.bank_msb = value
         elif cc == ev.CC_BANK_LSB:
@@ -143,13 +151,23 @@ class Channel:
             return True
         return False
 
+    def level(self) -> float:
+        """Volume and expression as 40 log10 curves (General MIDI's)."""
+        return (self.volume / 127.0) ** 2 * (self.expression / 127.0) ** 2
+
     def gains(self) -> tuple[float, float]:
         """Left and right gains: volume and expression as 40 log10 curves, equal-power pan."""
-        g = (self.volume / 127.0) ** 2 * (self.expression / 127.0) ** 2
+        g = self.level()
         if self.pan == 64:
             return g * math.sqrt(0.5), g * math.sqrt(0.5)
         theta = (max(self.pan, 1) - 1) / 126.0 * (math.pi / 2)
         return g * math.cos(theta), g * math.sin(theta)
+
+    def sends(self) -> tuple[float, float]:
+        """Reverb and chorus send gains: the level (volume, expression) times CC91 and CC93, linear
+        (as the SoundFont 2 default modulators; the pan does not move a mono send)."""
+        g = self.level()
+        return g * self.reverb / 127.0, g * self.chorus / 127.0
 
     def bend_factor(self, bend: int | None = None) -> float:
         """Playback-rate factor of the pitch bend ``bend`` (default: the current one; full scale =

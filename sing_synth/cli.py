@@ -25,6 +25,7 @@ from . import __version__, limits, render, signals
 from . import preset as presets
 from .audio_file import FORMATS, check_output
 from .disk_cache import DiskCache, format_size
+from .effects import SETTINGS, EffectSettings, describe
 from .errors import ConfigError, SingError
 from .midi_in import APIS
 
@@ -74,6 +75,31 @@ def cache_options() -> argparse.ArgumentParser:
         "(default: $SING_SYNTH_CACHE_SIZE, else 4G)",
     )
     return p
+
+
+def effect_options() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group(
+        "effects", "reverb and chorus buses, on by default; each channel sends to them at its CC91 and CC93 "
+        "levels (General MIDI's defaults: 40 and 0)",
+    )
+    g.add_argument("--no-reverb", action="store_true", help="no reverb bus (CC91 then does nothing)")
+    g.add_argument("--no-chorus", action="store_true", help="no chorus bus (CC93 then does nothing)")
+    for name, (_, _, default, unit, what) in SETTINGS.items():
+        g.add_argument(
+            "--" + name.replace("_", "-"), type=float, default=default, metavar=unit.upper() or "X",
+            help=f"{what}: {describe(name)}",
+        )
+    return p
+
+
+def effect_settings(args) -> EffectSettings:
+    """The :class:`EffectSettings` the effect options name (checked: a value out of range is refused)."""
+    settings = EffectSettings(
+        reverb=not args.no_reverb, chorus=not args.no_chorus, **{name: getattr(args, name) for name in SETTINGS}
+    )
+    settings.check()
+    return settings
 
 
 def no_cache_option(p: argparse.ArgumentParser) -> None:
@@ -181,7 +207,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sing-synth {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     rendering = [preset_options(), model_options()]
-    cached = [*rendering, cache_options()]
+    cached = [*rendering, cache_options(), effect_options()]
     add_play_arguments(sub.add_parser("play", parents=cached, help="play live from a MIDI input (the default command)"))
     add_render_arguments(sub.add_parser("render", parents=cached, help="render a MIDI file to WAV or FLAC"))
     add_note_arguments(sub.add_parser("note", parents=rendering, help="render single notes to a WAV file"))
@@ -210,6 +236,7 @@ def cmd_play(args) -> int:
     from . import live
 
     disk_cache(args)  # a bad --cache-size is refused before anything opens
+    args.effects = effect_settings(args)
     return live.play(live.LiveOptions(**{f.name: getattr(args, f.name) for f in fields(live.LiveOptions)}))
 
 
@@ -232,6 +259,7 @@ def cmd_render(args) -> int:
         max_length=args.max_length,
         memory_bytes=args.cache_memory * (1 << 30),
         cache=disk_cache(args),
+        effects=effect_settings(args),
     )
     s = result.stats
     extra = f", {s['voices_stolen']} voices stolen" if s["voices_stolen"] else ""

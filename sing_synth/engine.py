@@ -1,8 +1,10 @@
-"""The synth engine: 16 MIDI channels, voices, mixer and limiter, shared by live play and file rendering.
+"""The synth engine: 16 MIDI channels, voices, mixer, effects and limiter, shared by live play and file rendering.
 
 ``Engine.process(out)`` fills a whole ``(frames, 2)`` float32 block: it applies every queued
 event whose time (in engine frames) falls inside the block at its exact sample offset, mixes
-the voices and runs a soft limiter. Live play feeds the queue from the MIDI thread and calls
+the voices, adds the returns of the reverb and chorus buses (``effects``: each channel sends
+to them at its CC91 and CC93 levels; off unless ``effects`` turns them on) and runs a soft
+limiter. Live play feeds the queue from the MIDI thread and calls
 ``process`` from the audio callback; offline rendering pushes the file's events and calls it
 in a loop. The voices' state lives in a ``VoicePool`` (``voices``), the ``Mixer`` (``mixer``)
 renders them, the ``Limiter`` (``limiter``) makes the output block. Real-time contract of ``process``: no torch, no disk, no logging, no blocking lock,
@@ -24,6 +26,7 @@ import numpy as np
 
 from . import events as ev
 from .channels import Channel, InstrumentMap, note_layers
+from .effects import Effects, EffectSettings
 from .limiter import Limiter
 from .mixer import Mixer
 from .note_source import COMMON_CLASSES, NoteSource
@@ -37,6 +40,8 @@ class Engine:
 
     ``instruments`` is a :class:`~sing_synth.preset.Preset` (with ``instrument``, an optional
     instrument id overriding the program of melodic channels) or a ready :class:`InstrumentMap`.
+    ``effects``: the reverb and chorus buses (:class:`~sing_synth.effects.EffectSettings`; None:
+    both off, the dry engine).
     """
 
     def __init__(
@@ -55,6 +60,7 @@ class Engine:
         threshold: float = 0.85,
         limiter_release: float = 0.3,
         chunk: int | None = None,
+        effects: EffectSettings | None = None,
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
@@ -71,7 +77,12 @@ class Engine:
         # of events at more times than that applies the rest at the last one (bounded work)
         self.max_splits = int(max_splits)
         self.pool = VoicePool(polyphony, self.rate, release=release)
-        self.mixer = Mixer(self.pool, self.max_block, chunk)  # chunk: frames mixed per pass (offline: longer)
+        settings = effects if effects is not None else EffectSettings.dry()
+        settings.check()
+        self.effects = Effects(settings, self.rate, self.max_block) if settings.enabled else None
+        # chunk: frames mixed per pass (offline: longer)
+        self.mixer = Mixer(self.pool, self.max_block, chunk, sends=self.effects is not None)
+        self._buses = self.mixer.sends[None], self.mixer.mix[None]  # (lanes, 2, frames) views for the effects
         self.limiter = Limiter(self.rate, self.max_block, gain, threshold, limiter_release)
         self.channels = [Channel(i) for i in range(16)]
         self.frame = 0  # engine time: frames processed so far
@@ -96,6 +107,11 @@ class Engine:
         """Voices counting against the polyphony limit (fading-out stolen voices excluded)."""
         return self.pool.sounding()
 
+    @property
+    def sounding(self) -> bool:
+        """Whether anything may still sound: a voice, or an effect's tail."""
+        return self.pool.n > 0 or (self.effects is not None and self.effects.active)
+
     # Processing -------------------------------------------------------------------------
     def process(self, out: np.ndarray) -> None:
         """Fill ``out`` (frames, 1 or 2 channels, float32) with the next block of audio."""
@@ -107,8 +123,10 @@ class Engine:
             done += n
 
     def _process_chunk(self, out: np.ndarray, n: int) -> None:
-        pool, mixer = self.pool, self.mixer
+        pool, mixer, fx = self.pool, self.mixer, self.effects
         mixer.mix[:, :n] = 0.0
+        if fx is not None:
+            mixer.sends[:, :n] = 0.0
         end = self.frame + n
         q, e = self.queue, self._ev
         budget = self.max_events
@@ -132,6 +150,9 @@ class Engine:
         if bank is not None:
             bank.epoch += 1
         self.max_voices = max(self.max_voices, pool.sounding())
+        if fx is not None:
+            sends, mix = self._buses
+            fx.process(sends[:, :, :n], mix[:, :, :n])
         self.limiter.process(mixer.mix[:, :n], out)
         self.frame = end
 
@@ -165,17 +186,25 @@ class Engine:
         return False
 
     def _inline_control(self, ch: int, cc: int, value: int, at: int) -> bool:
-        """A volume, pan or expression change (a gain ramp starting at its sample) or a sustain pedal
-        (a pedal up releases the pedalled voices at its sample), applied like ``_inline``."""
+        """A volume, pan, expression or effect send change (a gain ramp starting at its sample) or a
+        sustain pedal (a pedal up releases the pedalled voices at its sample), applied like ``_inline``."""
         c, pool = self.channels[ch], self.pool
-        if cc in (ev.CC_VOLUME, ev.CC_PAN, ev.CC_EXPRESSION):
+        sends = self.effects is not None  # without effects, a send change does not ramp the voices
+        if cc in (ev.CC_VOLUME, ev.CC_PAN, ev.CC_EXPRESSION, ev.CC_REVERB, ev.CC_CHORUS):
             voices = pool.voices(channel=ch)
-            if pool.ramping(voices):
+            gains = cc in (ev.CC_VOLUME, ev.CC_PAN, ev.CC_EXPRESSION)
+            if not (gains or sends):  # a send without effects: applied as any other controller
+                return False
+            if (gains and pool.ramping(voices)) or (sends and pool.send_ramping(voices)):
                 return False
             c.set_controller(cc, value)
             gl, gr = c.gains()
+            reverb, chorus = c.sends()
             for i in voices:
-                pool.set_gain(i, gl, gr, at=at)
+                if gains:
+                    pool.set_gain(i, gl, gr, at=at)
+                if sends:
+                    pool.set_send(i, reverb, chorus, at=at)
             return True
         if cc == ev.CC_SUSTAIN:
             if value >= 64 or not c.sustain:  # pedal down, or up while up: nothing sounds different yet
@@ -217,6 +246,8 @@ class Engine:
             c.bend = a
             self._update_rates(c)
         elif kind == ev.RESET:
+            if self.effects is not None:
+                self.effects.reset()  # as FluidSynth's system reset: the tails stop too
             for c in self.channels:
                 self._all_sound_off(c.index)
                 c.reset_all()
@@ -263,6 +294,8 @@ class Engine:
         pool.set_layers(i, bank, x0, wlo, x1, whi, ratio, loop=not c.drums)
         gl, gr = c.gains()
         pool.set_gain(i, gl, gr, immediate=True)
+        reverb, chorus = c.sends()
+        pool.set_send(i, reverb, chorus, immediate=True)
         self.notes_played += 1
 
     def _note_off(self, ch: int, key: int, at: int) -> None:
@@ -298,6 +331,9 @@ class Engine:
         elif cc in (ev.CC_VOLUME, ev.CC_PAN, ev.CC_EXPRESSION):
             c.set_controller(cc, value)
             self._update_gains(c)
+        elif cc in (ev.CC_REVERB, ev.CC_CHORUS):
+            c.set_controller(cc, value)
+            self._update_sends(c)
         elif cc == ev.CC_ALL_SOUND_OFF:
             self._all_sound_off(ch)
         elif cc == ev.CC_RESET_CONTROLLERS:
@@ -335,6 +371,14 @@ class Engine:
         gl, gr = c.gains()
         for i in self.pool.voices(channel=c.index):
             self.pool.set_gain(i, gl, gr)
+        self._update_sends(c)  # the sends follow the volume and expression
+
+    def _update_sends(self, c: Channel) -> None:
+        if self.effects is None:  # without effects, nothing listens to the sends
+            return
+        reverb, chorus = c.sends()
+        for i in self.pool.voices(channel=c.index):
+            self.pool.set_send(i, reverb, chorus)
 
     def _update_rates(self, c: Channel) -> None:
         self.pool.set_bend(c.index, c.bend_factor())

@@ -32,6 +32,7 @@ from .audio_out import AudioOutput, find_device
 from .cache import NoteCache
 from .cache_filler import CacheFiller
 from .disk_cache import DiskCache
+from .effects import EffectSettings
 from .engine import Engine
 from .errors import ConfigError
 from .midi_in import AudioClock, MidiInput, check_input
@@ -62,6 +63,7 @@ class LiveOptions:
     model_device: str = "auto"  # where the model runs
     precision: str = "float32"
     ready_file: str | None = None  # created once playing
+    effects: EffectSettings = EffectSettings()  # the reverb and chorus buses (on, General MIDI's sends)
 
     def check(self) -> None:
         """Refuse out-of-range values before anything starts."""
@@ -80,6 +82,7 @@ class LiveOptions:
         latency = self.latency
         if latency not in ("low", "high") and not (isinstance(latency, (int, float)) and latency > 0):
             raise ConfigError(f"latency {self.latency!r}: use low, high or a positive number of seconds", "latency")
+        self.effects.check()
 
 
 def play(options: LiveOptions) -> int:
@@ -142,6 +145,7 @@ def play(options: LiveOptions) -> int:
             polyphony=o.polyphony,
             gain=o.gain,
             max_block=max(o.blocksize, 64),
+            effects=o.effects,
         )
         clock = AudioClock(rate, delay_frames=o.blocksize)
         audio = AudioOutput(engine, clock, device, rate, o.blocksize, o.latency)
@@ -184,6 +188,7 @@ class _Session:
                 f"instrument: {instrument.name if instrument else 'General MIDI programs'}; {len(cache.slots)} notes "
                 f"ready in {ready_s:.1f} s ({filler.rendered} rendered, {cache.loaded} from disk {cache.dir or '(no disk cache)'})"
             )
+            print(f"effects: {o.effects.summary()}")
             if o.ready_file:  # before the line: whoever reads the line finds the file
                 tmp = Path(f"{o.ready_file}.{os.getpid()}.tmp")
                 tmp.write_text(f"{os.getpid()}\n")

@@ -17,6 +17,10 @@ piecewise linear). A voice held past its bank slot's loop end jumps back a loop 
 crossfade is baked into the slot, see ``bank``); the last ``end_fade`` samples of a note fade
 out; gain changes ramp linearly. Voices that end or decay to silence are stopped at the end of
 the stretch.
+
+With ``sends``, the voices are also mixed into ``sends`` (reverb, chorus: the mono inputs of the
+engine's effect buses, see ``effects``) by a second matrix product of the same signals with the
+voices' send gains, which ramp on their own: the dry mix is computed exactly as without.
 """
 
 from __future__ import annotations
@@ -38,11 +42,13 @@ ROUND_BITS = int(np.float64(ROUND).view(np.int64))
 class Mixer:
     """The scratch buffers and the kernel that render a voice pool into ``mix`` (left, right)."""
 
-    def __init__(self, pool: VoicePool, max_block: int, chunk: int | None = None) -> None:
+    def __init__(self, pool: VoicePool, max_block: int, chunk: int | None = None, sends: bool = False) -> None:
         self.pool = pool
         self.max_block = int(max_block)
         n = pool.size
         self.mix = np.zeros((2, self.max_block), np.float32)  # left, right
+        self.send = bool(sends)
+        self.sends = np.zeros((2, self.max_block), np.float32)  # reverb, chorus (mono each)
         # frames per pass: the whole block up to ``chunk`` (default MAX_CHUNK; longer passes amortise
         # the fixed cost of a pass, and the scratch takes about 60 bytes x voices x chunk)
         self.chunk = c = max(1, min(self.max_block, int(chunk or MAX_CHUNK)))
@@ -64,6 +70,7 @@ class Mixer:
         self._g = np.zeros((2, 2 * n))  # stereo mix coefficients of the rows
         self._g32 = np.zeros((2, 2 * n), np.float32)
         self._stereo = np.zeros((2, 2, c), np.float32)  # the mix, then a gain ramp's part
+        self._sent = np.zeros((2, 2, c), np.float32)  # the same for the sends
         # rows x frames scratch (flat: a view of the first entries is contiguous)
         self._P = np.zeros(2 * n * c)  # playback positions (flat bank offsets)
         self._T = np.zeros(2 * n * c)  # float64 scratch
@@ -258,10 +265,20 @@ class Mixer:
         if pool.ramps:
             pool.ramps = np.count_nonzero(pool.ramp_left[:n]) > 0
         if pool.ramps:
-            self._ramp(y, out, n, m)
+            self._ramp(y, out, self._stereo[1], pool.ramp_left[:n], pool.ramp_at[:n], pool.gain[:n], pool.target[:n])
         else:
             np.matmul(self._coefficients(n, pool.target[:n]), y, out=out)
         self.mix[:, a : a + m] += out
+        if self.send:  # the effect sends: the same signals with the send gains
+            sent = self._sent[0, :, :m]
+            if pool.send_ramps:
+                pool.send_ramps = np.count_nonzero(pool.send_ramp[:n]) > 0
+            if pool.send_ramps:
+                args = pool.send_ramp[:n], pool.send_at[:n], pool.send[:n], pool.send_target[:n]
+                self._ramp(y, sent, self._sent[1], *args)
+            else:
+                np.matmul(self._coefficients(n, pool.send_target[:n]), y, out=sent)
+            self.sends[:, a : a + m] += sent
 
         # advance: positions, decays; stop the voices that ended or decayed to silence
         np.copyto(pos, end)
@@ -421,15 +438,16 @@ class Mixer:
         np.copyto(g32, g)
         return g32
 
-    def _ramp(self, y: np.ndarray, out: np.ndarray, n: int, m: int) -> None:
+    def _ramp(self, y: np.ndarray, out: np.ndarray, scratch: np.ndarray, ramp, at, gain, target) -> None:
         """The stereo mix of a stretch where gains move linearly towards their targets over ``ramp``
-        samples from frame ``ramp_at``: before the first ramp starts, the mix at the gains; after the
+        samples from frame ``at`` (the voices' ``ramp_left``, ``ramp_at``, ``gain``, ``target``, or
+        the same of their sends): before the first ramp starts, the mix at the gains; after the
         last one ends, at the targets; in between, at the gains plus (target - gain) x clip((k + 1 -
-        at) / steps, 0, 1) x signal (a second matrix product over those frames only). Then advance
-        the gains."""
-        pool = self.pool
+        at) / steps, 0, 1) x signal (a second matrix product over those frames only, into
+        ``scratch``). Then advance the gains."""
+        n, m = len(gain), out.shape[1]
         rows = 2 * n
-        ramp, at, gain, target, dg = pool.ramp_left[:n], pool.ramp_at[:n], pool.gain[:n], pool.target[:n], self._dg[:n]
+        dg = self._dg[:n]
         steps, f, ti, f1 = self._d[:n], self._f2[:n], self._ti[:n], self._f[:n]
         mask = self._mask2[:n]
         np.greater(ramp, 0, out=mask)
@@ -456,7 +474,7 @@ class Mixer:
             z[:n] *= w
             z[n:rows] *= w
             np.subtract(target, gain, out=dg)
-            more = self._stereo[1, :, :k]
+            more = scratch[:, :k]
             np.matmul(self._coefficients(n, dg), z, out=more)
             out[:, k0:k1] += more
         # advance by the steps made in this stretch; finished ramps land exactly on their targets

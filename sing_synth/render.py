@@ -3,8 +3,9 @@
 The distinct notes the song needs come first: from the note cache on disk that live play shares
 (:mod:`sing_synth.disk_cache`), else through the note renderer in batches (each batch resampled
 and written to the cache while the model makes the next); the model, and torch, are loaded only
-when a note is missing. Then the same :class:`~sing_synth.engine.Engine` that plays live is fed
-the file's events at their exact frames and run block by block. The file ends when the sound has died away (below
+when a note is missing. Then the same :class:`~sing_synth.engine.Engine` that plays live, with
+the same reverb and chorus buses (:mod:`sing_synth.effects`), is fed the file's events at their
+exact frames and run block by block. The file ends when the sound has died away (below
 ``threshold_db`` after the last MIDI event, at most ``tail`` seconds later). The output is
 written to a temporary file in the same directory and moved into place only when complete.
 """
@@ -26,6 +27,7 @@ from .audio_file import atomic_writer, check_output
 from .bank import PAD
 from .channels import InstrumentMap
 from .disk_cache import DiskCache, NoteStore
+from .effects import EffectSettings
 from .engine import Engine
 from .errors import ConfigError
 from .note_plan import NotePlan, min_capacity
@@ -187,6 +189,7 @@ def render_file(
     max_length: float | None = DEFAULT_MAX_LENGTH,
     cache: DiskCache | bool | None = None,
     memory_bytes: int = DEFAULT_NOTE_MEMORY,
+    effects: EffectSettings | None = None,
 ) -> RenderResult:
     """Render ``midi_path`` to ``out_path`` (default: the song's name with ``.wav``, beside it).
 
@@ -201,9 +204,13 @@ def render_file(
     A song longer than ``max_length`` seconds (None: no limit) is refused before anything is rendered.
     The notes held in memory stay within ``memory_bytes``: a song that needs more distinct notes
     than that holds has them made as it plays (:mod:`sing_synth.note_plan`).
+    ``effects``: the reverb and chorus buses (default: both on, General MIDI's sends);
+    ``EffectSettings.dry()`` renders the dry engine output.
     """
     t_start = time.perf_counter()
     _check_options(rate, polyphony, gain, block, tail, max_length, batch_size, threads, memory_bytes, model_device)
+    effects = effects if effects is not None else EffectSettings()
+    effects.check()
     if source is not None and source.rate != rate:
         raise ConfigError(f"the note source holds {source.rate} Hz notes but the render is at {rate} Hz", "rate")
     midi_path = Path(midi_path)
@@ -256,7 +263,7 @@ def render_file(
         # offline, every event of a block is applied at its sample (live play caps events per block)
         # and the voices are mixed a whole block per pass (fewer, longer passes: the same samples)
         engine = Engine(imap, source, rate=rate, polyphony=polyphony, gain=gain, max_block=block, max_events=1 << 30,
-                        chunk=block)
+                        chunk=block, effects=effects)
         most = song.end + int(round(tail * rate)) + block  # a WAV file that could pass 4 GiB becomes RF64
         with atomic_writer(out, rate, 2, fmt, max_frames=most) as writer:
             timed = _TimedWriter(writer)
@@ -421,7 +428,7 @@ def _mix(
             continue
         held.append(buf[:n].copy())
         quiet = float(np.max(np.abs(buf[:n]))) < threshold
-        if frame >= cap or (i >= n_events and (quiet or not _any_active(engine))):
+        if frame >= cap or (i >= n_events and (quiet or not engine.sounding)):
             break
     if held:
         rest = np.concatenate(held)
@@ -436,6 +443,3 @@ def _mix(
         return min(frame, end) + keep
     return frame
 
-
-def _any_active(engine: Engine) -> bool:
-    return engine.pool.n > 0

@@ -72,6 +72,7 @@ class VoicePool:
         # whether some voice may be starting, decaying or ramping its gains (cheaper than asking the
         # arrays); the mixer clears them when it finds none
         self.starts = self.decays = self.ramps = self.unloops = False
+        self.send_ramps = False  # the same for the effect sends
         # voice state
         self.state = np.zeros(n, np.int8)
         self.channel = np.zeros(n, np.int64)
@@ -97,6 +98,12 @@ class VoicePool:
         self.target = np.zeros((n, 2), np.float64)
         self.ramp_left = np.zeros(n, np.int64)
         self.ramp_at = np.zeros(n, np.int64)  # a ramp starting this many frames into the next stretch
+        # reverb and chorus send gains (see ``effects``), ramped as the gains but on their own
+        # (a send change never touches the dry mix)
+        self.send = np.zeros((n, 2), np.float64)
+        self.send_target = np.zeros((n, 2), np.float64)
+        self.send_ramp = np.zeros(n, np.int64)
+        self.send_at = np.zeros(n, np.int64)
         self.looping = np.zeros(n, bool)
         # released inside the next stretch before it ever looped: it may still reach its loop end
         # (and loop on) before the release; otherwise it plays on to its end
@@ -107,6 +114,7 @@ class VoicePool:
             self.state, self.channel, self.key, self.serial_of, self.start_frame, self.key_down, self.sostenuto,
             self.slot, self.weight, self.last, self.pos, self.ratio, self.level, self.kind, self.kind0, self.delay, self.env_at,
             self.gain, self.target, self.ramp_left, self.ramp_at, self.looping, self.unloop, self.loop_end, self.loop_len,
+            self.send, self.send_target, self.send_ramp, self.send_at,
         ]  # fmt: skip
         self._mask, self._mask2 = np.zeros(n, bool), np.zeros(n, bool)  # scratch of voices()
 
@@ -185,8 +193,8 @@ class VoicePool:
         self.delay[i] = delay
         self.starts |= delay > 0
         self.env_at[i] = 0
-        self.ramp_left[i] = 0
-        self.ramp_at[i] = 0
+        self.ramp_left[i] = self.send_ramp[i] = 0
+        self.ramp_at[i] = self.send_at[i] = 0
         self.looping[i] = self.unloop[i] = False
         self.loop_end[i] = FAR
 
@@ -284,6 +292,22 @@ class VoicePool:
         """Whether any of these voices is ramping its gains (a second ramp could not start inside the
         next stretch)."""
         return bool(self.ramps and self.ramp_left[voices].any())
+
+    def set_send(self, i: int, reverb: float, chorus: float, immediate: bool = False, at: int = 0) -> None:
+        """New reverb and chorus send gains: at once, or ramped from ``at`` frames into the next
+        stretch like the gains (``at`` > 0: the voice's sends must not be ramping already)."""
+        self.send_target[i] = (reverb, chorus)
+        if immediate:
+            self.send[i] = (reverb, chorus)
+            self.send_ramp[i] = 0
+        elif reverb != self.send[i, 0] or chorus != self.send[i, 1]:
+            self.send_ramp[i] = self.ramp
+            self.send_at[i] = at
+            self.send_ramps = True
+
+    def send_ramping(self, voices: np.ndarray) -> bool:
+        """Whether any of these voices is ramping its sends."""
+        return bool(self.send_ramps and self.send_ramp[voices].any())
 
     def advance_bends(self, m: int) -> None:
         """The mixer rendered ``m`` frames: pending bend changes move ``m`` frames closer, or take effect."""
