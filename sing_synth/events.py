@@ -50,6 +50,22 @@ CC_ALL_NOTES_OFF = 123  # 124-127 (omni/mono/poly mode) imply all notes off too
 # Channel voice messages: status high nibble -> number of data bytes
 _DATA_BYTES = {0x80: 2, 0x90: 2, 0xA0: 2, 0xB0: 2, 0xC0: 1, 0xD0: 1, 0xE0: 2}
 
+# System exclusive messages that reset a General MIDI synth (the data between F0 and F7; None: any
+# device id): GM System On, GM2 System On, Roland's GS Reset, Yamaha's XG System On
+_RESETS = (
+    (0x7E, None, 0x09, 0x01),
+    (0x7E, None, 0x09, 0x03),
+    (0x41, None, 0x42, 0x12, 0x40, 0x00, 0x7F, 0x00, 0x41),
+    (0x43, None, 0x4C, 0x00, 0x00, 0x7E, 0x00),
+)
+
+
+def is_reset_sysex(data) -> bool:
+    """Whether a system exclusive message's data (without F0 and F7) is a GM, GM2, GS or XG reset."""
+    return any(
+        len(data) == len(pattern) and all(p is None or p == d for p, d in zip(pattern, data)) for pattern in _RESETS
+    )
+
 
 class Event(NamedTuple):
     """One MIDI event the engine understands; ``time`` is in engine frames (< 0: as soon as possible)."""
@@ -69,7 +85,8 @@ def from_bytes(data, time: float = -1.0) -> Event | None:
     """Validate one complete MIDI message (a sequence of ints) into an Event, or ``None``.
 
     ``None`` means ignored (aftertouch, system common and real-time messages other than
-    reset, sysex) or malformed (wrong length, data byte above 127, missing status byte).
+    reset, system exclusive messages other than the GM/GM2/GS/XG resets) or malformed (wrong
+    length, data byte above 127, missing status byte). A reset is a :data:`RESET`.
     A note-on with velocity 0 is a note-off, as the MIDI standard says.
     """
     n = len(data)
@@ -80,6 +97,9 @@ def from_bytes(data, time: float = -1.0) -> Event | None:
         return None
     if status == 0xFF:
         return Event(RESET, 0, 0, 0, time) if n == 1 else None
+    if status == 0xF0:
+        complete = n >= 2 and data[n - 1] == 0xF7
+        return Event(RESET, 0, 0, 0, time) if complete and is_reset_sysex(data[1 : n - 1]) else None
     high = status & 0xF0
     count = _DATA_BYTES.get(high)
     if count is None or n != count + 1:

@@ -144,7 +144,7 @@ class MidiInput:
         check_choice(query, virtual, channel)
         self.engine, self.clock = engine, clock
         self.api, self.midi = open_api(api)
-        self.midi.ignore_types(sysex=True, timing=True, active_sense=True)
+        self.midi.ignore_types(sysex=False, timing=True, active_sense=True)  # sysex: the GM/GS resets
         self.virtual = virtual
         self.channel = None if channel is None else channel - 1
         names = [] if virtual else self.midi.get_ports()

@@ -1,7 +1,7 @@
 """Standard MIDI Files from bytes: the header, the track chunks and their messages, validated.
 
 :func:`parse` reads what a render needs (channel messages as :mod:`events` values, tempo
-changes, the General MIDI reset) and checks every byte of the structure on the way; meta
+changes, the GM, GM2, GS and XG resets) and checks every byte of the structure on the way; meta
 events it does not use (key and time signatures, names, lyrics...) are skipped unread, so an
 impossible key signature cannot stop a song. Every size is checked against the chunk that
 holds it: a message never reads past the end of its track.
@@ -30,7 +30,6 @@ from .errors import MidiFileError
 
 TEMPO = -1  # the kind of a tempo change in a parsed track (a: microseconds per beat)
 END = -2  # the kind of a track's last row: the time its last message was read (its end of track)
-GM_SYSTEM_ON = b"\x7e\x7f\x09\x01"  # sysex data of "General MIDI System On": a reset
 SMPTE_RATES = {24: 24.0, 25: 25.0, 29: 29.97, 30: 30.0}  # frames per second (29: drop-frame)
 ROW = 5  # a parsed message: tick, kind, channel, a, b (kinds of ``events``, and TEMPO)
 
@@ -221,7 +220,7 @@ def _read_track(body: bytes, rows: array) -> tuple[int, _Damage | None]:
                 length, pos = _number(body, pos, start, "sysex length")
                 data = _take(body, pos, length, start)
                 pos += length
-                if data.removeprefix(b"\xf0").removesuffix(b"\xf7") == GM_SYSTEM_ON:
+                if ev.is_reset_sysex(data.removeprefix(b"\xf0").removesuffix(b"\xf7")):  # GM, GM2, GS, XG
                     append((tick, ev.RESET, 0, 0, 0))
             elif b in _SYSTEM_DATA:  # system common or real time: not used
                 if b < 0xF8:

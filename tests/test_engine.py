@@ -30,6 +30,7 @@ from engine_fixtures import (
 from sing_synth import dsp
 from sing_synth import events as ev
 from sing_synth.channels import InstrumentMap
+from sing_synth.effects import EffectSettings
 from sing_synth.note_source import DictNoteSource
 
 
@@ -286,13 +287,16 @@ def test_missing_notes_use_a_stand_in_and_are_requested():
     assert engine.notes_missing == 1
 
 
-def test_steady_state_processing_allocates_nothing_of_size():
+@pytest.mark.parametrize("effects", [None, EffectSettings()], ids=["dry", "reverb and chorus"])
+def test_steady_state_processing_allocates_nothing_of_size(effects):
     """Every array the mixer works in is made in advance (matrix products instead of broadcasting,
     whose iterator buffers would be allocated per call): what is left is NumPy's and Python's small
     change (scalars, a reduction's few hundred bytes), nothing that grows with voices or frames and
-    nothing kept from block to block."""
-    engine = make_engine(polyphony=52)
+    nothing kept from block to block. The same with both effect buses working."""
+    engine = make_engine(polyphony=52, effects=effects)
     held = [e for k in range(48) for e in note(0.0, 36 + k, 100, 60.0, channel=k % 3)]
+    if effects is not None:
+        held += [(0.0, ev.CONTROL, k, cc, 100) for k in range(3) for cc in (ev.CC_REVERB, ev.CC_CHORUS)]
     out = np.zeros((4096, 2), np.float32)
     run_engine(engine, held + [(0.0, ev.PITCH_BEND, 1, 9000, 0)], 0.3, block=4096)
     engine.process(out)
@@ -311,7 +315,7 @@ def test_steady_state_processing_allocates_nothing_of_size():
         current, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert engine.active_voices == 48
+    assert engine.active_voices == 48 and (effects is None or engine.effects.active)
     assert peak - base < 16 * 1024  # one 48 voices x 4096 frames float64 temporary alone is 1.5 MiB
     assert current - after_20 < 1024  # nothing accumulates
 
@@ -329,6 +333,7 @@ def test_event_queue_overflow_is_counted_not_blocking():
 def test_audio_path_modules_do_not_import_torch():
     code = (
         "import sys; import sing_synth.engine, sing_synth.voices, sing_synth.mixer, sing_synth.limiter, sing_synth.events;"
+        "import sing_synth.effects;"
         "import sing_synth.channels, sing_synth.note_source, sing_synth.midi_file; assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

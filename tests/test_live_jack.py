@@ -114,7 +114,10 @@ def test_live_notes_chord_and_pedal_on_jack(jack_server, tiny_preset, tmp_path):
 def play_script(jack_server, tiny_preset, tmp_path) -> dict:  # noqa: F811
     tmp_path.mkdir()
     ready_file = tmp_path / "playing"
-    synth = Synth(tiny_preset.path, tmp_path / "cache", jack_server.env, PERIOD, "--ready-file", str(ready_file))
+    # the dry instrument: each note is compared sample for sample with its offline render, and the
+    # release with silence (the reverb bus, on by default, has a test of its own below)
+    synth = Synth(tiny_preset.path, tmp_path / "cache", jack_server.env, PERIOD, "--no-reverb", "--no-chorus",
+                  "--ready-file", str(ready_file))  # fmt: skip
     try:
         if not synth.wait_ready(60):
             code, err = synth.stop()
@@ -196,6 +199,38 @@ def check_script(run: dict, tiny_preset) -> None:  # noqa: F811
     held = at(4.00) - at(3.15) - PERIOD
     assert residual(x[found[3] :], refs[62], held) < 1e-4
     assert np.sqrt(np.mean(x[at(3.40) + lag : at(3.95) + lag] ** 2)) > 1e-3
+
+
+def test_live_reverb_send_leaves_a_tail(jack_server, tiny_preset, tmp_path):  # noqa: F811
+    """The effect buses run in the live callback: after a note sent to the reverb (CC91 100) and
+    released, the output goes on sounding where the dry instrument is silent."""
+    synth = Synth(tiny_preset.path, tmp_path / "cache", jack_server.env, PERIOD)
+    try:
+        if not synth.wait_ready(60):
+            code, err = synth.stop()
+            pytest.fail(f"no ready line (exit {code}):\n{''.join(synth.lines)}{err}")
+        sender, rec = MidiSender(), Recorder()
+        try:
+            sender.connect("sing-synth")
+            rec.connect("PortAudio")
+            start = sender.client.frame_time + RATE // 4
+            rec.record(start, int(2.5 * RATE))
+            script = [(0.2, (0xB0, 91, 100)), (0.5, (0x90, 60, VEL)), (0.9, (0x80, 60, 0))]
+            sender.schedule((start + round(t * RATE), data) for t, data in script)
+            x = rec.wait(2.5 + 5)[:, 0].copy()
+            synth.stop()
+        finally:
+            sender.close()
+            rec.close()
+    finally:
+        synth.stop()
+    out = "".join(synth.lines)
+    assert "effects: reverb from CC91" in out and "chorus from CC93" in out, out
+    # the dry note has died away 0.35 s after its release (plus a period of scheduling delay)
+    tail = x[round((0.9 + RELEASE_S + 0.05) * RATE) : round(2.2 * RATE)]
+    held = x[round(0.6 * RATE) : round(0.85 * RATE)]
+    rms = np.sqrt(np.mean(tail.astype(np.float64) ** 2))
+    assert 1e-5 < rms < np.sqrt(np.mean(held.astype(np.float64) ** 2)), rms
 
 
 def test_a_missing_midi_input_fails_fast_with_the_list(jack_server, tiny_preset, tmp_path):  # noqa: F811

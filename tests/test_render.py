@@ -20,6 +20,7 @@ from engine_fixtures import RATE, HarmonicSource, one_thread, tiny_preset, weigh
 
 from sing_synth import cli, render
 from sing_synth.audio_file import read_wav
+from sing_synth.effects import EffectSettings
 from sing_synth.errors import ConfigError, InstrumentError, MidiFileError, SingError
 from sing_synth.testing import songs
 
@@ -133,8 +134,13 @@ def test_the_file_ends_when_the_sound_has_died_away(tmp_path):
     path = write_midi(
         tmp_path / "a.mid", [[M("note_on", note=60, velocity=100, time=0), M("note_off", note=60, time=480)]]
     )
-    res = render.render_file(path, tmp_path / "a.wav", preset, source=HarmonicSource(), fmt="float")
+    dry = EffectSettings.dry()
+    res = render.render_file(path, tmp_path / "a.wav", preset, source=HarmonicSource(), fmt="float", effects=dry)
     assert 0.6 < res.duration < 0.8
+    # with the reverb (on by default, CC91 40), the file goes on until its tail is below -80 dBFS too
+    wet = render.render_file(path, tmp_path / "w.wav", preset, source=HarmonicSource(), fmt="float")
+    x, _ = read_wav(wet.path)
+    assert wet.duration > res.duration + 0.3 and np.max(np.abs(x[-RATE // 100 :])) < 3e-4  # -80 dBFS: 1e-4
     # a held sustaining note with the pedal never released: cut at the cap, with a fade
     msgs = [
         M("control_change", control=64, value=127, time=0),
@@ -142,7 +148,7 @@ def test_the_file_ends_when_the_sound_has_died_away(tmp_path):
         M("note_off", note=60, time=480),
     ]
     path = write_midi(tmp_path / "b.mid", [msgs])
-    res = render.render_file(path, tmp_path / "b.wav", preset, source=HarmonicSource(), tail=2.0, fmt="float")
+    res = render.render_file(path, tmp_path / "b.wav", preset, source=HarmonicSource(), tail=2.0, fmt="float", effects=dry)
     assert res.duration == pytest.approx(2.5, abs=1 / RATE)
     x, _ = read_wav(res.path)
     assert x[-1, 0] == 0.0 and np.max(np.abs(x[-RATE // 500 :])) < 0.25 * np.max(np.abs(x[RATE : 2 * RATE]))
@@ -251,6 +257,37 @@ def test_the_cli_entry_point_renders(tmp_path, tiny_preset, one_thread, capsys):
     assert cli.main(["render", str(bad), "--preset", str(tiny_preset.path)]) == 1
     err = capsys.readouterr().err  # the library's fact, then the flag that changes it
     assert err.startswith("sing-synth: error: ") and err.rstrip().endswith("--lenient renders what can be read")
+
+
+def test_no_sends_and_no_buses_render_the_dry_engine_exactly(tmp_path, tiny_preset, one_thread, capsys):  # noqa: F811
+    """``--no-reverb --no-chorus``, a song whose channels send nothing (CC91 = 0; CC93 is 0 by
+    default) and ``--no-reverb`` alone all give the same bytes; the default render has a room."""
+    song = song_file(tmp_path / "song.mid")
+    mid = mido.MidiFile(song)
+    mid.tracks[1].insert(0, M("control_change", channel=0, control=91, value=0, time=0))
+    mid.tracks[2].insert(0, M("control_change", channel=1, control=91, value=0, time=0))
+    mid.tracks[3].insert(0, M("control_change", channel=9, control=91, value=0, time=0))
+    mid.save(tmp_path / "dry.mid")
+    preset = ["--preset", str(tiny_preset.path)]
+    outputs = {}
+    for name, argv in {
+        "no buses": [str(song), "--no-reverb", "--no-chorus"],
+        "no sends": [str(tmp_path / "dry.mid")],
+        "no reverb": [str(song), "--no-reverb"],
+        "default": [str(song)],
+    }.items():
+        out = tmp_path / f"{name}.wav"
+        assert cli.main(["render", *argv, *preset, "-o", str(out), "--format", "float"]) == 0
+        outputs[name] = out.read_bytes()
+    assert outputs["no sends"] == outputs["no buses"] == outputs["no reverb"]
+    dry, wet = read_wav(tmp_path / "no buses.wav")[0], read_wav(tmp_path / "default.wav")[0]
+    assert wet.shape == dry.shape  # this preset's noise notes sound until the tail's cap either way
+    assert np.sqrt(np.mean((wet - dry) ** 2)) > 0.01 * np.sqrt(np.mean(dry**2))  # the reverb of CC91 40
+    capsys.readouterr()
+    assert cli.main(["render", str(song), *preset, "--room-size", "2"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == "sing-synth: error: room size 2 out of range; use 0-1 (default 0.5); change --room-size"
+    assert not (tmp_path / "song.wav").exists()
 
 
 def test_progress_is_drawn_on_a_terminal_and_cleared(tmp_path):
@@ -451,12 +488,14 @@ def test_a_directory_and_a_short_note_in_the_disk_cache_are_rendered_again(tmp_p
     assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
 
 
+@pytest.mark.parametrize("effects", [EffectSettings.dry(), EffectSettings()], ids=["dry", "effects"])
 @pytest.mark.parametrize("block, inline", [(256, True), (8192, False)])
-def test_the_offline_engine_matches_the_block_by_block_engine(tmp_path, block, inline):
+def test_the_offline_engine_matches_the_block_by_block_engine(tmp_path, block, inline, effects):
     """Offline, a whole 8192-frame block is mixed per pass, and note-ons and -offs, retriggers of
     decaying notes, gain and pedal changes are applied inside it. The same song through the engine
     as live play runs it (256-frame blocks), and through an engine that renders the voices up to
-    every event before applying it: the same samples, to 1e-6."""
+    every event before applying it: the same samples, to 1e-6. Dry, and with the reverb and chorus
+    buses (their sends mixed and ramped like the gains)."""
     from sing_synth import midi_file
     from sing_synth.engine import Engine
     from sing_synth.testing import songs
@@ -464,11 +503,13 @@ def test_the_offline_engine_matches_the_block_by_block_engine(tmp_path, block, i
     path = tmp_path / "song.mid"
     songs.song(0.4, seed=3).save(path)  # drums, pedal, bends, expression swells, tempo changes
     preset = weightless_preset()
-    res = render.render_file(path, tmp_path / "o.wav", preset, source=HarmonicSource(), fmt="float", gain=0.2)
+    res = render.render_file(
+        path, tmp_path / "o.wav", preset, source=HarmonicSource(), fmt="float", gain=0.2, effects=effects
+    )
     offline, _ = read_wav(res.path)
     events = midi_file.read(path, RATE).events
     engine = Engine(preset, HarmonicSource(), rate=RATE, gain=0.2, max_block=block, max_events=1 << 30,
-                    max_splits=1 << 30)
+                    max_splits=1 << 30, effects=effects)
     if not inline:
         engine._inline = lambda *event: False  # every event at the render point: the voices split there
     out = np.zeros((len(offline), 2), np.float32)
