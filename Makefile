@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test lint bench fuzz clean
 
 venv: $(STAMP)
 
@@ -34,6 +34,11 @@ bench: $(STAMP)
 	$(PY) bench/training.py
 	$(PY) bench/render.py --threads 1
 	$(PY) bench/live.py
+
+# hostile MIDI files: FILES mutated files through the reader, one in 25 through the whole render
+FILES ?= 10000
+fuzz: $(STAMP)
+	$(PY) bench/fuzz.py --files $(FILES)
 
 clean:
 	rm -rf $(VENV) demo.wav

@@ -6,9 +6,12 @@ How data flows (each module imports only what is upstream of it):
     device, resampling) -> notes: the live cache (cache.py, filled by cache_filler.py, files in
     note_file.py) or the offline DictNoteSource (note_source.py), rows of a NoteBank (bank.py)
 
-    MIDI input (midi_in.py) or file (midi_file.py) -> events (events.py) -> Engine (engine.py:
-    channels.py, voices.py, mixer.py, limiter.py) -> audio out (audio_out.py) or a file
-    (render.py, audio_file.py); live.py starts and stops a live session, cli.py is the command line.
+    MIDI input (midi_in.py) or file (midi_file.py, its bytes parsed by smf.py) -> events (events.py)
+    -> Engine (engine.py: channels.py, voices.py, mixer.py, limiter.py) -> audio out (audio_out.py)
+    or a file (render.py, its notes within a memory budget by note_plan.py; audio_file.py); live.py
+    starts and stops a live session, cli.py is the command line. Around them: preset_schema.py (what
+    preset.yaml may hold), limits.py (the ranges of shared settings), signals.py (SIGINT, SIGTERM and
+    SIGHUP stop every job cleanly, exit 128 + signal), errors.py (one-line errors).
 
 API overview (torch-backed names are imported lazily, so the audio path never loads torch):
 

@@ -8,6 +8,11 @@ the same reverb and chorus buses (:mod:`sing_synth.effects`), is fed the file's 
 exact frames and run block by block. The file ends when the sound has died away (below
 ``threshold_db`` after the last MIDI event, at most ``tail`` seconds later). The output is
 written to a temporary file in the same directory and moved into place only when complete.
+
+Bounds: a song longer than ``max_length`` is refused before anything is rendered; the notes held
+in memory stay within ``memory_bytes`` (a song needing more is mixed with a
+:class:`~sing_synth.note_plan.NotePlan`: its notes made in time order as it plays); a WAV file that
+could pass 4 GiB is written as RF64.
 """
 
 from __future__ import annotations

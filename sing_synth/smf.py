@@ -60,15 +60,28 @@ class _Damage(Exception):
 
 def parse(data: bytes, lenient: bool = False) -> MidiData:
     """Parse a whole Standard MIDI File (see the module docstring for what is checked)."""
+    warnings: list[str] = []
+    track_follows = data[14:18] == b"MTrk"  # a header of 6 bytes, and a track after it
     if data[:4] != b"MThd":
-        raise MidiFileError("not a MIDI file (no MThd header); give a Standard MIDI File (.mid)")
+        if not (track_follows and data[4:8] == b"\0\0\0\x06"):
+            raise MidiFileError("not a MIDI file (no MThd header); give a Standard MIDI File (.mid)")
+        if not lenient:
+            raise MidiFileError(f"the MIDI header's MThd marker reads {data[:4]!r}: the file is corrupt; {_LENIENTLY}",
+                                "lenient")
+        warnings.append(f"the header's MThd marker reads {data[:4]!r}: read as a MIDI file")
     if len(data) < 14:
         raise MidiFileError(f"the MIDI header is truncated ({len(data)} of 14 bytes); nothing can be read")
     (header_size,) = struct.unpack(">I", data[4:8])
     fmt, declared, division = struct.unpack(">HHH", data[8:14])  # unsigned, as the standard says
-    warnings: list[str] = []
     if header_size < 6:
-        raise MidiFileError(f"the MIDI header chunk is {header_size} bytes, less than its 6; the file is corrupt")
+        if not (lenient and track_follows):
+            raise MidiFileError(
+                f"the MIDI header chunk is {header_size} bytes, less than its 6; the file is corrupt"
+                + (f"; {_LENIENTLY}" if track_follows else ""),
+                "lenient" if track_follows else None,
+            )
+        warnings.append(f"the header chunk claims {header_size} bytes instead of 6: read as 6")
+        header_size = 6
     if fmt == 2:
         raise MidiFileError("a type 2 MIDI file (independent patterns); convert it to type 1 or 0")
     if fmt > 2:
@@ -81,7 +94,7 @@ def parse(data: bytes, lenient: bool = False) -> MidiData:
         fmt = 1
     ticks_per_beat, seconds_per_tick = _division(division)
     pos = 8 + header_size
-    if header_size != 6 and lenient and data[pos : pos + 4] != b"MTrk" and data[14:18] == b"MTrk":
+    if header_size != 6 and lenient and data[pos : pos + 4] != b"MTrk" and track_follows:
         warnings.append(f"the header chunk claims {header_size} bytes instead of 6: read as 6")
         pos = 14
     tracks: list[array] = []

@@ -17,10 +17,12 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 from engine_fixtures import tiny_preset  # noqa: F401
+from test_render import handles
 
 from sing_synth.testing.jack_server import MidiSender, Recorder, Synth, onsets
 
@@ -257,3 +259,28 @@ def test_a_missing_midi_input_fails_fast_with_the_list(jack_server, tiny_preset,
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("sing-synth: error: no MIDI input matches 'no such keyboard'")
     assert "sing-synth ports" in lines[0] and not list(tmp_path.iterdir())  # nothing rendered, nothing written
+
+
+@pytest.mark.parametrize("when", ["playing", "warming up"])
+def test_sighup_stops_live_play_cleanly_with_129(jack_server, tiny_preset, tmp_path, when):  # noqa: F811
+    """A closed terminal (SIGHUP) stops live play like Ctrl-C, before ready as after: exit 128 + 1,
+    the ready file removed."""
+    ready_file = tmp_path / "playing"
+    synth = Synth(tiny_preset.path, tmp_path / "cache", jack_server.env, PERIOD, "--ready-file", str(ready_file))
+    try:
+        if when == "playing":
+            assert synth.wait_ready(60), "".join(synth.lines)
+        else:  # as soon as its handlers are in place: the warm-up renders the instrument's notes
+            deadline = time.monotonic() + 60
+            while not handles(synth.proc.pid, signal.SIGHUP) and time.monotonic() < deadline:
+                time.sleep(0.005)
+        synth.proc.send_signal(signal.SIGHUP)
+        synth.proc.wait(30)
+    finally:
+        code, err = synth.stop()
+    assert code == 128 + signal.SIGHUP, err
+    assert not ready_file.exists() and "Traceback" not in err
+    if when == "playing":
+        assert synth.info("stopped:")
+    else:
+        assert "stopped by SIGHUP" in err or synth.info("stopped:")  # it may have just got ready
