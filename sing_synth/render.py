@@ -416,6 +416,7 @@ def _mix(
                 break
             if i >= ready:
                 ready = plan.prepare(queued, i)
+                bar.bar(f"mixing ({plan.made} notes made, {plan.dropped} dropped)", frame, max(end, 1))
                 if ready <= i:  # no room until the queued events are played
                     n = max(1, t - frame)
                     break

@@ -73,15 +73,17 @@ def parse(data: bytes, lenient: bool = False) -> MidiData:
         raise MidiFileError(f"the MIDI header is truncated ({len(data)} of 14 bytes); nothing can be read")
     (header_size,) = struct.unpack(">I", data[4:8])
     fmt, declared, division = struct.unpack(">HHH", data[8:14])  # unsigned, as the standard says
-    if header_size < 6:
-        if not (lenient and track_follows):
+    if header_size != 6 and track_follows and data[8 + header_size : 12 + header_size] != b"MTrk":
+        if not lenient:  # a size mangled: the header is 6 bytes, a track follows them
             raise MidiFileError(
-                f"the MIDI header chunk is {header_size} bytes, less than its 6; the file is corrupt"
-                + (f"; {_LENIENTLY}" if track_follows else ""),
-                "lenient" if track_follows else None,
+                f"the MIDI header chunk claims {header_size} bytes, but a track follows its 6; the file is corrupt; "
+                f"{_LENIENTLY}",
+                "lenient",
             )
         warnings.append(f"the header chunk claims {header_size} bytes instead of 6: read as 6")
         header_size = 6
+    elif header_size < 6:
+        raise MidiFileError(f"the MIDI header chunk is {header_size} bytes, less than its 6; the file is corrupt")
     if fmt == 2:
         raise MidiFileError("a type 2 MIDI file (independent patterns); convert it to type 1 or 0")
     if fmt > 2:
@@ -94,9 +96,6 @@ def parse(data: bytes, lenient: bool = False) -> MidiData:
         fmt = 1
     ticks_per_beat, seconds_per_tick = _division(division)
     pos = 8 + header_size
-    if header_size != 6 and lenient and data[pos : pos + 4] != b"MTrk" and track_follows:
-        warnings.append(f"the header chunk claims {header_size} bytes instead of 6: read as 6")
-        pos = 14
     tracks: list[array] = []
     while pos + 8 <= len(data):
         name = data[pos : pos + 4]

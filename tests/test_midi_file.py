@@ -319,3 +319,15 @@ def test_a_device_a_pipe_or_a_huge_file_is_refused_before_it_is_read(tmp_path):
         f.truncate(40 << 20)  # sparse: nothing written
     with pytest.raises(MidiFileError, match="huge.mid is 40.0 MiB, more than the 32 MiB a MIDI file may be"):
         midi_file.read(huge)
+
+
+@pytest.mark.parametrize("header", ["4d546864 00000000", "4d546864 0000ffff", "4d54ff64 00000006"])
+def test_a_mangled_header_before_a_whole_track_is_read_leniently(tmp_path, header):
+    """A header size of 0 or 65535, or a damaged MThd marker, while a track starts at byte 14."""
+    path = hex_file(tmp_path / "h.mid", f"{header} 0001 0001 01e0 4d54726b 0000000d " + NOTE_BODY)
+    with pytest.raises(MidiFileError, match="corrupt; .*leniently") as info:
+        midi_file.read(path)
+    assert info.value.setting == "lenient"
+    song = midi_file.read(path, rate=1000, lenient=True)
+    assert song.events.tolist() == [[0, ev.NOTE_ON, 0, 60, 100], [500, ev.NOTE_OFF, 0, 60, 64]]
+    assert len(song.warnings) == 1 and "read as" in song.warnings[0]
