@@ -21,7 +21,7 @@ from dataclasses import fields
 
 import numpy as np
 
-from . import __version__, limits, render, signals
+from . import __version__, limits, loudness, render, signals
 from . import preset as presets
 from .audio_file import FORMATS, check_output
 from .disk_cache import DiskCache, format_size
@@ -177,6 +177,23 @@ def add_render_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threads", type=int, help="torch threads on the CPU (default: the cores not busy, from the load average)"
     )
+    g = p.add_argument_group("loudness and stems")
+    lo, hi = loudness.TARGET_RANGE
+    g.add_argument(
+        "--normalize", type=float, metavar="LUFS",
+        help=f"scale the whole render to this integrated loudness (ITU-R BS.1770), {lo:g} to {hi:g} LUFS, e.g. -16 "
+        "(streaming) or -23 (EBU R 128); a limiter holds the true peak under --true-peak",
+    )
+    lo, hi = loudness.CEILING_RANGE
+    g.add_argument(
+        "--true-peak", type=float, default=loudness.DEFAULT_CEILING, metavar="DBTP",
+        help=f"highest true peak of a normalised render, {lo:g} to {hi:g} dBTP (default {loudness.DEFAULT_CEILING:g})",
+    )
+    g.add_argument(
+        "--stems", action="store_true",
+        help="also write one file per MIDI channel that sounds, beside the output (song-ch01-piano.wav, ...): "
+        "sample-aligned, with its own reverb and chorus; they add up to the mix",
+    )
 
 
 def add_note_arguments(p: argparse.ArgumentParser) -> None:
@@ -260,14 +277,24 @@ def cmd_render(args) -> int:
         memory_bytes=args.cache_memory * (1 << 30),
         cache=disk_cache(args),
         effects=effect_settings(args),
+        normalize=args.normalize,
+        true_peak=args.true_peak,
+        stems=args.stems,
     )
     s = result.stats
     extra = f", {s['voices_stolen']} voices stolen" if s["voices_stolen"] else ""
     cached = f", {result.notes_loaded} from the cache" if result.notes_loaded else ""
+    level = ""
+    if result.loudness is not None:
+        n = result.loudness
+        held = f", limiter up to {n.limited_db:.1f} dB" if n.limited_db > 0.05 else ""
+        level = (f", loudness {n.before_lufs:.1f} -> {n.after_lufs:.1f} LUFS (true peak {n.before_peak_db:.1f} -> "
+                 f"{n.after_peak_db:.1f} dBTP{held})")
+    stems = f", {len(result.stems)} stems beside it" if args.stems else ""
     print(
         f"wrote {result.path} ({result.duration:.1f} s at {result.rate} Hz, {args.format}): "
         f"{result.notes_rendered} of {result.notes_needed} notes rendered in {result.note_seconds:.1f} s{cached}, "
-        f"{s['notes_played']} played{extra}, {result.realtime_factor:.0f}x real time"
+        f"{s['notes_played']} played{extra}{level}{stems}, {result.realtime_factor:.0f}x real time"
     )
     return 0
 

@@ -41,7 +41,11 @@ class Engine:
     ``instruments`` is a :class:`~sing_synth.preset.Preset` (with ``instrument``, an optional
     instrument id overriding the program of melodic channels) or a ready :class:`InstrumentMap`.
     ``effects``: the reverb and chorus buses (:class:`~sing_synth.effects.EffectSettings`; None:
-    both off, the dry engine).
+    both off, the dry engine). ``stems``: MIDI channels (0-15) whose share of each block is also
+    kept apart, in ``stems`` (channels, 2, frames): the channel's voices and their own reverb and
+    chorus (a lane of the effects each, see ``effects``), after the master gain and the limiter's
+    gain but before its soft knee, so they add up to the mix wherever the knee leaves it alone.
+    Offline only (it allocates).
     """
 
     def __init__(
@@ -61,6 +65,7 @@ class Engine:
         limiter_release: float = 0.3,
         chunk: int | None = None,
         effects: EffectSettings | None = None,
+        stems=None,
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
@@ -81,8 +86,15 @@ class Engine:
         settings.check()
         self.effects = Effects(settings, self.rate, self.max_block) if settings.enabled else None
         # chunk: frames mixed per pass (offline: longer)
-        self.mixer = Mixer(self.pool, self.max_block, chunk, sends=self.effects is not None)
+        self.mixer = Mixer(self.pool, self.max_block, chunk, sends=self.effects is not None, lanes=stems)
         self._buses = self.mixer.sends[None], self.mixer.mix[None]  # (lanes, 2, frames) views for the effects
+        self.stem_channels = list(stems) if stems is not None else []
+        self.stems = self.mixer.stems if stems is not None else None
+        self.stem_effects = (
+            Effects(settings, self.rate, self.max_block, lanes=len(self.stem_channels))
+            if stems is not None and settings.enabled and self.stem_channels
+            else None
+        )
         self.limiter = Limiter(self.rate, self.max_block, gain, threshold, limiter_release)
         self.channels = [Channel(i) for i in range(16)]
         self.frame = 0  # engine time: frames processed so far
@@ -110,7 +122,7 @@ class Engine:
     @property
     def sounding(self) -> bool:
         """Whether anything may still sound: a voice, or an effect's tail."""
-        return self.pool.n > 0 or (self.effects is not None and self.effects.active)
+        return self.pool.n > 0 or any(fx is not None and fx.active for fx in (self.effects, self.stem_effects))
 
     # Processing -------------------------------------------------------------------------
     def process(self, out: np.ndarray) -> None:
@@ -127,6 +139,9 @@ class Engine:
         mixer.mix[:, :n] = 0.0
         if fx is not None:
             mixer.sends[:, :n] = 0.0
+        if self.stems is not None:
+            mixer.stems[:, :, :n] = 0.0
+            mixer.stem_sends[:, :, :n] = 0.0
         end = self.frame + n
         q, e = self.queue, self._ev
         budget = self.max_events
@@ -153,7 +168,12 @@ class Engine:
         if fx is not None:
             sends, mix = self._buses
             fx.process(sends[:, :, :n], mix[:, :, :n])
-        self.limiter.process(mixer.mix[:, :n], out)
+        stems = None
+        if self.stems is not None:
+            stems = mixer.stems[:, :, :n]
+            if self.stem_effects is not None:
+                self.stem_effects.process(mixer.stem_sends[:, :, :n], stems)
+        self.limiter.process(mixer.mix[:, :n], out, stems)
         self.frame = end
 
     # Events -----------------------------------------------------------------------------
@@ -246,8 +266,9 @@ class Engine:
             c.bend = a
             self._update_rates(c)
         elif kind == ev.RESET:
-            if self.effects is not None:
-                self.effects.reset()  # as FluidSynth's system reset: the tails stop too
+            for fx in (self.effects, self.stem_effects):
+                if fx is not None:
+                    fx.reset()  # as FluidSynth's system reset: the tails stop too
             for c in self.channels:
                 self._all_sound_off(c.index)
                 c.reset_all()

@@ -27,9 +27,11 @@ class Limiter:
         self._t2 = np.zeros(max_block, np.float32)
         self._ramp = np.arange(1, max_block + 1, dtype=np.float32)
 
-    def process(self, mix: np.ndarray, out: np.ndarray) -> None:
+    def process(self, mix: np.ndarray, out: np.ndarray, also: np.ndarray | None = None) -> None:
         """Gain, limit and soft-clip ``mix`` (2, n) in place, then write it into ``out`` (n, 1, 2 or
-        more channels: mono is the mid signal, channels past two are silent)."""
+        more channels: mono is the mid signal, channels past two are silent). ``also`` (stems,
+        (lanes, 2, n)) gets the same gain, not the knee: its lanes add up to the mix wherever the
+        knee leaves it alone (below ``threshold``)."""
         n = mix.shape[1]
         peak = max(float(mix.max()), -float(mix.min())) * self.gain
         g0 = self.level
@@ -41,6 +43,8 @@ class Limiter:
         self.level = g1
         if g0 == g1:
             mix *= self.gain * g0
+            if also is not None:
+                also *= self.gain * g0
         else:
             ramp = self._t[:n]
             np.multiply(self._ramp[:n], (g1 - g0) / n, out=ramp)
@@ -48,6 +52,8 @@ class Limiter:
             ramp *= self.gain
             mix[0] *= ramp
             mix[1] *= ramp
+            if also is not None:
+                also *= ramp  # (offline: a broadcast may allocate)
         if peak * max(g0, g1) > self.threshold:
             for x in mix:
                 self._knee(x)

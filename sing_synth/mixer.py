@@ -21,6 +21,11 @@ the stretch.
 With ``sends``, the voices are also mixed into ``sends`` (reverb, chorus: the mono inputs of the
 engine's effect buses, see ``effects``) by a second matrix product of the same signals with the
 voices' send gains, which ramp on their own: the dry mix is computed exactly as without.
+
+With ``lanes`` (a list of MIDI channels: the stems of a render), each lane's voices are also
+mixed on their own into ``stems`` (and ``stem_sends``): the same products over each lane's
+own voices (gathered). This is for offline rendering: it allocates a few arrays per stretch;
+the mix is computed exactly as without.
 """
 
 from __future__ import annotations
@@ -42,13 +47,21 @@ ROUND_BITS = int(np.float64(ROUND).view(np.int64))
 class Mixer:
     """The scratch buffers and the kernel that render a voice pool into ``mix`` (left, right)."""
 
-    def __init__(self, pool: VoicePool, max_block: int, chunk: int | None = None, sends: bool = False) -> None:
+    def __init__(
+        self, pool: VoicePool, max_block: int, chunk: int | None = None, sends: bool = False, lanes=None
+    ) -> None:
         self.pool = pool
         self.max_block = int(max_block)
         n = pool.size
         self.mix = np.zeros((2, self.max_block), np.float32)  # left, right
         self.send = bool(sends)
         self.sends = np.zeros((2, self.max_block), np.float32)  # reverb, chorus (mono each)
+        self.lanes = list(lanes) if lanes is not None else None
+        if self.lanes is not None:  # stems: (lanes, left and right | reverb and chorus, frames)
+            self.lane_of = np.full(16, -1, np.int64)
+            self.lane_of[self.lanes] = np.arange(len(self.lanes))
+            self.stems = np.zeros((len(self.lanes), 2, self.max_block), np.float32)
+            self.stem_sends = np.zeros((len(self.lanes), 2, self.max_block), np.float32)
         # frames per pass: the whole block up to ``chunk`` (default MAX_CHUNK; longer passes amortise
         # the fixed cost of a pass, and the scratch takes about 60 bytes x voices x chunk)
         self.chunk = c = max(1, min(self.max_block, int(chunk or MAX_CHUNK)))
@@ -261,6 +274,8 @@ class Mixer:
                     else:
                         quiet[v] = False
         # gains and the stereo mix: (2, rows) x (rows, frames)
+        if self.lanes is not None:  # first, while the gains are those of this stretch's start
+            self._stem_mix(y, n, m, a)
         out = self._stereo[0, :, :m]
         if pool.ramps:
             pool.ramps = np.count_nonzero(pool.ramp_left[:n]) > 0
@@ -437,6 +452,43 @@ class Mixer:
                 np.multiply(f, gains[:, side], out=g[side, layer * n : (layer + 1) * n])
         np.copyto(g32, g)
         return g32
+
+    def _stem_mix(self, y: np.ndarray, n: int, m: int, a: int) -> None:
+        """Each lane's share of the mix and of the sends, into ``stems`` and ``stem_sends``: for each
+        lane, the products of ``_render`` and ``_ramp`` over its own voices' rows (gathered), so the
+        lanes together cost about what the mix does. The gains are not advanced (the mix that
+        follows does it)."""
+        pool = self.pool
+        lane = self.lane_of[pool.channel[:n]]
+        groups = [(int(k), np.flatnonzero(lane == k)) for k in np.unique(lane) if k >= 0]
+        buses = [(self.stems, pool.ramp_left, pool.ramp_at, pool.gain, pool.target)]
+        if self.send:
+            buses.append((self.stem_sends, pool.send_ramp, pool.send_at, pool.send, pool.send_target))
+        for bus, ramp, at, gain, target in buses:
+            ramp, at, gain, target = ramp[:n], at[:n], gain[:n], target[:n]
+            at_target = self._coefficients(n, target).copy()
+            ramping = bool(ramp.any())
+            if ramping:  # as _ramp: the gains until k1, the targets after, a ramp from k0 to k1
+                live = ramp > 0
+                steps = np.maximum(ramp, 1)
+                k0, k1 = min(m, int(at[live].min())), min(m, int((at + steps)[live].max()))
+                at_gain = self._coefficients(n, gain).copy()
+                change = self._coefficients(n, target - gain).copy()
+                k = np.arange(k0, k1, dtype=np.float64)
+                w = np.clip((k[None, :] + 1.0 - at[:, None]) / steps[:, None], 0.0, 1.0).astype(np.float32)
+            for index, voices in groups:
+                rows = np.concatenate([voices, n + voices])
+                yl = y[rows]
+                if not ramping:
+                    bus[index, :, a : a + m] += at_target[:, rows] @ yl
+                    continue
+                out = np.empty((2, m), np.float32)
+                out[:, :k1] = at_gain[:, rows] @ yl[:, :k1]
+                out[:, k1:] = at_target[:, rows] @ yl[:, k1:]
+                if k1 > k0:
+                    ww = w[voices]
+                    out[:, k0:k1] += change[:, rows] @ (yl[:, k0:k1] * np.concatenate([ww, ww]))
+                bus[index, :, a : a + m] += out
 
     def _ramp(self, y: np.ndarray, out: np.ndarray, scratch: np.ndarray, ramp, at, gain, target) -> None:
         """The stereo mix of a stretch where gains move linearly towards their targets over ``ramp``

@@ -17,9 +17,12 @@ could pass 4 GiB is written as RF64.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import re
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import limits, midi_file
+from . import limits, loudness, midi_file
 from .audio_file import atomic_writer, check_output
 from .bank import PAD
 from .channels import InstrumentMap
@@ -68,6 +71,8 @@ class RenderResult:
     model_seconds: float = 0.0  # the model, resampling and writing the new notes to the cache
     write_seconds: float = 0.0  # the output file (part of mix_seconds)
     notes_dropped: int = 0  # notes dropped from memory to stay within its budget (see note_plan)
+    loudness: loudness.Normalized | None = None  # what --normalize did
+    stems: dict[int, Path] = field(default_factory=dict)  # MIDI channel (0-15) -> its stem file
 
     @property
     def duration(self) -> float:
@@ -195,6 +200,9 @@ def render_file(
     cache: DiskCache | bool | None = None,
     memory_bytes: int = DEFAULT_NOTE_MEMORY,
     effects: EffectSettings | None = None,
+    normalize: float | None = None,
+    true_peak: float = loudness.DEFAULT_CEILING,
+    stems: bool = False,
 ) -> RenderResult:
     """Render ``midi_path`` to ``out_path`` (default: the song's name with ``.wav``, beside it).
 
@@ -211,11 +219,21 @@ def render_file(
     than that holds has them made as it plays (:mod:`sing_synth.note_plan`).
     ``effects``: the reverb and chorus buses (default: both on, General MIDI's sends);
     ``EffectSettings.dry()`` renders the dry engine output.
+    ``normalize``: a loudness in LUFS (ITU-R BS.1770) that the whole render is scaled to, its true
+    peak held at most at ``true_peak`` dBTP (see :mod:`sing_synth.loudness`); the render is
+    spilled to a float file beside the output first (8 bytes a frame, stems included), measured,
+    then written scaled. ``stems``: also one file per MIDI channel that sounds, beside the
+    output and named by channel and instrument (``song-ch01-piano.wav``): the channel's voices
+    and its own reverb and chorus, sample-aligned with the mix, through the same master and
+    limiter gain (not the limiter's soft knee): they add up to the mix wherever the knee leaves
+    it alone.
     """
     t_start = time.perf_counter()
     _check_options(rate, polyphony, gain, block, tail, max_length, batch_size, threads, memory_bytes, model_device)
     effects = effects if effects is not None else EffectSettings()
     effects.check()
+    if normalize is not None:
+        loudness.check_target(normalize, true_peak)
     if source is not None and source.rate != rate:
         raise ConfigError(f"the note source holds {source.rate} Hz notes but the render is at {rate} Hz", "rate")
     midi_path = Path(midi_path)
@@ -241,6 +259,12 @@ def render_file(
     if song.note_count() == 0:
         warnings.append("the file has no notes: the output is silent")
         log.warning("%s has no notes: the output is silent", midi_path.name)
+
+    stem_paths = stem_outputs(out, song, imap, preset) if stems else {}
+    for path in stem_paths.values():
+        if path.exists() and midi_path.exists() and path.resolve() == midi_path.resolve():
+            raise ConfigError(f"the stem {path} is the input file; choose another output name", "output")
+        check_output(path, fmt)
 
     needed = midi_file.needed_notes(song, imap)
     source = source if source is not None else DictNoteSource(rate=rate)
@@ -268,13 +292,39 @@ def render_file(
         # offline, every event of a block is applied at its sample (live play caps events per block)
         # and the voices are mixed a whole block per pass (fewer, longer passes: the same samples)
         engine = Engine(imap, source, rate=rate, polyphony=polyphony, gain=gain, max_block=block, max_events=1 << 30,
-                        chunk=block, effects=effects)
+                        chunk=block, effects=effects, stems=sorted(stem_paths) if stems else None)
+        outputs = [out, *(stem_paths[ch] for ch in sorted(stem_paths))]
         most = song.end + int(round(tail * rate)) + block  # a WAV file that could pass 4 GiB becomes RF64
-        with atomic_writer(out, rate, 2, fmt, max_frames=most) as writer:
-            timed = _TimedWriter(writer)
-            frames = _mix(engine, song, timed, block, tail, threshold_db, bar, plan)
-            t_close = time.perf_counter()
-        timed.seconds += time.perf_counter() - t_close
+        if normalize is None:
+            with contextlib.ExitStack() as files:
+                timed = _TimedWriter([files.enter_context(atomic_writer(p, rate, 2, fmt, max_frames=most)) for p in outputs])
+                frames = _mix(engine, song, timed, block, tail, threshold_db, bar, plan)
+                t_close = time.perf_counter()
+            timed.seconds += time.perf_counter() - t_close
+        else:
+            with _Spill(outputs) as spill:
+                measured = loudness.Meter(rate)
+                frames = _mix(engine, song, _Metered(spill, measured), block, tail, threshold_db, bar, plan)
+                spill.flush()
+                with contextlib.ExitStack() as files:
+                    timed = _TimedWriter(
+                        [files.enter_context(atomic_writer(p, rate, 2, fmt, max_frames=frames)) for p in outputs]
+                    )
+
+                    def write(gain, a: int, b: int, mix: np.ndarray) -> None:
+                        timed.write(mix * gain[:, None], [spill.read(k, a, b) * gain[:, None] for k in range(1, len(outputs))])
+
+                    level = loudness.normalize(
+                        spill.reader(rate), write, normalize, true_peak, before=measured,
+                        progress=lambda done, total: bar.bar("normalising", done, total),
+                    )
+                    if abs(level.after_lufs - normalize) > 0.5:
+                        msg = (f"{normalize:g} LUFS is out of reach under a true peak of {true_peak:g} dBTP: the render "
+                               f"reached {level.after_lufs:.1f} LUFS with {level.limited_db:.1f} dB of limiting")
+                        log.warning(msg)
+                        warnings.append(msg)
+                    t_close = time.perf_counter()
+                timed.seconds += time.perf_counter() - t_close
     finally:
         bar.done(clear=True)
         if store is not None and store.written:
@@ -306,7 +356,31 @@ def render_file(
         model_seconds=make.model_seconds,
         write_seconds=timed.seconds,
         notes_dropped=plan.dropped if plan is not None else 0,
+        loudness=level if normalize is not None else None,
+        stems=stem_paths,
     )
+
+
+def stem_outputs(out: Path, song, imap: InstrumentMap, preset) -> dict[int, Path]:
+    """The stem file of every MIDI channel that plays a note, beside ``out`` and named by channel
+    (1-16) and instrument: ``song-ch01-acoustic-grand-piano.wav``; a channel that changes
+    instrument names up to three, in order of first use (``song-ch02-strings+brass.wav``)."""
+    played: dict[int, dict[int, None]] = {}
+    channels = song.events[:, 2]
+    for index, keys in midi_file.note_uses(song, imap):
+        played.setdefault(int(channels[index]), {}).setdefault(keys[0][0])
+    names = {i.id: i.name for i in preset.instruments}
+    paths = {}
+    for ch, instruments in sorted(played.items()):
+        words = [_slug(names.get(i, f"instrument {i}")) for i in list(instruments)[:3]]
+        if len(instruments) > 3:
+            words.append("more")
+        paths[ch] = out.with_name(f"{out.stem}-ch{ch + 1:02d}-{'+'.join(words)}{out.suffix}")
+    return paths
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40].strip("-") or "instrument"
 
 
 class _NoteMaker:
@@ -375,15 +449,87 @@ def _plan(song, imap, needed, source, make, preset, rate, memory_bytes, polyphon
 
 
 class _TimedWriter:
-    """An audio writer that counts the time spent in it."""
+    """The render's audio writers (the mix, then its stems), counting the time spent in them."""
 
-    def __init__(self, writer) -> None:
-        self.writer, self.seconds = writer, 0.0
+    def __init__(self, writers) -> None:
+        self.writers, self.seconds = list(writers), 0.0
 
-    def write(self, x: np.ndarray) -> None:
+    def write(self, x: np.ndarray, stems=()) -> None:
+        """The mix ``x`` (frames, 2), and each stem's (frames, 2)."""
         t = time.perf_counter()
-        self.writer.write(x)
+        self.writers[0].write(x)
+        for writer, stem in zip(self.writers[1:], stems):
+            writer.write(stem)
         self.seconds += time.perf_counter() - t
+
+
+class _Metered:
+    """Writes through ``writer`` and measures the mix with ``meter`` (a loudness.Meter)."""
+
+    def __init__(self, writer, meter) -> None:
+        self.writer, self.meter = writer, meter
+
+    def write(self, x: np.ndarray, stems=()) -> None:
+        self.meter.add(x)
+        self.writer.write(x, stems)
+
+
+class _Spill:
+    """The render's files as raw float32 stereo beside the first output, read back frame-exact for
+    the normalising pass; removed on the way out, whatever happens."""
+
+    def __init__(self, outputs) -> None:
+        self.outputs = [Path(p) for p in outputs]
+        self.paths: list[Path] = []
+        self.files = []
+        self._maps: list[np.ndarray | None] = []
+
+    def __enter__(self) -> _Spill:
+        try:
+            for out in self.outputs:
+                fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".f32", dir=self.outputs[0].parent)
+                self.paths.append(Path(name))
+                self.files.append(os.fdopen(fd, "wb"))
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._maps = []
+        for f in self.files:
+            f.close()
+        for path in self.paths:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+    def write(self, x: np.ndarray, stems=()) -> None:
+        self.files[0].write(np.ascontiguousarray(x, "<f4").tobytes())
+        for f, stem in zip(self.files[1:], stems):
+            f.write(np.ascontiguousarray(stem, "<f4").tobytes())
+
+    def flush(self) -> None:
+        for f in self.files:
+            f.flush()
+        self._maps = [np.memmap(p, "<f4", "r").reshape(-1, 2) if p.stat().st_size else np.zeros((0, 2), "<f4")
+                      for p in self.paths]
+
+    def read(self, k: int, a: int, b: int) -> np.ndarray:
+        """Frames ``a:b`` of file ``k`` (0: the mix)."""
+        return np.asarray(self._maps[k][a:b], np.float32)
+
+    def reader(self, rate: int):
+        """The mix as :func:`loudness.normalize` reads it."""
+        spill = self
+
+        class Read:
+            frames = len(self._maps[0])
+
+            def __call__(self, a: int, b: int) -> np.ndarray:
+                return spill.read(0, a, b)
+
+        Read.rate = rate
+        return Read()
 
 
 def _mix(
@@ -400,6 +546,8 @@ def _mix(
     threshold = 10.0 ** (threshold_db / 20.0)
     buf = np.zeros((block, 2), np.float32)
     held: list[np.ndarray] = []  # audio after the last event, trimmed at the end
+    held_stems: list[np.ndarray] = []  # the same of the stems, (lanes, 2, frames)
+    stems = engine.stems
     frame = i = queued = 0  # queued: the first event the engine has not played yet
     ready = 0 if plan is not None else n_events  # the events before it have their notes resident
     rows, first = [], 0  # rows[k] is event first + k: lists made a chunk at a time (a song's could take GBs)
@@ -429,10 +577,12 @@ def _mix(
         if plan is not None:
             queued = min(i, int(np.searchsorted(times, frame)))
         if frame <= end:
-            writer.write(buf[:n])
+            writer.write(buf[:n], [] if stems is None else stems[:, :, :n].transpose(0, 2, 1))
             bar.bar("mixing", frame, max(end, 1))
             continue
         held.append(buf[:n].copy())
+        if stems is not None:
+            held_stems.append(stems[:, :, :n].copy())
         quiet = float(np.max(np.abs(buf[:n]))) < threshold
         if frame >= cap or (i >= n_events and (quiet or not engine.sounding)):
             break
@@ -442,10 +592,14 @@ def _mix(
         keep = int(loud[-1]) + 1 if len(loud) else 0
         still_sounding = keep == len(rest)
         rest = rest[:keep]
+        rest_stems = np.concatenate(held_stems, axis=2)[:, :, :keep].transpose(0, 2, 1) if stems is not None else []
         if frame >= cap and still_sounding and keep:  # cut by the cap while still sounding: fade out
             k = min(keep, int(0.01 * engine.rate))
-            rest[-k:] *= np.linspace(1.0, 0.0, k, dtype=np.float32)[:, None]
-        writer.write(rest)
+            fade = np.linspace(1.0, 0.0, k, dtype=np.float32)[:, None]
+            rest[-k:] *= fade
+            for stem in rest_stems:
+                stem[-k:] *= fade
+        writer.write(rest, rest_stems)
         return min(frame, end) + keep
     return frame
 

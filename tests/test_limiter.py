@@ -68,3 +68,18 @@ def test_mono_and_extra_channels():
     wide = run(Limiter(RATE, N, gain=1.0), mix, channels=4)
     np.testing.assert_array_equal(wide[:, :2], mix.T)
     assert not wide[:, 2:].any()
+
+
+def test_stems_get_the_gain_and_not_the_knee():
+    """The lanes (stems) of a mix get the limiter's gain, ramp included, but not its soft knee: they
+    add up to the output wherever the knee leaves it alone."""
+    limiter = Limiter(RATE, N, gain=1.0)
+    rng = np.random.default_rng(0)
+    for peak in (0.5, 3.0, 3.0, 0.4):  # quiet, loud (the gain drops), loud, quiet (it recovers: a ramp)
+        mix = block(peak)
+        lanes = rng.random((3, 2, N)).astype(np.float32)
+        lanes *= mix / lanes.sum(axis=0)  # three lanes that add up to the mix
+        out = np.zeros((N, 2), np.float32)
+        limiter.process(mix.copy(), out, lanes)
+        below = np.abs(out) < limiter.threshold
+        np.testing.assert_allclose(lanes.sum(axis=0).T[below], out[below], atol=1e-5)
