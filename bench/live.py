@@ -1,4 +1,4 @@
-"""Live play figures: callback cost, MIDI-in to audio-out latency, start-to-ready time, a soak run.
+"""Live play figures: callback cost, effects, MIDI-in to audio-out latency, start-to-ready time, a soak run.
 
 1. Callback cost: ``Engine.process`` (the audio callback's work) at 48 kHz with 1, 16, 64 and
    128 keys held on one channel and its pitch bend moving (an event at a random sample of every
@@ -6,8 +6,16 @@
    paced at one call per block period (median, p99, max as a fraction of the period) and back
    to back (median). The notes are synthetic sustaining tones of the real length (4 s): the
    cost does not depend on their content; held notes reach their loop within the run; the
-   velocity lies between two classes, so every voice plays both layers. Reference: a fixed
-   512 KiB copy paced the same way (how much this machine stretches a job that never varies).
+   velocity lies between two classes, so every voice plays both layers. Each case dry (the
+   effect buses off) and with the reverb and chorus buses working (the channel sending to both,
+   CC91 and CC93 at 100). Reference: a fixed 512 KiB copy paced the same way (how much this
+   machine stretches a job that never varies).
+1b. Effects (``--only effects``): at 64 voices, 128 and 256 frames, the same paced and
+   back-to-back timings for the mixer alone (the dry engine), the engine with both buses, the
+   buses alone (``Effects.process`` on a block of sends), and, when it is installed, Spotify's
+   pedalboard (JUCE's Reverb and Chorus, ``process(..., reset=False)`` on a stereo block), with
+   the bytes each call allocates at its peak (tracemalloc): the measurements behind
+   ``sing_synth/effects.py``'s choice. Reference: the 512 KiB copy, paced.
 2. Latency: `sing-synth --virtual` on a private JACK dummy server; a JACK client sends note-ons
    at exact frames (random positions inside the period) and a second one records the output;
    latency = first sound - send, on JACK's frame timeline (median, p95), at 128 and 256 frames.
@@ -21,6 +29,7 @@
    of such stalls and the others.
 
     python bench/live.py [--blocks 3000] [--notes 30] [--soak 30] [--preset NAME_OR_DIR]
+    python bench/live.py --only cost effects
     python bench/live.py --only soak --soak 600      # the 10-minute run of the issue
 """
 
@@ -34,11 +43,13 @@ import random
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
 
 from sing_synth import events as ev
+from sing_synth.effects import Effects, EffectSettings
 from sing_synth.engine import Engine
 from sing_synth.note_source import DictNoteSource
 from sing_synth.preset import Instrument, Preset
@@ -50,27 +61,16 @@ REALTIME = True  # jackd -R: the server and its clients' audio threads get real-
 
 
 # 1. Callback cost ---------------------------------------------------------------------------
-def callback_cost(voices: int, block: int, blocks: int, paced: bool = True) -> np.ndarray:
+def callback_cost(voices: int, block: int, blocks: int, paced: bool = True, effects: bool = False) -> np.ndarray:
     """Seconds per ``process`` call with ``voices`` keys held on channel 1 and its bend moving,
     one call per block period (as the audio callback: a real-time thread that sleeps between blocks,
     so caches are cold at each call), or back to back (``paced=False``: caches warm).
 
     One pitch-bend event per block, at a random sample of the block (a pitch wheel sends one
-    every few milliseconds); blocks run long enough for held notes to reach their loop.
+    every few milliseconds); blocks run long enough for held notes to reach their loop. With
+    ``effects``, both effect buses are on and the channel sends to them (CC91 and CC93 at 100).
     """
-    preset = Preset(
-        path=Path("."),
-        name="bench",
-        config=None,
-        instruments=[Instrument(0, "bench organ", family="organ", gm_program=0, pitch_range=(0, 127))],
-    )
-    t = np.arange(4 * RATE) / RATE
-    tone = (0.05 * (np.sin(2 * np.pi * 220 * t) + 0.5 * np.sin(2 * np.pi * 440 * t))).astype(np.float32)
-    source = DictNoteSource({(0, p, v): tone for p in range(128) for v in range(5)}, rate=RATE)
-    engine = Engine(preset, source, rate=RATE, polyphony=128, max_block=block)
-    keys = sorted(range(128), key=lambda k: abs(k - 64))[:voices]  # the middle of the keyboard outwards
-    for key in keys:
-        engine.push(ev.NOTE_ON, 0, key, 90, 0)  # between two velocity classes: both layers play
+    engine = held_engine(voices, block, effects)
     out = np.zeros((block, 2), np.float32)
     rng = np.random.default_rng(0)
     gc.collect()
@@ -81,7 +81,71 @@ def callback_cost(voices: int, block: int, blocks: int, paced: bool = True) -> n
 
     times = timed(lambda: engine.process(out), block, blocks, paced, before=bend)
     assert engine.active_voices == voices, (engine.active_voices, voices)
+    assert not effects or engine.effects.active
     return times
+
+
+def held_engine(voices: int, block: int, effects: bool = False) -> Engine:
+    """An engine at 48 kHz with ``voices`` keys held on channel 1 (both velocity layers playing)."""
+    preset = Preset(
+        path=Path("."),
+        name="bench",
+        config=None,
+        instruments=[Instrument(0, "bench organ", family="organ", gm_program=0, pitch_range=(0, 127))],
+    )
+    t = np.arange(4 * RATE) / RATE
+    tone = (0.05 * (np.sin(2 * np.pi * 220 * t) + 0.5 * np.sin(2 * np.pi * 440 * t))).astype(np.float32)
+    source = DictNoteSource({(0, p, v): tone for p in range(128) for v in range(5)}, rate=RATE)
+    settings = EffectSettings() if effects else None
+    engine = Engine(preset, source, rate=RATE, polyphony=128, max_block=block, effects=settings)
+    if effects:
+        engine.push(ev.CONTROL, 0, ev.CC_REVERB, 100, 0)
+        engine.push(ev.CONTROL, 0, ev.CC_CHORUS, 100, 0)
+    keys = sorted(range(128), key=lambda k: abs(k - 64))[:voices]  # the middle of the keyboard outwards
+    for key in keys:
+        engine.push(ev.NOTE_ON, 0, key, 90, 0)  # between two velocity classes: both layers play
+    engine.process(np.zeros((block, 2), np.float32))
+    return engine
+
+
+def effect_jobs(block: int) -> dict:
+    """The jobs part 1b times, by name: each a function of no arguments doing one block's work."""
+    jobs = {}
+    for name, effects in (("mixer (engine, effects off)", False), ("engine, reverb + chorus", True)):
+        engine = held_engine(64, block, effects)
+        out = np.zeros((block, 2), np.float32)
+        jobs[name] = lambda engine=engine, out=out: engine.process(out)
+    rng = np.random.default_rng(0)
+    sends = (0.1 * rng.standard_normal((1, 2, block))).astype(np.float32)
+    wet = np.zeros((1, 2, block), np.float32)
+    ours = Effects(EffectSettings(), RATE, block)
+    jobs["reverb + chorus alone (effects.py)"] = lambda: ours.process(sends, wet)
+    try:
+        import pedalboard
+    except ImportError:
+        print("   (pedalboard is not installed: pip install pedalboard to time it here)")
+        return jobs
+    board = pedalboard.Pedalboard([pedalboard.Reverb(), pedalboard.Chorus()])
+    stereo = np.ascontiguousarray(np.repeat(sends[0, :1], 2, axis=0))  # a mono send in both channels
+    jobs[f"pedalboard {pedalboard.__version__} Reverb + Chorus"] = lambda: board.process(
+        stereo, RATE, buffer_size=block, reset=False
+    )
+    return jobs
+
+
+def allocated(job, calls: int = 200) -> int:
+    """The most bytes (tracemalloc) held at once above the baseline while ``job`` runs ``calls`` times."""
+    for _ in range(20):
+        job()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        for _ in range(calls):
+            job()
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
 
 
 def reference_cost(block: int, blocks: int) -> np.ndarray:
@@ -274,7 +338,7 @@ def soak(preset, cache: Path, seconds: float, period: int = 256) -> dict:
             "machine_xruns": machine}
 
 
-PARTS = ("cost", "latency", "ready", "soak")
+PARTS = ("cost", "effects", "latency", "ready", "soak")
 
 
 def main(argv=None) -> int:
@@ -302,18 +366,21 @@ def main(argv=None) -> int:
         except (AttributeError, PermissionError, OSError):
             how = "in a normal thread (real-time scheduling not permitted: figures include preemption)"
         print(f"\n1. Callback cost at 48 kHz, pitch bend moving (fraction of the block period), {how};")
-        print("   paced: one call per period as in a stream; back to back: calls in a loop (warm caches)")
-        print(f"{'voices':>7} {'block':>6} {'period ms':>10} {'median':>8} {'p99':>8} {'max':>8} {'back-to-back median':>20}")
+        print("   paced: one call per period as in a stream; back to back: calls in a loop (warm caches);")
+        print("   dry: the effect buses off; effects: reverb and chorus on, the channel sending to both")
+        print(f"{'voices':>7} {'block':>6} {'period ms':>10} {'':>7} {'median':>8} {'p99':>8} {'max':>8} "
+              f"{'back-to-back median':>20}")
         for block in (128, 256):
             period = block / RATE
             for voices in (1, 16, 64, 128):
-                t = callback_cost(voices, block, args.blocks) / period
-                hot = callback_cost(voices, block, args.blocks // 2, paced=False) / period
-                print(
-                    f"{voices:7d} {block:6d} {1000 * period:10.2f} {np.median(t):8.1%} "
-                    f"{np.percentile(t, 99):8.1%} {t.max():8.1%} {np.median(hot):20.1%}",
-                    flush=True,
-                )
+                for label, effects in (("dry", False), ("effects", True)):
+                    t = callback_cost(voices, block, args.blocks, effects=effects) / period
+                    hot = callback_cost(voices, block, args.blocks // 2, paced=False, effects=effects) / period
+                    print(
+                        f"{voices:7d} {block:6d} {1000 * period:10.2f} {label:>7} {np.median(t):8.1%} "
+                        f"{np.percentile(t, 99):8.1%} {t.max():8.1%} {np.median(hot):20.1%}",
+                        flush=True,
+                    )
         ref = reference_cost(128, args.blocks) * 1e6
         print(
             f"reference, a fixed 512 KiB copy paced at 128 frames: median {np.median(ref):.0f} us, "
@@ -322,7 +389,31 @@ def main(argv=None) -> int:
         )
         with contextlib.suppress(AttributeError, PermissionError, OSError):
             os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
-    if set(args.only) - {"cost"} and not JackServer.available():
+    if "effects" in args.only:
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+        except (AttributeError, PermissionError, OSError):
+            pass
+        print("\n1b. Effects at 48 kHz, 64 voices: microseconds per call (and % of the period), paced and back to")
+        print("    back; the most bytes held at once while it runs (tracemalloc): NumPy's small change, or more")
+        print(f"{'block':>6} {'job':<40} {'median':>14} {'p99':>14} {'back to back':>14} {'allocated':>10}")
+        for block in (128, 256):
+            period = block / RATE
+            for name, job in effect_jobs(block).items():
+                t = timed(job, block, args.blocks)
+                hot = timed(job, block, args.blocks // 2, paced=False)
+                med, p99, b2b = np.median(t), np.percentile(t, 99), np.median(hot)
+                print(
+                    f"{block:6d} {name:<40} {1e6 * med:6.0f} ({med / period:5.1%}) {1e6 * p99:6.0f} ({p99 / period:5.1%}) "
+                    f"{1e6 * b2b:6.0f} ({b2b / period:5.1%}) {allocated(job):8d} B",
+                    flush=True,
+                )
+        ref = reference_cost(128, args.blocks) * 1e6
+        print(f"reference, a fixed 512 KiB copy paced at 128 frames: median {np.median(ref):.0f} us, "
+              f"p99 {np.percentile(ref, 99):.0f} us")
+        with contextlib.suppress(AttributeError, PermissionError, OSError):
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    if set(args.only) - {"cost", "effects"} and not JackServer.available():
         print("\njackd is not installed: latency, start-up and soak figures skipped")
         return 0
 

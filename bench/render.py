@@ -4,7 +4,9 @@ Generates a deterministic song of a few minutes (examples/make_examples.py: pian
 bass, strings, lead with bends, drums, tempo changes), then renders it
   - cold: an empty note cache, so every note the song needs goes through the model
     (model loading, inference and resampling included), then the engine;
-  - warm: the same notes already rendered (the same note source passed again): engine only;
+  - warm: the same notes already rendered (the same note source passed again): engine only,
+    with the reverb and chorus buses (the default), without them (``--no-reverb --no-chorus``),
+    and with the default effects plus ``--normalize -16`` and plus ``--stems``;
   - with FluidSynth (`fluidsynth -ni -F out.wav FluidR3_GM.sf2 song.mid`) in the same run,
 and prints real-time factors, the ratios to FluidSynth and peak memory.
 
@@ -49,6 +51,7 @@ def main() -> int:
     import torch
 
     from sing_synth import preset as presets
+    from sing_synth.effects import EffectSettings
     from sing_synth.note_source import DictNoteSource
     from sing_synth.render import render_file
     from sing_synth.testing import songs
@@ -72,6 +75,10 @@ def main() -> int:
         rss_cold = peak_rss_mib()
         warm = render_file(song, work / "warm.wav", preset, source=source, **kw)
         rss_warm = peak_rss_mib()
+        dry = render_file(song, work / "dry.wav", preset, source=source, effects=EffectSettings.dry(), **kw)
+        loud = render_file(song, work / "loud.wav", preset, source=source, normalize=-16.0, **kw)
+        stems = render_file(song, work / "stems.wav", preset, source=source, stems=True, **kw)
+        rss_extra = peak_rss_mib()
         cache_mib = sum(w.nbytes for w in source.notes.values()) / 2**20
 
         fluid = None
@@ -102,14 +109,21 @@ def main() -> int:
         rows = [
             ("cold (model + engine)", cold.total_seconds, cold.duration, rss_cold),
             ("warm (engine only)", warm.total_seconds, warm.duration, rss_warm),
+            ("warm, effects off", dry.total_seconds, dry.duration, rss_extra),
+            ("warm, --normalize -16", loud.total_seconds, loud.duration, rss_extra),
+            (f"warm, --stems ({len(stems.stems)})", stems.total_seconds, stems.duration, rss_extra),
         ]
         if fluid:
             rows.append(("fluidsynth -ni -F", fluid["seconds"], fluid["audio_s"], fluid["peak_rss_mib"]))
-        print(f"{'render':<24}{'seconds':>9}{'x real time':>13}{'vs fluidsynth':>15}{'peak RSS MiB':>14}")
+        print(f"{'render':<26}{'seconds':>9}{'x real time':>13}{'vs fluidsynth':>15}{'peak RSS MiB':>14}")
         for name, seconds, audio, rss in rows:
             rtf = audio / seconds
             ratio = f"{(fluid['seconds'] / seconds):.2f}x" if fluid else "-"
-            print(f"{name:<24}{seconds:>9.2f}{rtf:>13.1f}{ratio:>15}{rss:>14.0f}")
+            print(f"{name:<26}{seconds:>9.2f}{rtf:>13.1f}{ratio:>15}{rss:>14.0f}")
+        n = loud.loudness
+        print(f"--normalize -16: {n.before_lufs:.1f} -> {n.after_lufs:.1f} LUFS, true peak {n.before_peak_db:.1f} -> "
+              f"{n.after_peak_db:.1f} dBTP (limiter up to {n.limited_db:.1f} dB); peak RSS after the warm renders is the "
+              "process's peak so far")
         print(
             f"cold breakdown: notes {cold.note_seconds:.2f} s ({cold.notes_rendered} notes, "
             f"{cold.notes_rendered / max(cold.note_seconds, 1e-9):.0f} notes/s), engine + writer {cold.mix_seconds:.2f} s; "
@@ -125,6 +139,9 @@ def main() -> int:
                         "cold_s": cold.total_seconds,
                         "cold_notes_s": cold.note_seconds,
                         "warm_s": warm.total_seconds,
+                        "warm_dry_s": dry.total_seconds,
+                        "warm_normalize_s": loud.total_seconds,
+                        "warm_stems_s": stems.total_seconds,
                         "fluidsynth_s": fluid["seconds"] if fluid else None,
                         "peak_rss_cold_mib": rss_cold,
                         "peak_rss_warm_mib": rss_warm,
