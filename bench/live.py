@@ -47,6 +47,7 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
+from soak import soak
 
 from sing_synth import events as ev
 from sing_synth.effects import Effects, EffectSettings
@@ -246,96 +247,7 @@ def ready_times(preset, cache: Path) -> list[tuple[str, float, str]]:
     return rows
 
 
-# 4. Soak ------------------------------------------------------------------------------------
-# The reference of the soak: one process per core whose SCHED_FIFO thread does nothing but sleep
-# 1 ms at a time and prints when (CLOCK_MONOTONIC) and by how much it woke late (more than half a
-# block period). Such a stall is the machine's (on a virtual machine, its vCPU not running): an
-# audio thread on that core, or the server's, loses that time whatever its design.
-PROBE = """
-import os, sys, time
-try:
-    os.sched_setaffinity(0, {int(sys.argv[3])})
-    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
-except (AttributeError, PermissionError, OSError):
-    pass
-limit, end = float(sys.argv[1]), time.monotonic() + float(sys.argv[2])
-while True:
-    a = time.monotonic()
-    time.sleep(0.001)
-    b = time.monotonic()
-    if b - a - 0.001 > limit:
-        print(f"{b:.4f} {b - a - 0.001:.4f}", flush=True)
-    if b > end:
-        break
-"""
-
-
-def soak(preset, cache: Path, seconds: float, period: int = 256) -> dict:
-    """The synth alone in the JACK graph, fed by an rtmidi output port from this process: rtmidi
-    sends from its own C++ JACK callback, so no Python callback of the bench sits in the graph
-    and every xrun counted is the synth's or the server's. Beside it runs the PROBE reference;
-    the xruns are read from jackd's log every second, to tell those of seconds the machine
-    stalled from the others."""
-    import subprocess
-
-    import rtmidi
-
-    log = cache.parent / "jackd-soak.log"
-    with JackServer(RATE, period, REALTIME, log=str(log)) as server:
-        os.environ["JACK_DEFAULT_SERVER"] = server.name
-        synth = start_synth(preset, cache, period, server.env)
-        out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="sing-soak")
-        try:
-            ports = [i for i, name in enumerate(out.get_ports()) if "sing-synth" in name]
-            out.open_port(ports[0], "keys")
-            time.sleep(2.0)  # start-up done: the ports are connected
-            before = server.late_clients()
-            probes = [
-                subprocess.Popen([sys.executable, "-c", PROBE, str(period / RATE / 2), str(seconds + 1), str(cpu)],
-                                 stdout=subprocess.PIPE, text=True)
-                for cpu in sorted(os.sched_getaffinity(0))
-            ]
-            rng = random.Random(0)
-            held: list[int] = []
-            t0 = time.monotonic()
-            n = int(seconds * 100)
-            xrun_seconds, counted = [], [sum(before.values())]  # (time of the poll, xruns since the last)
-
-            def poll() -> dict:
-                late = server.late_clients()
-                if sum(late.values()) > counted[0]:
-                    xrun_seconds.append((time.monotonic(), sum(late.values()) - counted[0]))
-                    counted[0] = sum(late.values())
-                return late
-
-            for k in range(n):
-                if k % 100 == 99:
-                    poll()
-                time.sleep(max(0.0, t0 + (k + rng.random()) / 100 - time.monotonic()))
-                if k % 10 == 9:
-                    out.send_message([0xE0, 0, 32 + rng.randrange(64)])  # bend
-                elif held and (len(held) > 12 or rng.random() < 0.5):
-                    out.send_message([0x80, held.pop(rng.randrange(len(held))), 0])
-                else:
-                    key = 36 + rng.randrange(48)
-                    held.append(key)
-                    out.send_message([0x90, key, 30 + rng.randrange(97)])
-            out.send_message([0xB0, 123, 0])
-            time.sleep(1.0)
-            during = poll()
-            span = time.monotonic() - t0
-            stalls = [tuple(map(float, line.split())) for p in probes for line in p.communicate(timeout=30)[0].split("\n") if line]
-        finally:
-            synth.stop()
-            out.close_port()
-            del out
-    xruns = {name: count - before.get(name, 0) for name, count in during.items() if count > before.get(name, 0)}
-    # an xrun is counted at the first poll after it (polls 1 s apart): it belongs to a machine stall
-    # when the probe stalled in the 1.5 s before that poll
-    machine = sum(c for t, c in xrun_seconds if any(t - 1.5 <= s <= t for s, _ in stalls))
-    return {"events": n + 1, "seconds": span, "xruns": sum(xruns.values()), "late": xruns,
-            "synth_xruns": synth.xruns, "load": synth.info("stopped:"), "stalls": stalls,
-            "machine_xruns": machine}
+# 4. Soak: bench/soak.py -----------------------------------------------------------------
 
 
 PARTS = ("cost", "effects", "latency", "ready", "soak")
@@ -348,6 +260,7 @@ def main(argv=None) -> int:
     p.add_argument("--soak", type=float, default=30, help="seconds of 100 events/s after start-up (default 30)")
     p.add_argument("--preset", help="preset for start-to-ready and soak (default: the default preset, else tiny)")
     p.add_argument("--only", nargs="+", choices=PARTS, default=PARTS, help="run only these parts")
+    p.add_argument("--busy", action="store_true", help="soak with a float32 matmul loop keeping a core busy")
     p.add_argument("--no-realtime", action="store_true", help="run jackd without -R (no real-time scheduling)")
     args = p.parse_args(argv)
     global REALTIME
@@ -446,7 +359,9 @@ def main(argv=None) -> int:
                 print(f"  {label:>5} disk cache: {seconds:5.1f} s   ({info})", flush=True)
         if "soak" in args.only:
             print(f"\n4. Soak: {args.soak:.0f} s of 100 MIDI events/s after start-up (block 256)")
-            r = soak(preset, cache, args.soak)
+            if args.busy:
+                print("  with a load generator (a float32 matmul loop, one thread) keeping a core busy")
+            r = soak(preset, cache, args.soak, busy=args.busy, realtime=REALTIME)
             print(f"  {r['events']} events in {r['seconds']:.0f} s; xruns after start-up (jackd -v): {r['xruns']}"
                   f" {r['late'] or ''}")
             print(f"  synth's own count, start-up included: {r['synth_xruns']} xruns; {r['load']}")
@@ -455,6 +370,7 @@ def main(argv=None) -> int:
                   f"{len(lags)} times ({sum(lag > 256 / RATE for lag in lags)} by more than a period, worst "
                   f"{1000 * max(lags, default=0.0):.1f} ms); xruns in the seconds of those machine stalls: "
                   f"{r['machine_xruns']}, in other seconds: {r['xruns'] - r['machine_xruns']}")
+            print("\n".join(r["breakdown"]), flush=True)
     return 0
 
 

@@ -2,14 +2,16 @@
 
 The callback contract (DESIGN.md section 3, and sounddevice's ``Stream`` documentation): the
 callback runs on PortAudio's real-time thread and must fill the whole output buffer on time.
-It does exactly three things: tick the :class:`~sing_synth.midi_in.AudioClock` with the
-block's first engine frame (the MIDI thread turns arrival times into engine frames with it,
-one block ahead, so every event lands at its own sample offset with a constant latency), let
-the engine drain its lock-free event queue and mix pre-rendered notes into ``outdata``, and
-update plain counters (xruns from PortAudio's status flags, callback load). No torch, no disk,
-no printing or logging, no lock, no NumPy allocation; the engine's work is bounded by the
-polyphony limit and by its per-block event budget, whatever arrives on MIDI. Should the engine
-ever raise, the block is silenced and counted in ``errors`` instead of stopping the stream.
+It does exactly four things: tick the :class:`~sing_synth.midi_in.AudioClock` with the
+block's first engine frame (arrival times become engine frames with it, one block ahead, so
+every event lands at its own sample offset with a constant latency), move what rtmidi queued
+since the last block onto the engine's queue (a polled :class:`~sing_synth.midi_in.MidiInput`;
+a bounded number of messages, none waited for), let the engine drain its lock-free event
+queue and mix pre-rendered notes into ``outdata``, and update plain counters (xruns from
+PortAudio's status flags, callback load; with ``SING_SYNTH_TIMING``, one row of preallocated
+arrays per block, see :mod:`sing_synth.timing`). No torch, no disk, no printing or logging, no
+lock, no NumPy allocation; the engine's work is bounded by the polyphony limit and by its
+per-block event budget, whatever arrives on MIDI. Should the engine ever raise, the block is silenced and counted in ``errors`` instead of stopping the stream.
 """
 
 from __future__ import annotations
@@ -75,9 +77,11 @@ def find_device(query: str | int | None) -> dict:
 class AudioOutput:
     """A stereo float32 output stream whose callback runs ``engine.process``."""
 
-    def __init__(self, engine, clock, device: dict, rate: int, blocksize: int, latency="low"):
+    def __init__(self, engine, clock, device: dict, rate: int, blocksize: int, latency="low", timeline=None):
         sd = _sd()
         self.engine, self.clock = engine, clock
+        self.timeline = timeline  # a sing_synth.timing.Timeline, or None
+        self.midi = None  # a polled MidiInput: drained here once per block, after the clock's tick
         self.rate, self.blocksize = rate, blocksize
         self.xruns = 0  # blocks PortAudio flagged as output underflow/overflow
         self.errors = 0
@@ -100,20 +104,29 @@ class AudioOutput:
 
     def _callback(self, outdata, frames, time_info, status) -> None:
         t0 = time.perf_counter()
+        timeline = self.timeline
+        c0 = time.thread_time() if timeline is not None else 0.0
         xrun = status.output_underflow or status.output_overflow
         if xrun:
             self.xruns += 1
-        self.clock.tick(self.engine.frame, self._period, xrun)
+        frame = self.engine.frame
+        self.clock.tick(frame, self._period, xrun)
         try:
+            midi = self.midi
+            if midi is not None:
+                midi.drain()
             self.engine.process(outdata)
         except Exception:  # never let the stream die: silence this block, count it
             outdata.fill(0.0)
             self.errors += 1
         self.callbacks += 1
-        load = (time.perf_counter() - t0) / self._period
+        t1 = time.perf_counter()
+        load = (t1 - t0) / self._period
         self.load = load
         if load > self.max_load:
             self.max_load = load
+        if timeline is not None:
+            timeline.block(t0, t0 - self.clock.anchor - frame / self.rate, t1, time.thread_time() - c0)
 
     @property
     def latency(self) -> float:

@@ -23,6 +23,8 @@ import time
 from .cache import NoteCache
 from .note_source import COMMON_CLASSES, Key
 
+IDLE_WAIT = 30.0  # s: the idle renderer's longest sleep
+
 URGENT = -1  # the level of the notes the audio thread asked for
 
 
@@ -46,6 +48,7 @@ class CacheFiller:
         self.threads: int | None = None  # torch threads for the renderer's next batches (None: as built)
         self._threads_set: int | None = None
         self.rendered = 0  # statistics, a plain int
+        self.timeline = None  # a sing_synth.timing.Timeline (diagnostics), or None
         self.error: BaseException | None = None
 
     # Scheduling (main thread) ----------------------------------------------------------
@@ -170,10 +173,17 @@ class CacheFiller:
         cache = self.cache
         try:
             while not self._stop.is_set():
+                t0 = time.perf_counter()
+                cache.wake.clear()  # before looking: a request made from now on wakes the wait below
                 batch = self._next_batch()
                 if not batch:
-                    cache.wake.wait(0.5)
-                    cache.wake.clear()
+                    if self.timeline is not None:
+                        self.timeline.span("renderer", t0)
+                    if self._stop.is_set():  # stop() sets it before waking us: checked after the clear
+                        break
+                    # idle: sleep until a request, a schedule or stop() (no periodic wake-ups taking the
+                    # GIL while notes play; the timeout is only a safety net)
+                    cache.wake.wait(IDLE_WAIT)
                     continue
                 missing = [k for k in batch if not cache.load(k)]
                 renderer = self._renderer() if missing else None
@@ -185,5 +195,7 @@ class CacheFiller:
                     for key, wav in zip(missing, renderer.render(missing)):
                         cache.store(key, wav)
                         self.rendered += 1
+                if self.timeline is not None:
+                    self.timeline.span("renderer", t0)
         except BaseException as exc:  # reported to the main thread by wait()
             self.error = exc

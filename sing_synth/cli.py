@@ -139,9 +139,13 @@ def add_play_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("audio output")
     g.add_argument("--device", help="output device: index or part of its name (default: the system's)")
     g.add_argument("--rate", type=int, help="sample rate (default: the device's)")
-    g.add_argument("--blocksize", type=int, default=256, help="frames per callback (default 256)")
+    g.add_argument("--blocksize", type=int, default=256,
+                   help="frames per callback (default 256): larger blocks cost latency (one block from a key to "
+                        "its sound) and buy time: a busy machine clicks less often at 512 than at 128")
     g.add_argument("--latency", type=latency_arg, default="low",
-                   help="PortAudio latency: low, high or seconds (default low)")
+                   help="PortAudio output latency: low, high or seconds (default low); more buffering adds to the "
+                        "key-to-sound delay and lets the device ride out a late callback (ALSA, CoreAudio; "
+                        "JACK's own period sets it there)")
     g = p.add_argument_group("note cache")
     no_cache_option(g)
     g.add_argument("--cache-memory", type=float, default=2.0, help="memory for rendered notes, GiB (default 2)")

@@ -9,7 +9,8 @@ long collection can land in the audio thread) -> engine -> MIDI port (a JACK cli
 running graph would make the stream skip a period) -> audio stream -> ``ready`` (and
 ``ready_file``). A note that is neither in memory nor on disk later (a program change to a new
 instrument) has the renderer thread load the model then, while a re-pitched neighbour stands
-in. Ctrl-C, SIGTERM or SIGHUP: the MIDI callback is removed, pedals up and every note faded
+in. The MIDI input is polled by the audio callback (no Python thread of ours wakes for MIDI).
+Ctrl-C, SIGTERM or SIGHUP: the MIDI input stops being polled, pedals up and every note faded
 out, the stream closed, then the MIDI port and client, the renderer thread joined; the exit status is 128 + the signal's number (130, 143, 129; see
 :mod:`sing_synth.signals`), before ready as after.
 """
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import events as ev
-from . import limits, signals
+from . import limits, signals, timing
 from . import preset as presets
 from .audio_out import AudioOutput, find_device
 from .cache import NoteCache
@@ -148,7 +149,8 @@ def play(options: LiveOptions) -> int:
             effects=o.effects,
         )
         clock = AudioClock(rate, delay_frames=o.blocksize)
-        audio = AudioOutput(engine, clock, device, rate, o.blocksize, o.latency)
+        timeline = timing.from_env(o.blocksize / rate)  # SING_SYNTH_TIMING: where the time goes
+        audio = AudioOutput(engine, clock, device, rate, o.blocksize, o.latency, timeline)
         session = _Session(o, engine, clock, audio, cache, filler)
         return 128 + session.run(port, device, instrument, ready_s)
     except KeyboardInterrupt as exc:
@@ -176,7 +178,13 @@ class _Session:
         status = Progress(every=60.0)
         try:
             # MIDI first: a JACK client joining the graph makes the running stream skip a period
-            midi = MidiInput(engine, self.clock, port, o.virtual, o.midi_api, o.channel)
+            # polled from the audio callback: no Python thread of ours wakes for MIDI while playing
+            midi = MidiInput(engine, self.clock, port, o.virtual, o.midi_api, o.channel, polled=True)
+            audio.midi = midi
+            timeline = audio.timeline
+            if timeline is not None:
+                midi.timeline = filler.timeline = timeline
+                timeline.watch_gc()
             audio.start()
             kind = " (virtual: connect a keyboard or sequencer to it)" if o.virtual else ""
             print(f"MIDI input: {midi.name} ({midi.api}){kind}")
@@ -196,7 +204,8 @@ class _Session:
             print("ready", flush=True)
             reported_error = False
             next_poll = time.monotonic() + 1.0
-            while not stop.wait(0.25):
+            while not stop.wait(1.0):  # once a second: each wake-up takes the GIL from the audio thread
+                t0 = time.perf_counter()
                 if time.monotonic() >= next_poll:
                     next_poll = time.monotonic() + 1.0
                     message = midi.poll()
@@ -216,16 +225,20 @@ class _Session:
                     f"(max {100 * audio.max_load:5.1f}%)  xruns {audio.xruns}  notes {engine.notes_played}  "
                     f"rendering {filler.pending}"
                 )
+                if timeline is not None:
+                    timeline.span("status", t0)
         finally:
             if midi is not None:
-                midi.detach()  # the callback is removed first: the main thread is the only producer now
+                midi.detach()  # the audio thread stops polling first: the main thread is the only producer now
             for ch in range(16):
                 engine.push(ev.CONTROL, ch, ev.CC_SUSTAIN, 0)
                 engine.push(ev.CONTROL, ch, ev.CC_ALL_SOUND_OFF, 0)
             time.sleep(max(0.1, 4 * audio.blocksize / audio.rate))  # the callback applies it and fades out
             audio.close()
             if midi is not None:
-                midi.shutdown()  # port and client go after the stream: no graph change while it fades
+                midi.shutdown()
+            if audio.timeline is not None:
+                audio.timeline.save()  # port and client go after the stream: no graph change while it fades
             if o.ready_file:
                 Path(o.ready_file).unlink(missing_ok=True)
             status.done()

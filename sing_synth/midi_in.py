@@ -1,18 +1,28 @@
 """MIDI input through python-rtmidi: API choice, port matching, time-stamped events.
 
-The rtmidi callback thread only stamps each message with its time, converts it to an engine
-frame with the audio clock (arrival time plus a constant delay of one block, so an event
-lands at the matching sample offset instead of at the next block boundary) and pushes it on
-the engine's lock-free queue. Message times come from rtmidi's delta times anchored to the
-wall clock at the earliest delivery seen: the backend's own time stamps (ALSA's sequencer
-stamps each event on arrival) minus the jitter of waking the Python thread. JACK MIDI through
-rtmidi 5 stamps all the events of one JACK period with the same time (measured: deltas are
-whole periods), so on JACK the sub-period position is lost before it reaches us and the
-latency varies by up to one JACK period; on ALSA and CoreMIDI it is constant. Messages that
-waited while the callback handled the previous one (a chord delivered in one burst) keep the
-burst's time, so a chord's notes start on the same sample.
-The callback is the queue's only producer while a port is open; the main thread pushes (all
-notes off when a keyboard is unplugged) only after closing the port.
+Live play polls the input from the audio callback (``polled=True``): rtmidi's own thread (its
+JACK process callback, or its ALSA thread) queues each message with its time stamp in C++, and
+:meth:`MidiInput.drain`, called by the audio callback once per block after the clock's tick,
+moves what arrived onto the engine's queue. No Python thread wakes for MIDI, so nothing of ours
+runs in rtmidi's real-time JACK callback and no second thread competes with the audio callback
+for the GIL. Otherwise (``polled=False``) a Python callback on rtmidi's thread does the same for
+each message as it arrives.
+Either way each message is stamped with its time, converted to an engine frame with the audio
+clock (arrival time plus a constant delay of one block, so an event lands at the matching
+sample offset instead of at the next block boundary) and pushed on the engine's lock-free
+queue. Message times come from rtmidi's delta times anchored to the wall clock: by the
+callback, at the earliest delivery seen (the backend's own time stamps minus the jitter of
+waking the Python thread); when polled, between the poll that found the message and the one
+before it (it arrived in between), at the latest lower bound, so events keep their spacing
+and a message is placed one block after its arrival. JACK MIDI through rtmidi 5 stamps all the
+events of one JACK period with the same time (measured: deltas are whole periods), so on JACK
+the sub-period position is lost before it reaches us and the latency varies by up to one JACK
+period; on ALSA and CoreMIDI it is constant. With the callback, messages that waited while the
+callback handled the previous one (a chord delivered in one burst) keep the burst's time, so a
+chord's notes start on the same sample.
+One thread produces on the engine's queue while a port is open (the audio thread when polled,
+else rtmidi's); the main thread pushes (all notes off when a keyboard is unplugged) only after
+:meth:`MidiInput.detach`, which returns once the audio thread is out of :meth:`MidiInput.drain`.
 """
 
 from __future__ import annotations
@@ -30,9 +40,10 @@ APIS = {"alsa": "API_LINUX_ALSA", "jack": "API_UNIX_JACK", "coremidi": "API_MACO
 CLIENT_NAME = "sing-synth"
 ALSA_SEQ = "/dev/snd/seq"
 BURST_SLACK = 0.001  # s: from our callback's return to rtmidi stamping the next waiting message (preemption included)
+QUEUE_SIZE = 1024  # messages rtmidi holds between two polls (its default, 100, is a chord and a few bends)
 
 
-def open_api(api: str | None = None) -> tuple[str, rtmidi.MidiIn]:
+def open_api(api: str | None = None, queue_size: int = QUEUE_SIZE) -> tuple[str, rtmidi.MidiIn]:
     """An rtmidi input client on an API by short name, or on the first API that works here."""
     names = [api] if api else list(APIS)
     compiled = set(rtmidi.get_compiled_api())
@@ -48,7 +59,7 @@ def open_api(api: str | None = None) -> tuple[str, rtmidi.MidiIn]:
             errors.append(f"alsa: no sequencer ({ALSA_SEQ})")  # probing it would only print ALSA's complaint
             continue
         try:  # raises where the API has no server (e.g. no ALSA sequencer)
-            return name, rtmidi.MidiIn(code, name=CLIENT_NAME)
+            return name, rtmidi.MidiIn(code, name=CLIENT_NAME, queue_size_limit=queue_size)
         except Exception as exc:  # rtmidi's SystemError / RtMidiError subclasses
             errors.append(f"{name}: {(str(exc).strip().splitlines() or [type(exc).__name__])[0]}")
     raise PortError(
@@ -140,9 +151,11 @@ class MidiInput:
         virtual: bool = False,
         api: str | None = None,
         channel: int | None = None,
+        polled: bool = False,
     ):
         check_choice(query, virtual, channel)
         self.engine, self.clock = engine, clock
+        self.polled = polled  # True: the audio callback calls drain(); False: rtmidi's thread calls back
         self.api, self.midi = open_api(api)
         self.midi.ignore_types(sysex=False, timing=True, active_sense=True)  # sysex: the GM/GS resets
         self.virtual = virtual
@@ -157,6 +170,11 @@ class MidiInput:
         self._anchor = None  # wall time of stream time 0, from the earliest delivery
         self._last_stamp = 0.0  # wall time given to the previous message
         self._busy_until = 0.0  # when the previous callback returned (plus BURST_SLACK)
+        self.timeline = None  # a sing_synth.timing.Timeline, or None
+        self._polled_at = None  # when drain() last ran (None: not since the port opened)
+        self._lo = self._hi = 0.0  # polled: the window the anchor lies in
+        self._draining = False  # the audio thread is inside drain()
+        self._get = self.midi.get_message
         self._open()
 
     def _open(self) -> None:
@@ -167,8 +185,9 @@ class MidiInput:
                 self.midi.open_port(match_port(self.midi.get_ports(), self.name))
         except Exception as exc:
             raise PortError(f"cannot open MIDI input {self.name!r}: {exc}", "midi_in") from None
-        self._anchor = None
-        self.midi.set_callback(self._callback)
+        self._anchor = self._polled_at = None
+        if not self.polled:
+            self.midi.set_callback(self._callback)
         self.is_open = self.listening = True
 
     def _callback(self, message, data=None) -> None:
@@ -187,13 +206,48 @@ class MidiInput:
             # It arrived with the previous one: a chord's notes start on the same sample.
             stamp = self._last_stamp
         self._last_stamp = stamp
+        self._push(data, stamp)
+        self._busy_until = time.perf_counter() + BURST_SLACK
+        if self.timeline is not None:
+            self.timeline.span("midi", now)
+
+    def _push(self, data, stamp: float) -> None:
         event = ev.from_bytes(data)
         if event is None or (self.channel is not None and event.kind != ev.RESET and event.channel != self.channel):
             self.ignored += 1
         else:
             self.received += 1
             self.engine.push(event.kind, event.channel, event.a, event.b, self.clock.frame_at(stamp))
-        self._busy_until = time.perf_counter() + BURST_SLACK
+
+    def drain(self, budget: int = 64) -> None:
+        """Audio thread, once per block after the clock's tick (``polled``): move up to ``budget``
+        messages from rtmidi's queue onto the engine's; later ones wait for the next block.
+        Nothing blocks: rtmidi's queue is a lock-free ring, and an empty one costs one call."""
+        self._draining = True  # before reading ``listening``: detach() waits for this to clear
+        if self.listening:
+            now = time.perf_counter()
+            before, self._polled_at = self._polled_at, now
+            get = self._get
+            for _ in range(budget):
+                message = get()
+                if message is None:
+                    break
+                data, delta = message
+                stream = self._stream_time = self._stream_time + delta
+                # it arrived after the previous poll and before this one: the anchor lies in that
+                # window, and in every earlier message's; take the earliest it can be (the latest
+                # lower bound), and start again from this window if they stopped overlapping
+                lo = before - stream if before is not None else -1e300
+                hi = now - stream
+                if self._anchor is None or lo > self._hi or hi < self._lo:
+                    self._lo, self._hi = lo, hi
+                else:
+                    self._lo, self._hi = max(self._lo, lo), min(self._hi, hi)
+                self._anchor = anchor = self._lo if self._lo > -1e300 else self._hi
+                self._push(data, anchor + stream)
+        else:
+            self._polled_at = None
+        self._draining = False
 
     def poll(self) -> str | None:
         """Main thread, about once a second: notice an unplugged keyboard and its return."""
@@ -216,11 +270,16 @@ class MidiInput:
         return None
 
     def detach(self) -> None:
-        """Stop delivering messages (the callback is removed; the port stays, so the JACK graph
-        does not change under a running stream). Afterwards the caller may push on the queue."""
+        """Stop delivering messages (the callback is removed, or the audio thread has left drain();
+        the port stays, so the JACK graph does not change under a running stream). Afterwards the
+        caller may push on the queue."""
         if self.listening:
-            self.midi.cancel_callback()
+            if not self.polled:
+                self.midi.cancel_callback()
             self.listening = False
+            deadline = time.monotonic() + 1.0  # a stream that stopped never comes back to clear it
+            while self._draining and time.monotonic() < deadline:
+                time.sleep(0.0005)
 
     def close(self) -> None:
         if self.is_open:
