@@ -4,15 +4,16 @@ Order: preset -> the MIDI input and audio device are checked (a typo fails at on
 anything is rendered or written) -> note cache and its renderer thread, which reads the playing
 instrument's notes from the disk cache -> the notes not on disk are rendered, with a progress
 bar; only then is the model built (and torch imported, in a thread of its own while the disk is
-read): a start that finds every note on disk imports no torch -> garbage collector frozen (no
-long collection can land in the audio thread) -> engine -> MIDI port (a JACK client joining a
-running graph would make the stream skip a period) -> audio stream -> ``ready`` (and
-``ready_file``). A note that is neither in memory nor on disk later (a program change to a new
-instrument) has the renderer thread load the model then, while a re-pitched neighbour stands
-in. The MIDI input is polled by the audio callback (no Python thread of ours wakes for MIDI).
-Ctrl-C, SIGTERM or SIGHUP: the MIDI input stops being polled, pedals up and every note faded
-out, the stream closed, then the MIDI port and client, the renderer thread joined; the exit status is 128 + the signal's number (130, 143, 129; see
-:mod:`sing_synth.signals`), before ready as after.
+read): a start that finds every note on disk imports no torch -> engine -> MIDI port (a JACK
+client joining a running graph would make the stream skip a period) -> garbage collector frozen
+and switched off (the status loop collects the young generations every few seconds: no
+collection in the audio thread) -> audio stream -> ``ready`` (and ``ready_file``). A note that
+is neither in memory nor on disk later (a program change to a new instrument) has the renderer
+thread load the model then, while a re-pitched neighbour stands in. The MIDI input is polled by
+the audio callback (no Python thread of ours wakes for MIDI). Ctrl-C, SIGTERM or SIGHUP: the
+MIDI input stops being polled, pedals up and every note faded out, the stream closed, then the
+MIDI port and client, the renderer thread joined; the exit status is 128 + the signal's number
+(130, 143, 129; see :mod:`sing_synth.signals`), before ready as after.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from .engine import Engine
 from .errors import ConfigError
 from .midi_in import AudioClock, MidiInput, check_input
 from .progress import Progress
+
+GC_EVERY = 10.0  # s between the status loop's collections of the young generations while playing
 
 
 @dataclass(frozen=True)
@@ -136,8 +139,6 @@ def play(options: LiveOptions) -> int:
         ready_s = time.perf_counter() - t_start
         filler.threads = o.threads  # from the next batch on: a core stays free for the audio thread
         sys.setswitchinterval(0.0005)  # the audio callback waits less for the GIL
-        gc.collect()
-        gc.freeze()  # what start-up made is never scanned again: no long collection in the audio thread
         engine = Engine(
             preset,
             cache,
@@ -185,6 +186,12 @@ class _Session:
             if timeline is not None:
                 midi.timeline = filler.timeline = timeline
                 timeline.watch_gc()
+            # what start-up made is never scanned again, and no collection starts by itself while
+            # playing (it would run in whichever thread allocates, the audio thread included, holding
+            # the GIL): the status loop collects the young generations instead, a few objects each time
+            gc.collect()
+            gc.freeze()
+            gc.disable()
             audio.start()
             kind = " (virtual: connect a keyboard or sequencer to it)" if o.virtual else ""
             print(f"MIDI input: {midi.name} ({midi.api}){kind}")
@@ -204,8 +211,12 @@ class _Session:
             print("ready", flush=True)
             reported_error = False
             next_poll = time.monotonic() + 1.0
+            collected = time.monotonic()
             while not stop.wait(1.0):  # once a second: each wake-up takes the GIL from the audio thread
                 t0 = time.perf_counter()
+                if time.monotonic() - collected >= GC_EVERY:
+                    collected = time.monotonic()
+                    gc.collect(1)
                 if time.monotonic() >= next_poll:
                     next_poll = time.monotonic() + 1.0
                     message = midi.poll()
@@ -247,5 +258,6 @@ class _Session:
                 f"max callback load {100 * audio.max_load:.1f}%",
                 flush=True,
             )
+            gc.enable()
             restore_signals()  # signals stay flags until everything above is done
         return received[0] if received else signal.SIGINT

@@ -86,6 +86,7 @@ class Timeline:
             "block_start": self.block_start[:n],
             "block_late": self.block_late[:n],
             "block_cost": self.block_cost[:n],
+            "block_cpu": self.block_cpu[:n],
         }
         for name, s in self.spans.items():
             k = min(s.n, len(s.start))
