@@ -2,9 +2,10 @@
 
 Notes are scheduled with a level (lower first; the warm-up's instrument at level 1, others at
 2) and come, in batches, from the cache's disk layer or else through the note renderer. A note
-the audio thread asks for (``NoteCache.request``: a note-on found no note) is urgent: it is
-made alone, before anything else, and a request for an instrument not scheduled yet (a program
-change) schedules all its notes behind it.
+the audio thread asks for (``NoteCache.request``: a note-on found no note, a morph position
+moved) is urgent: it is made alone, before anything else, the latest request first (what is
+played now), and a request for an instrument not scheduled yet (a program change) schedules all
+its notes behind it; a morph position (a virtual instrument) is made note by note, as asked.
 
 The renderer can be given as a factory: the model (and torch) is then built only when a note is
 not on disk, by the first batch that lacks one, or ahead of need in a thread of its own
@@ -49,6 +50,7 @@ class CacheFiller:
         self._threads_set: int | None = None
         self.rendered = 0  # statistics, a plain int
         self.timeline = None  # a sing_synth.timing.Timeline (diagnostics), or None
+        self._requests = 0  # requests taken so far: the latest is made first
         self.error: BaseException | None = None
 
     # Scheduling (main thread) ----------------------------------------------------------
@@ -154,8 +156,9 @@ class CacheFiller:
             if key[0] not in self._prefetched and key[0] in self.ranges:
                 self.prefetch(key[0], level=2)  # a new instrument (program change): all its notes, later
             if key not in cache.slots:
+                self._requests += 1
                 with self._lock:
-                    heapq.heappush(self._heap, (URGENT, 0, key))
+                    heapq.heappush(self._heap, (URGENT, -self._requests, key))
                     self._queued.add(key)
         batch = []
         with self._lock:

@@ -1,7 +1,8 @@
 """MIDI channel state and the mapping from (channel, program, key, velocity) to rendered notes.
 
 One place decides which rendered notes a note-on plays, so that the engine and the list of
-notes a song needs (``midi_file.needed_notes``) always agree: :func:`note_layers`.
+notes a song needs (``midi_file.needed_notes``) always agree: :meth:`InstrumentMap.playing`
+(the channel's instrument, or its morph position) and :func:`note_layers`.
 """
 
 from __future__ import annotations
@@ -18,11 +19,20 @@ NULL_RPN = 127
 
 
 class InstrumentMap:
-    """General MIDI program/bank/kit -> preset instrument id, precomputed (lookups never allocate)."""
+    """General MIDI program/bank/kit -> preset instrument id, precomputed (lookups never allocate).
 
-    def __init__(self, preset, instrument=None) -> None:
+    ``morph``: a :class:`~sing_synth.morph.MorphControl` whose positions the channels playing its
+    first instrument play; a position's playable range is the one its corners share."""
+
+    def __init__(self, preset, instrument=None, morph=None) -> None:
         self.velocities = tuple(preset.velocities)
         self.ranges = {i.id: (int(i.pitch_range[0]), int(i.pitch_range[1])) for i in preset.instruments}
+        self.morph = morph
+        if morph is not None:
+            corners = [self.ranges[i] for i in morph.morph.corners]
+            lo, hi = max(r[0] for r in corners), min(r[1] for r in corners)
+            shared = (lo, hi) if lo <= hi else corners[0]
+            self.ranges.update(dict.fromkeys(morph.morph.blends(), shared))
         self.drum_ids = {i.id for i in preset.instruments if i.drum_kit}
         self.has_drums = bool(self.drum_ids)
         self.override = None
@@ -47,6 +57,15 @@ class InstrumentMap:
         if found is None:  # a bank the preset does not have: General MIDI bank 0
             found = self._tables[(drums, 0, program)]
         return found
+
+    def playing(self, channel: Channel) -> int:
+        """The instrument a note started on ``channel`` plays: the channel's, or its morph position."""
+        return channel.instrument if self.morph is None else self.morph.playing(channel)
+
+    def move(self, channel: Channel, cc: int, value: int) -> bool | None:
+        """A controller that may move the channel's morph position: None when it is not the morph's,
+        else whether the position moved."""
+        return None if self.morph is None else self.morph.move(channel, cc, value)
 
     def source_pitch(self, instrument: int, pitch: int) -> tuple[int, float] | None:
         """The pitch to render and the playback-rate ratio: outside the playable range, the nearest
@@ -106,12 +125,15 @@ class Channel:
         self.pan = 64
         self.reverb, self.chorus = GM_REVERB, GM_CHORUS
         self.bend_range = 2.0
+        self.last_pitch, self.last_class = -1, 0  # the last note-on's rendered pitch and main class
         self.reset_controllers()
 
     def reset_controllers(self) -> None:
         """CC121 (General MIDI RP-015): bend, expression, pedals and RPN selection; not volume, pan,
-        bank or the effect sends (CC91-95), which RP-015 leaves alone."""
+        bank or the effect sends (CC91-95), which RP-015 leaves alone; the morph position goes back
+        to (0, 0), as the performance controllers do."""
         self.expression = 127
+        self.morph_x = self.morph_y = 0  # grid indices of the morph position (see ``morph``)
         self.sustain = self.sostenuto = self.soft = False
         self.bend = ev.BEND_CENTER
         self.rpn_msb = self.rpn_lsb = NULL_RPN

@@ -3,6 +3,7 @@
     sing-synth --midi-in "Keystation" --instrument 412     play live (the default command)
     sing-synth render song.mid [-o song.wav]                render a MIDI file
     sing-synth note [--morph B [C D] --position X [Y]]      render single notes, or blends
+    sing-synth --instrument A --morph B [C D]               play or render a morph moved by CC16 [CC17]
     sing-synth learn DIR --name "My Cello"                  a new instrument from recorded notes
     sing-synth presets | instruments [QUERY] | ports | devices
     sing-synth cache [clear]                                the note cache on disk
@@ -28,6 +29,7 @@ from .effects import SETTINGS, EffectSettings, describe
 from .errors import ConfigError, SingError
 from .listing import cmd_cache, cmd_devices, cmd_instruments, cmd_ports, cmd_presets
 from .midi_in import APIS
+from .morph import DEFAULT_CCS, DEFAULT_STEPS, resolve
 
 # the live session (PortAudio), the render and the renderer (torch) are imported by the commands that use them
 COMMANDS = ("play", "render", "note", "learn", "presets", "instruments", "ports", "devices", "cache")
@@ -100,6 +102,25 @@ def effect_settings(args) -> EffectSettings:
     )
     settings.check()
     return settings
+
+
+def morph_options() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group(
+        "morph", "blend --instrument (position 0) with other instruments on every melodic channel; "
+        "each channel's position comes from its MIDI controllers, and applies to the notes started after it moves",
+    )  # fmt: skip
+    g.add_argument("--morph", nargs="+", metavar="INSTRUMENT",
+                   help="B (a line from --instrument to B) or B C D (a square: --instrument at (0, 0), B (1, 0), C (0, 1), D (1, 1))")
+    g.add_argument("--morph-cc", type=int, nargs="+", default=list(DEFAULT_CCS), metavar="CC",
+                   help="the controllers of the position, X [Y], value 0-127 for 0-1 (default 16 17)")
+    morph_steps_option(g)
+    return p
+
+
+def morph_steps_option(p) -> None:
+    p.add_argument("--morph-steps", type=int, default=DEFAULT_STEPS, metavar="N",
+                   help=f"positions are quantised to 1/N per axis, each made once and cached (default {DEFAULT_STEPS})")
 
 
 def no_cache_option(p: argparse.ArgumentParser) -> None:
@@ -210,6 +231,7 @@ def add_note_arguments(p: argparse.ArgumentParser) -> None:
                    help="blend --instrument with B (a line) or with B C D (a square; --instrument at (0, 0))")
     p.add_argument("--position", type=float, nargs="+", default=[0.5], metavar="X",
                    help="position of the blend, 0-1 per axis (default 0.5): X on a line, X Y on a square")
+    morph_steps_option(p)
 
 
 def add_learn_arguments(p: argparse.ArgumentParser) -> None:
@@ -228,7 +250,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sing-synth {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     rendering = [preset_options(), model_options()]
-    cached = [*rendering, cache_options(), effect_options()]
+    cached = [*rendering, cache_options(), effect_options(), morph_options()]
     add_play_arguments(sub.add_parser("play", parents=cached, help="play live from a MIDI input (the default command)"))
     add_render_arguments(sub.add_parser("render", parents=cached, help="render a MIDI file to WAV or FLAC"))
     add_note_arguments(sub.add_parser("note", parents=rendering, help="render single notes to a WAV file"))
@@ -284,6 +306,9 @@ def cmd_render(args) -> int:
         normalize=args.normalize,
         true_peak=args.true_peak,
         stems=args.stems,
+        morph=args.morph,
+        morph_cc=args.morph_cc,
+        morph_steps=args.morph_steps,
     )
     s = result.stats
     extra = f", {s['voices_stolen']} voices stolen" if s["voices_stolen"] else ""
@@ -320,10 +345,8 @@ def cmd_note(args) -> int:
     renderer = NoteRenderer(p, device=args.model_device, precision=args.precision, output_rate=args.rate)
     played, what = inst.id, inst.name
     if args.morph:
-        from .morph import Morph
-
-        corners = [inst.id] + [p.instrument(q).id for q in args.morph]
-        morph = Morph(tuple(corners))
+        morph = resolve(p, inst, args.morph, args.morph_steps)
+        corners = morph.corners
         if len(args.position) != (2 if morph.square else 1) or not all(0 <= x <= 1 for x in args.position):
             raise ConfigError(f"--position takes {'X Y' if morph.square else 'X'} in 0-1 for a morph of {len(corners)} instruments")
         q = morph.quantise(*args.position)

@@ -4,8 +4,7 @@
 event whose time (in engine frames) falls inside the block at its exact sample offset, mixes
 the voices, adds the returns of the reverb and chorus buses (``effects``: each channel sends
 to them at its CC91 and CC93 levels; off unless ``effects`` turns them on) and runs a soft
-limiter. Live play feeds the queue from the MIDI thread and calls
-``process`` from the audio callback; offline rendering pushes the file's events and calls it
+limiter. Live play feeds the queue from the MIDI thread and calls ``process`` from the audio callback; offline rendering pushes the file's events and calls it
 in a loop. The voices' state lives in a ``VoicePool`` (``voices``), the ``Mixer`` (``mixer``)
 renders them, the ``Limiter`` (``limiter``) makes the output block. Real-time contract of ``process``: no torch, no disk, no logging, no blocking lock,
 and work bounded by the polyphony limit whatever arrives on MIDI: at most ``max_events`` events
@@ -18,6 +17,8 @@ allocates is Python's and NumPy's small change (scalars, a reduction's few hundr
 Channel 10 (index 9) plays the preset's drum kit. ``instrument`` overrides the General MIDI
 program of every melodic channel. Pitches outside an instrument's playable range are played
 by re-pitching the nearest playable pitch; drum notes outside the kit's range are skipped.
+``morph``: its controllers move a channel's position (no sounding voice changes: the block is
+not split), which the channel's next note-ons play (:class:`~sing_synth.morph.MorphControl`).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class Engine:
     """16 channels of MIDI state driving a voice pool; see the module docstring for the contract.
 
     ``instruments`` is a :class:`~sing_synth.preset.Preset` (with ``instrument``, an optional
-    instrument id overriding the program of melodic channels) or a ready :class:`InstrumentMap`.
+    instrument id overriding the program of melodic channels, and ``morph``) or a ready :class:`InstrumentMap`.
     ``effects``: the reverb and chorus buses (:class:`~sing_synth.effects.EffectSettings`; None:
     both off, the dry engine). ``stems``: MIDI channels (0-15) whose share of each block is also
     kept apart, in ``stems`` (channels, 2, frames): the channel's voices and their own reverb and
@@ -66,14 +67,17 @@ class Engine:
         chunk: int | None = None,
         effects: EffectSettings | None = None,
         stems=None,
+        morph=None,
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
         if getattr(source, "rate", rate) != rate:
             raise ValueError(f"the note source holds {source.rate} Hz notes for a {rate} Hz engine")
-        imap = instruments if isinstance(instruments, InstrumentMap) else InstrumentMap(instruments, instrument)
+        imap = instruments if isinstance(instruments, InstrumentMap) else InstrumentMap(instruments, instrument, morph)
         self.imap = imap
         self.source = source
+        if imap.morph is not None:
+            source.add_morph(imap.morph.morph)  # its positions stand in for each other
         self.rate = int(rate)
         self.max_block = int(max_block)
         self.queue = ev.EventQueue(queue_size)
@@ -202,7 +206,7 @@ class Engine:
             c.bend = a
             return True
         if kind == ev.CONTROL:
-            return self._inline_control(ch, a, b, at)
+            return self._morph(ch, a, b) or self._inline_control(ch, a, b, at)
         return False
 
     def _inline_control(self, ch: int, cc: int, value: int, at: int) -> bool:
@@ -248,7 +252,7 @@ class Engine:
             self._note_off(ch, a, 0)
         elif kind == ev.NOTE_OFF:
             self._note_off(ch, a, 0)
-        elif kind == ev.CONTROL:
+        elif kind == ev.CONTROL and not self._morph(ch, a, b):
             self._control(ch, a, b)
         elif kind == ev.PROGRAM:
             c = self.channels[ch]
@@ -281,12 +285,13 @@ class Engine:
         for i in pool.voices(channel=ch, key=key):  # a repeated key retriggers: the old voice fades out quickly
             if pool.state[i] != FADING:
                 pool.fade_out(i, at)
-        inst = c.instrument
+        inst = self.imap.playing(c)
         layers = note_layers(self.imap, inst, key, velocity, c.soft) if inst >= 0 else None
         if layers is None:
             self.notes_skipped += 1
             return
         src_pitch, ratio, lo, hi, wlo, whi = layers
+        c.last_pitch, c.last_class = src_pitch, (lo if wlo >= whi else hi)
         source = self.source
         x0 = source.find(inst, src_pitch, lo) if wlo > 0.0 else -1
         x1 = source.find(inst, src_pitch, hi) if whi > 0.0 else -1
@@ -331,6 +336,15 @@ class Engine:
             pool.state[i] = SUSTAINED
         else:
             pool.release(i, at)
+
+    def _morph(self, ch: int, cc: int, value: int) -> bool:
+        """A morph controller (False: another one) moves the channel's position; the channel's last
+        note is asked for at once at a new position (the note played next is likely the same)."""
+        c = self.channels[ch]
+        moved = self.imap.move(c, cc, value)
+        if moved and c.last_pitch >= 0 and c.instrument == self.imap.morph.base:
+            self.source.request(self.imap.playing(c), c.last_pitch, c.last_class)
+        return moved is not None
 
     def _control(self, ch: int, cc: int, value: int) -> None:
         c = self.channels[ch]

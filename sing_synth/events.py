@@ -46,6 +46,12 @@ CC_RPN_MSB = 101
 CC_ALL_SOUND_OFF = 120
 CC_RESET_CONTROLLERS = 121
 CC_ALL_NOTES_OFF = 123  # 124-127 (omni/mono/poly mode) imply all notes off too
+# the controllers above, and the channel mode messages (120-127): a controller the instrument is
+# told to use for something else (the morph's) must not be one of them
+ENGINE_CCS = frozenset(
+    (CC_BANK_MSB, CC_DATA_MSB, CC_VOLUME, CC_PAN, CC_EXPRESSION, CC_BANK_LSB, CC_DATA_LSB, CC_SUSTAIN, CC_SOSTENUTO,
+     CC_SOFT, CC_REVERB, CC_CHORUS, CC_NRPN_LSB, CC_NRPN_MSB, CC_RPN_LSB, CC_RPN_MSB, *range(120, 128))
+)  # fmt: skip
 
 # Channel voice messages: status high nibble -> number of data bytes
 _DATA_BYTES = {0x80: 2, 0x90: 2, 0xA0: 2, 0xB0: 2, 0xC0: 1, 0xD0: 1, 0xE0: 2}

@@ -38,6 +38,7 @@ from .effects import EffectSettings
 from .engine import Engine
 from .errors import ConfigError
 from .midi_in import AudioClock, MidiInput, check_input
+from .morph import DEFAULT_CCS, DEFAULT_STEPS, MorphControl, resolve
 from .progress import Progress
 
 GC_EVERY = 10.0  # s between the status loop's collections of the young generations while playing
@@ -68,6 +69,9 @@ class LiveOptions:
     precision: str = "float32"
     ready_file: str | None = None  # created once playing
     effects: EffectSettings = EffectSettings()  # the reverb and chorus buses (on, General MIDI's sends)
+    morph: tuple[str, ...] | None = None  # instruments to blend ``instrument`` with: B, or B C D
+    morph_cc: tuple[int, ...] = DEFAULT_CCS  # the controllers of the morph position: x (and y)
+    morph_steps: int = DEFAULT_STEPS  # positions per axis
 
     def check(self) -> None:
         """Refuse out-of-range values before anything starts."""
@@ -96,6 +100,7 @@ def play(options: LiveOptions) -> int:
     t_start = time.perf_counter()
     preset = presets.load(o.preset)
     instrument = preset.instrument(o.instrument) if o.instrument else None
+    morph = MorphControl(resolve(preset, instrument, o.morph, o.morph_steps), o.morph_cc) if o.morph else None
     port = check_input(o.midi_in, o.virtual, o.midi_api, o.channel)
     device = find_device(o.device)
     rate = int(o.rate or device["rate"])
@@ -104,9 +109,12 @@ def play(options: LiveOptions) -> int:
         from .renderer import NoteRenderer, free_cores  # torch: only in the renderer's threads
 
         # until ready nothing else runs here: render with every free core, then with ``threads``
-        return NoteRenderer(
+        renderer = NoteRenderer(
             preset, device=o.model_device, precision=o.precision, output_rate=rate, threads=max(o.threads, free_cores())
         )
+        if morph is not None:
+            renderer.add_blends(morph.morph.blends())
+        return renderer
 
     restore_signals = signals.raise_on_stop()  # a signal during the warm-up stops it like Ctrl-C
     disk = False if o.no_cache else DiskCache(o.cache_dir, o.cache_size)
@@ -127,6 +135,8 @@ def play(options: LiveOptions) -> int:
         kit = preset.gm_instrument(0, drums=True)
         if kit is not None and instrument is None:
             scheduled += filler.prefetch(kit.id, level=2)
+        for corner in morph.morph.corners[1:] if morph is not None else ():
+            scheduled += filler.prefetch(corner, level=2)  # the morph's other ends; its positions as played
         missing = filler.missing_on_disk(scheduled)
         if missing:
             filler.build()  # the model (and torch) while the disk is read: no build while playing
@@ -148,18 +158,30 @@ def play(options: LiveOptions) -> int:
             gain=o.gain,
             max_block=max(o.blocksize, 64),
             effects=o.effects,
+            morph=morph,
         )
         clock = AudioClock(rate, delay_frames=o.blocksize)
         timeline = timing.from_env(o.blocksize / rate)  # SING_SYNTH_TIMING: where the time goes
         audio = AudioOutput(engine, clock, device, rate, o.blocksize, o.latency, timeline)
         session = _Session(o, engine, clock, audio, cache, filler)
-        return 128 + session.run(port, device, instrument, ready_s)
+        return 128 + session.run(port, device, describe(preset, instrument, morph), ready_s)
     except KeyboardInterrupt as exc:
         print(f"\nstopped by {signals.name(exc)} before ready", file=sys.stderr)
         return signals.exit_code(exc)
     finally:
         filler.stop()
         restore_signals()
+
+
+def describe(preset, instrument, morph: MorphControl | None) -> str:
+    """What the melodic channels play, for the session's ``instrument:`` line."""
+    if instrument is None:
+        return "General MIDI programs"
+    if morph is None:
+        return instrument.name
+    names = " / ".join(preset.instrument(i).name for i in morph.morph.corners)
+    ccs = " and ".join(f"CC{c}" for c in morph.ccs)
+    return f"morph {names} ({ccs}, {morph.morph.steps} steps)"
 
 
 class _Session:
@@ -169,7 +191,7 @@ class _Session:
         self.o, self.engine, self.clock, self.audio = options, engine, clock, audio
         self.cache, self.filler = cache, filler
 
-    def run(self, port: str, device: dict, instrument, ready_s: float) -> int:
+    def run(self, port: str, device: dict, instrument: str, ready_s: float) -> int:
         """Open the stream and the port, print the session, run the status loop until a stopping
         signal; returns the signal's number."""
         o, engine, audio, cache, filler = self.o, self.engine, self.audio, self.cache, self.filler
@@ -200,7 +222,7 @@ class _Session:
                 f"({1000 * audio.blocksize / audio.rate:.1f} ms), output latency {1000 * audio.latency:.1f} ms"
             )
             print(
-                f"instrument: {instrument.name if instrument else 'General MIDI programs'}; {len(cache.slots)} notes "
+                f"instrument: {instrument}; {len(cache.slots)} notes "
                 f"ready in {ready_s:.1f} s ({filler.rendered} rendered, {cache.loaded} from disk {cache.dir or '(no disk cache)'})"
             )
             print(f"effects: {o.effects.summary()}")

@@ -26,7 +26,7 @@ import numpy as np
 
 from . import events as ev
 from . import smf
-from .channels import DRUM_CHANNEL, InstrumentMap, note_keys
+from .channels import DRUM_CHANNEL, Channel, InstrumentMap, note_keys
 from .errors import MidiFileError
 
 log = logging.getLogger(__name__)
@@ -178,35 +178,33 @@ def note_uses(song: Song, imap: InstrumentMap):
     """For each note-on that plays something: its row in ``song.events`` and the
     ``(instrument, pitch, vclass)`` notes it plays, in event order.
 
-    Channel state (program, bank, soft pedal, resets) is followed through the song exactly as
-    the engine follows it, with the same :func:`channels.note_keys`.
+    Channel state (program, bank, soft pedal, morph position, resets) is followed through the
+    song exactly as the engine follows it: the same :class:`channels.Channel`,
+    :meth:`channels.InstrumentMap.playing` and :func:`channels.note_keys`.
     """
-    program = [0] * 16
-    msb = [0] * 16
-    lsb = [0] * 16
-    soft = [False] * 16
-    inst = [imap.resolve(c, 0) for c in range(16)]
+    chans = [Channel(c) for c in range(16)]
+    for c in chans:
+        c.instrument = imap.resolve(c.index, 0)
     for index, (_, kind, ch, a, b) in enumerate(_event_rows(song.events)):
+        c = chans[ch]
         if kind == ev.NOTE_ON:
-            if inst[ch] >= 0:
-                keys = note_keys(imap, inst[ch], a, b, soft[ch])
+            inst = imap.playing(c)
+            if inst >= 0:
+                keys = note_keys(imap, inst, a, b, c.soft)
                 if keys:
                     yield index, keys
         elif kind == ev.CONTROL:
-            if a == ev.CC_BANK_MSB:
-                msb[ch] = b
-            elif a == ev.CC_BANK_LSB:
-                lsb[ch] = b
-            elif a == ev.CC_SOFT:
-                soft[ch] = b >= 64
-            elif a == ev.CC_RESET_CONTROLLERS:
-                soft[ch] = False
+            if a == ev.CC_RESET_CONTROLLERS:
+                c.reset_controllers()
+            elif imap.move(c, a, b) is None:
+                c.set_controller(a, b)
         elif kind == ev.PROGRAM:
-            program[ch] = a
-            inst[ch] = imap.resolve(ch, a, msb[ch], lsb[ch])
+            c.program = a
+            c.instrument = imap.resolve(ch, a, c.bank_msb, c.bank_lsb)
         elif kind == ev.RESET:
-            program, msb, lsb, soft = [0] * 16, [0] * 16, [0] * 16, [False] * 16
-            inst = [imap.resolve(c, 0) for c in range(16)]
+            for c in chans:
+                c.reset_all()
+                c.instrument = imap.resolve(c.index, 0)
 
 
 def _event_rows(events: np.ndarray, chunk: int = 1 << 16):

@@ -11,9 +11,12 @@ offline with the stand-ins live play would use.
 The stand-in rule (:func:`standin`), for a note that is not rendered yet: the nearest rendered
 pitch of the same instrument (at equal distance the lower one), in the requested velocity class
 if that pitch has it, else in the first class it has among the most played ones
-(:data:`COMMON_CLASSES`), re-pitched to the requested pitch. Never another instrument. The
-search makes at most a fixed number of dictionary lookups and allocates nothing of size: the
-audio thread may call it.
+(:data:`COMMON_CLASSES`), re-pitched to the requested pitch. Never another instrument, except
+within a morph (:mod:`sing_synth.morph`, made known by :meth:`NoteSlots.add_morph`), whose
+positions, its instruments included, stand in for each other: for a position, first the nearest
+position rendered at the same pitch (not re-pitched), else the nearest pitch of the position
+itself, else of the nearest corner. The search makes at most a fixed number of dictionary
+lookups and allocates nothing of size: the audio thread may call it.
 """
 
 from __future__ import annotations
@@ -34,18 +37,42 @@ COMMON_CLASSES = (3, 2, 4, 1, 0)
 Key = tuple[int, int, int]  # instrument, pitch, velocity class
 
 
-def standin(slots: Mapping[Key, int], instrument: int, pitch: int, vclass: int) -> tuple[int, float] | None:
+def standin(
+    slots: Mapping[Key, int], instrument: int, pitch: int, vclass: int, near: tuple | None = None
+) -> tuple[int, float] | None:
     """The stand-in for a missing note (see the module docstring): its slot and the playback-rate
-    ratio that re-pitches it to ``pitch``; None when the instrument has no rendered note at all."""
+    ratio that re-pitches it to ``pitch``; None when nothing can stand in. ``near``: for a morph
+    position, the other positions and the corners, nearest first (``Morph.neighbours``)."""
+    if near is not None:
+        for other in near[0]:
+            slot = _slot(slots, other, pitch, vclass)
+            if slot > 0:
+                return slot, 1.0
+    found = _nearest_pitch(slots, instrument, pitch, vclass)
+    for corner in near[1] if near is not None and found is None else ():
+        found = _nearest_pitch(slots, corner, pitch, vclass)
+        if found is not None:
+            break
+    return found
+
+
+def _slot(slots: Mapping[Key, int], instrument: int, pitch: int, vclass: int) -> int:
+    """The note's slot in ``vclass``, else in the first of the common classes it has; -1: none."""
+    slot = slots.get((instrument, pitch, vclass), -1)
+    if slot < 0:
+        for v in COMMON_CLASSES:
+            slot = slots.get((instrument, pitch, v), -1)
+            if slot > 0:
+                break
+    return slot
+
+
+def _nearest_pitch(slots: Mapping[Key, int], instrument: int, pitch: int, vclass: int) -> tuple[int, float] | None:
+    """The instrument's nearest rendered pitch (the lower at equal distance), re-pitched."""
     for d in range(1, 128):
         for p in (pitch - d, pitch + d):
             if 0 <= p < 128:
-                slot = slots.get((instrument, p, vclass), -1)
-                if slot < 0:
-                    for v in COMMON_CLASSES:
-                        slot = slots.get((instrument, p, v), -1)
-                        if slot > 0:
-                            break
+                slot = _slot(slots, instrument, p, vclass)
                 if slot > 0:
                     return slot, dsp.semitone_ratio(pitch - p)
     return None
@@ -69,6 +96,10 @@ class NoteSource(Protocol):
         """Ask for the note to be rendered with top priority (must not block)."""
         ...
 
+    def add_morph(self, morph) -> None:
+        """Let the positions of a :class:`~sing_synth.morph.Morph` stand in for each other."""
+        ...
+
 
 class NoteSlots:
     """Published notes (``slots``: key -> bank slot) and the lookups every note source shares.
@@ -82,12 +113,16 @@ class NoteSlots:
         self.rate = int(rate)
         self.bank: NoteBank | None = None
         self.slots: dict[Key, int] = {}
+        self.near: dict[int, tuple] = {}  # morph position -> where its stand-ins are looked for
+
+    def add_morph(self, morph) -> None:
+        self.near.update(morph.neighbours())
 
     def find(self, instrument: int, pitch: int, vclass: int) -> int:
         return self.slots.get((instrument, pitch, vclass), -1)
 
     def standin(self, instrument: int, pitch: int, vclass: int) -> tuple[int, float] | None:
-        return standin(self.slots, instrument, pitch, vclass)
+        return standin(self.slots, instrument, pitch, vclass, self.near.get(instrument))
 
     def request(self, instrument: int, pitch: int, vclass: int) -> None:
         """Nothing to do here: a source that can render notes overrides it."""

@@ -38,6 +38,7 @@ from .disk_cache import DiskCache, NoteStore
 from .effects import EffectSettings
 from .engine import Engine
 from .errors import ConfigError
+from .morph import DEFAULT_CCS, DEFAULT_STEPS, MorphControl, resolve
 from .note_plan import NotePlan, min_capacity
 from .note_source import DictNoteSource
 from .progress import Progress
@@ -203,6 +204,9 @@ def render_file(
     normalize: float | None = None,
     true_peak: float = loudness.DEFAULT_CEILING,
     stems: bool = False,
+    morph=None,
+    morph_cc=DEFAULT_CCS,
+    morph_steps: int = DEFAULT_STEPS,
 ) -> RenderResult:
     """Render ``midi_path`` to ``out_path`` (default: the song's name with ``.wav``, beside it).
 
@@ -227,6 +231,8 @@ def render_file(
     and its own reverb and chorus, sample-aligned with the mix, through the same master and
     limiter gain (not the limiter's soft knee): they add up to the mix wherever the knee leaves
     it alone.
+    ``morph``: instruments (B, or B C D) to blend ``instrument`` with, each channel's position
+    moved by the file's ``morph_cc`` controllers.
     """
     t_start = time.perf_counter()
     _check_options(rate, polyphony, gain, block, tail, max_length, batch_size, threads, memory_bytes, model_device)
@@ -249,7 +255,8 @@ def render_file(
         from . import preset as presets
 
         preset = presets.load(preset)
-    imap = InstrumentMap(preset, instrument)
+    control = MorphControl(resolve(preset, instrument, morph, morph_steps), morph_cc) if morph else None
+    imap = InstrumentMap(preset, instrument, control)
     warnings = list(song.warnings)
     drums = midi_file.drum_notes(song)
     if drums and not imap.has_drums:
@@ -282,7 +289,7 @@ def render_file(
             threads=threads if threads is not None else free_cores(),
         )
 
-    make = _NoteMaker(source, store, renderer or new_renderer, rate)
+    make = _NoteMaker(source, store, renderer or new_renderer, rate, control.morph.blends() if control else None)
     plan = _plan(song, imap, needed, source, make, preset, rate, memory_bytes, polyphony, batch_size, warnings)
     t_notes = time.perf_counter()
     try:
@@ -385,11 +392,11 @@ def _slug(name: str) -> str:
 
 class _NoteMaker:
     """Makes notes resident in ``source``: read from the disk cache ``store``, else rendered (and
-    written to the store) by ``renderer``, a NoteRenderer or a function building one on first need.
-    Counts what it did and the time it took."""
+    written to the store) by ``renderer``, a NoteRenderer or a function building one on first need,
+    told the ``blends`` of a morph. Counts what it did and the time it took."""
 
-    def __init__(self, source: DictNoteSource, store: NoteStore | None, renderer, rate: int) -> None:
-        self.source, self.store, self.renderer, self.rate = source, store, renderer, rate
+    def __init__(self, source: DictNoteSource, store: NoteStore | None, renderer, rate: int, blends=None) -> None:
+        self.source, self.store, self.renderer, self.rate, self.blends = source, store, renderer, rate, blends
         self.loaded = self.rendered = 0
         self.disk_seconds = self.setup_seconds = self.model_seconds = 0.0
 
@@ -408,6 +415,8 @@ class _NoteMaker:
             t = time.perf_counter()
             self.renderer = self.renderer()
             self.setup_seconds += time.perf_counter() - t
+        if self.blends:
+            self.renderer.add_blends(self.blends)
         if self.renderer.output_rate != self.rate:
             raise ConfigError(
                 f"the note renderer outputs {self.renderer.output_rate} Hz but the render is at {self.rate} Hz", "rate"
