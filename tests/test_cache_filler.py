@@ -197,3 +197,30 @@ def test_notes_found_on_disk_never_build_the_model(tiny_preset, renderer, tmp_pa
         assert filler.wait(keys, timeout=60) and built == [True] and filler.rendered == 4
     finally:
         filler.stop()
+
+
+class RecordingRenderer(NoteRenderer):
+    """A real renderer that notes the order in which it is asked for notes."""
+
+    order: list
+
+    def render(self, notes):
+        self.order = [*getattr(self, "order", []), *notes]
+        return super().render(notes)
+
+
+def test_the_latest_request_is_made_first(tiny_preset, one_thread, tmp_path):  # noqa: F811
+    """What is played now matters most: a knob turned through morph positions, or a run of new
+    notes, asks for several notes at once; the last asked for is made first, each alone."""
+    renderer = RecordingRenderer(tiny_preset, device="cpu", output_rate=22050)
+    cache = NoteCache(tiny_preset, 22050, cache_dir=tmp_path)
+    filler = CacheFiller(cache, renderer)
+    keys = [(1, 60, 3), (1, 62, 3), (1, 64, 3)]
+    for key in keys:
+        cache.request(*key)
+    filler.start()
+    try:
+        assert filler.wait(keys, timeout=60)
+        assert renderer.order[:3] == keys[::-1]
+    finally:
+        filler.stop()
