@@ -9,7 +9,9 @@ How data flows (each module imports only what is upstream of it):
     MIDI input (midi_in.py) or file (midi_file.py, its bytes parsed by smf.py) -> events (events.py)
     -> Engine (engine.py: channels.py, voices.py, mixer.py, limiter.py) -> audio out (audio_out.py)
     or a file (render.py, its notes within a memory budget by note_plan.py; audio_file.py); live.py
-    starts and stops a live session, cli.py is the command line. Around them: preset_schema.py (what
+    starts and stops a live session, cli.py is the command line (its listings in listing.py).
+    morph.py blends instruments (positions moved by MIDI controllers, each a virtual instrument id
+    the renderer blends); learn.py fits a new instrument from recordings. Around them: preset_schema.py (what
     preset.yaml may hold), limits.py (the ranges of shared settings), signals.py (SIGINT, SIGTERM and
     SIGHUP stop every job cleanly, exit 128 + signal), errors.py (one-line errors).
 
@@ -23,6 +25,8 @@ API overview (torch-backed names are imported lazily, so the audio path never lo
   (``sing_synth.note_source``) and :class:`NoteCache` (``sing_synth.cache``).
 - :func:`render_file` (``sing_synth.render``): a MIDI file to WAV or FLAC.
 - :func:`play`, :class:`LiveOptions` (``sing_synth.live``): a live session.
+- :class:`Morph`, :class:`MorphControl` (``sing_synth.morph``): blends of instruments, played by controllers.
+- :func:`learn` (``sing_synth.learn``): a new instrument from recorded notes, as a user preset.
 - :class:`Progress` (``sing_synth.progress``): the status line of long jobs.
 - :func:`spectral_loss`, :func:`waveform_mse` (``sing_synth.losses``): the paper's metrics.
 - :class:`SingError` and subclasses (``sing_synth.errors``).
@@ -48,6 +52,9 @@ _LAZY = {
     "render_file": "render",
     "play": "live",
     "LiveOptions": "live",
+    "Morph": "morph",
+    "MorphControl": "morph",
+    "learn": ("learn", "learn"),
     "Progress": "progress",
     "spectral_loss": "losses",
     "waveform_mse": "losses",
