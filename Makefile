@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(PY) bench/training.py
 	$(PY) bench/render.py --threads 1
 	$(PY) bench/live.py
+	$(PY) bench/morph.py
 
 # hostile MIDI files: FILES mutated files through the reader, one in 25 through the whole render
 FILES ?= 10000

@@ -2,7 +2,8 @@
 
 Order: preset -> the MIDI input and audio device are checked (a typo fails at once, before
 anything is rendered or written) -> note cache and its renderer thread, which reads the playing
-instrument's notes from the disk cache -> the notes not on disk are rendered, with a progress
+instrument's notes from the disk cache (a morph's other instruments behind them, its positions as
+they are played) -> the notes not on disk are rendered, with a progress
 bar; only then is the model built (and torch imported, in a thread of its own while the disk is
 read): a start that finds every note on disk imports no torch -> engine -> MIDI port (a JACK
 client joining a running graph would make the stream skip a period) -> garbage collector frozen

@@ -94,14 +94,24 @@ class Morph:
         """Id of every grid position (corners included) -> (the :data:`MAX_NEAR` nearest other
         positions, nearest first, then any corner not among them; the other corners, nearest first):
         where the stand-in rule looks for a note of a position that is not made yet."""
-        grid = self.grid()
+        n = self.steps + 1
+        ids = {q: self.instrument(*q) for q in self.grid()}
         ends = [(0, 0), (self.steps, 0), (0, self.steps), (self.steps, self.steps)][: len(self.corners)]
+        # offsets by distance (ties: lower row, then lower column): the 24 nearest of any position
+        # lie within 7 steps (a corner position has a quarter of the disc)
+        reach = range(-7, 8) if self.square else (0,)
+        offsets = sorted(((dx, dy) for dx in range(-MAX_NEAR, MAX_NEAR + 1) for dy in reach
+                          if dx * dx + dy * dy <= (49 if self.square else MAX_NEAR**2) and (dx, dy) != (0, 0)),
+                         key=lambda d: (d[0] ** 2 + d[1] ** 2, d[1], d[0]))  # fmt: skip
         out = {}
-        for qx, qy in grid:
+        for (qx, qy), own in ids.items():
+            near = []
+            for dx, dy in offsets:
+                if 0 <= qx + dx < n and 0 <= qy + dy < n and len(near) < MAX_NEAR:
+                    near.append(ids[(qx + dx, qy + dy)])
             order = lambda q: ((q[0] - qx) ** 2 + (q[1] - qy) ** 2, q[1], q[0])  # noqa: B023, E731
-            near = [self.instrument(*q) for q in sorted(grid, key=order) if q != (qx, qy)][:MAX_NEAR]
-            corners = [self.instrument(*q) for q in sorted(ends, key=order) if q != (qx, qy)]
-            out[self.instrument(qx, qy)] = (tuple(near + [c for c in corners if c not in near]), tuple(corners))
+            corners = [ids[q] for q in sorted(ends, key=order) if q != (qx, qy)]
+            out[own] = (tuple(near + [c for c in corners if c not in near]), tuple(corners))
         return out
 
 
@@ -144,6 +154,8 @@ class MorphControl:
 
     def __init__(self, morph: Morph, ccs=DEFAULT_CCS) -> None:
         ccs = check_controllers(ccs, morph.square)
+        if morph.steps > 127:
+            raise ConfigError(f"morph steps {morph.steps}: a controller has 128 values, use 1-127", "morph_steps")
         self.morph = morph
         self.base = morph.corners[0]  # the channels playing it play the morph
         self.cc_x, self.cc_y = ccs[0], (ccs[1] if morph.square else -1)

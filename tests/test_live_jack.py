@@ -235,6 +235,51 @@ def test_live_reverb_send_leaves_a_tail(jack_server, tiny_preset, tmp_path):  # 
     assert 1e-5 < rms < np.sqrt(np.mean(held.astype(np.float64) ** 2)), rms
 
 
+def test_live_morph_plays_a_stand_in_then_the_new_position(jack_server, tiny_preset, tmp_path):  # noqa: F811
+    """``--morph``: CC16 moves the channel to the middle of the line from instrument 0 to 1. The first
+    note there sounds at once as the nearest made position at its pitch (instrument 0 itself), the
+    renderer thread makes the position's note meanwhile, and the same note played again is the blend,
+    sample for sample as NoteRenderer makes it offline."""
+    from sing_synth.morph import Morph
+    from sing_synth.renderer import NoteRenderer
+
+    dry = ("--no-reverb", "--no-chorus")
+    synth = Synth(tiny_preset.path, tmp_path / "cache", jack_server.env, PERIOD, *dry, "--morph", "1")
+    try:
+        if not synth.wait_ready(60):
+            code, err = synth.stop()
+            pytest.fail(f"no ready line (exit {code}):\n{''.join(synth.lines)}{err}")
+        sender, rec = MidiSender(), Recorder()
+        try:
+            sender.connect("sing-synth")
+            rec.connect("PortAudio")
+            start = sender.client.frame_time + RATE // 4
+            rec.record(start, int(2.4 * RATE))
+            script = [(0.2, (0xB0, 16, 64)), (0.5, (0x90, 60, VEL)), (0.8, (0x80, 60, 0)),
+                      (1.6, (0x90, 60, VEL)), (1.9, (0x80, 60, 0))]  # fmt: skip
+            sender.schedule((start + round(t * RATE), data) for t, data in script)
+            x = rec.wait(2.4 + 5)[:, 0].copy()
+            synth.stop()
+        finally:
+            sender.close()
+            rec.close()
+    finally:
+        code, err = synth.stop()
+    out = "".join(synth.lines)
+    assert code == 128 + signal.SIGTERM, err
+    assert "instrument: morph tiny piano / tiny strings (CC16, 16 steps)" in out, out
+    found = onsets(x, gap=RATE // 20)
+    assert len(found) == 2, (found, out, err)
+    line = Morph((0, 1))
+    renderer = NoteRenderer(tiny_preset, device="cpu", output_rate=RATE)
+    renderer.add_blends(line.blends())
+    a, middle = renderer.render_velocity(0, 60, VEL), renderer.render_velocity(line.instrument(8), 60, VEL)
+    n = round(0.25 * RATE)
+    first, second = x[found[0] :], x[found[1] :]
+    assert residual(first, a, n) < 1e-4 and residual(first, middle, n) > 10 * residual(first, a, n)
+    assert residual(second, middle, n) < 1e-4 and residual(second, a, n) > 10 * residual(second, middle, n)
+
+
 def test_a_missing_midi_input_fails_fast_with_the_list(jack_server, tiny_preset, tmp_path):  # noqa: F811
     proc = subprocess.run(
         [

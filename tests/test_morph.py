@@ -91,6 +91,9 @@ def test_controller_values_move_a_channel_on_the_grid():
     assert control.playing(c) == 0
     square = MorphControl(Morph((0, 1, 2, 3), steps=4), ccs=(20, 21))
     assert square.move(c, 21, 127) and square.move(c, 20, 127) is True and square.playing(c) == 3
+    with pytest.raises(ConfigError, match="128 values") as err:  # finer than a controller can reach
+        MorphControl(Morph((0, 1), steps=200))
+    assert err.value.setting == "morph_steps"
 
 
 def test_a_positions_stand_in_is_the_nearest_position_made_at_that_pitch():
