@@ -5,7 +5,8 @@ anything is rendered or written) -> note cache and its renderer thread, which re
 instrument's notes from the disk cache (a morph's other instruments behind them, its positions as
 they are played) -> the notes not on disk are rendered, with a progress
 bar; only then is the model built (and torch imported, in a thread of its own while the disk is
-read): a start that finds every note on disk imports no torch -> engine -> MIDI port (a JACK
+read): a start that finds every note on disk imports no torch, unless it plays a morph (its
+positions are made as they are played) -> engine -> MIDI port (a JACK
 client joining a running graph would make the stream skip a period) -> garbage collector frozen
 and switched off (the status loop collects the young generations every few seconds: no
 collection in the audio thread) -> audio stream -> ``ready`` (and ``ready_file``). A note that
@@ -138,13 +139,14 @@ def play(options: LiveOptions) -> int:
             scheduled += filler.prefetch(kit.id, level=2)
         for corner in morph.morph.corners[1:] if morph is not None else ():
             scheduled += filler.prefetch(corner, level=2)  # the morph's other ends; its positions as played
-        missing = filler.missing_on_disk(scheduled)
+        # a morph's positions are made as they are played: its model is needed soon, build it now
+        missing = bool(filler.missing_on_disk(scheduled)) or morph is not None
         if missing:
             filler.build()  # the model (and torch) while the disk is read: no build while playing
         bar = Progress()
         try:
             filler.wait(keys, progress=lambda done, total: bar.bar(f"notes of {first.name}", done, total, "notes"),
-                        model=bool(missing))
+                        model=missing)
         finally:
             bar.done()
         ready_s = time.perf_counter() - t_start
