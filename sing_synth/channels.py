@@ -62,10 +62,10 @@ class InstrumentMap:
         """The instrument a note started on ``channel`` plays: the channel's, or its morph position."""
         return channel.instrument if self.morph is None else self.morph.playing(channel)
 
-    def move(self, channel: Channel, cc: int, value: int) -> bool | None:
+    def move(self, channel: Channel, cc: int, value: int, source=None) -> bool | None:
         """A controller that may move the channel's morph position: None when it is not the morph's,
-        else whether the position moved."""
-        return None if self.morph is None else self.morph.move(channel, cc, value)
+        else whether the position moved (see ``MorphControl.move``)."""
+        return None if self.morph is None else self.morph.move(channel, cc, value, source)
 
     def source_pitch(self, instrument: int, pitch: int) -> tuple[int, float] | None:
         """The pitch to render and the playback-rate ratio: outside the playable range, the nearest

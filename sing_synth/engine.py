@@ -4,7 +4,8 @@
 event whose time (in engine frames) falls inside the block at its exact sample offset, mixes
 the voices, adds the returns of the reverb and chorus buses (``effects``: each channel sends
 to them at its CC91 and CC93 levels; off unless ``effects`` turns them on) and runs a soft
-limiter. Live play feeds the queue from the MIDI thread and calls ``process`` from the audio callback; offline rendering pushes the file's events and calls it
+limiter. Live play feeds the queue from the MIDI thread and calls
+``process`` from the audio callback; offline rendering pushes the file's events and calls it
 in a loop. The voices' state lives in a ``VoicePool`` (``voices``), the ``Mixer`` (``mixer``)
 renders them, the ``Limiter`` (``limiter``) makes the output block. Real-time contract of ``process``: no torch, no disk, no logging, no blocking lock,
 and work bounded by the polyphony limit whatever arrives on MIDI: at most ``max_events`` events
@@ -206,7 +207,7 @@ class Engine:
             c.bend = a
             return True
         if kind == ev.CONTROL:
-            return self._morph(ch, a, b) or self._inline_control(ch, a, b, at)
+            return self.imap.move(self.channels[ch], a, b, self.source) is not None or self._inline_control(ch, a, b, at)
         return False
 
     def _inline_control(self, ch: int, cc: int, value: int, at: int) -> bool:
@@ -252,7 +253,7 @@ class Engine:
             self._note_off(ch, a, 0)
         elif kind == ev.NOTE_OFF:
             self._note_off(ch, a, 0)
-        elif kind == ev.CONTROL and not self._morph(ch, a, b):
+        elif kind == ev.CONTROL and self.imap.move(self.channels[ch], a, b, self.source) is None:
             self._control(ch, a, b)
         elif kind == ev.PROGRAM:
             c = self.channels[ch]
@@ -336,15 +337,6 @@ class Engine:
             pool.state[i] = SUSTAINED
         else:
             pool.release(i, at)
-
-    def _morph(self, ch: int, cc: int, value: int) -> bool:
-        """A morph controller (False: another one) moves the channel's position; the channel's last
-        note is asked for at once at a new position (the note played next is likely the same)."""
-        c = self.channels[ch]
-        moved = self.imap.move(c, cc, value)
-        if moved and c.last_pitch >= 0 and c.instrument == self.imap.morph.base:
-            self.source.request(self.imap.playing(c), c.last_pitch, c.last_class)
-        return moved is not None
 
     def _control(self, ch: int, cc: int, value: int) -> None:
         c = self.channels[ch]

@@ -164,20 +164,22 @@ class MorphControl:
         ys = range(morph.steps + 1) if morph.square else (0,)
         self.ids = [[morph.instrument(qx, qy) for qx in range(morph.steps + 1)] for qy in ys]
 
-    def move(self, channel, cc: int, value: int) -> bool | None:
+    def move(self, channel, cc: int, value: int, source=None) -> bool | None:
         """Controller ``cc`` at ``value`` on ``channel``: None when it is not one of the morph's, else
-        whether the channel's position (``channel.morph_x``, ``morph_y``: grid indices) moved."""
+        whether the channel's position (``channel.morph_x``, ``morph_y``: grid indices) moved. A
+        channel playing the morph that moves asks ``source`` (a note source) at once for its last
+        note (``channel.last_pitch``, ``last_class``) at the new position: likely the next played."""
         if cc == self.cc_x:
-            q = self.index[value]
-            moved = q != channel.morph_x
-            channel.morph_x = q
-            return moved
-        if cc == self.cc_y:
-            q = self.index[value]
-            moved = q != channel.morph_y
-            channel.morph_y = q
-            return moved
-        return None
+            moved = self.index[value] != channel.morph_x
+            channel.morph_x = self.index[value]
+        elif cc == self.cc_y:
+            moved = self.index[value] != channel.morph_y
+            channel.morph_y = self.index[value]
+        else:
+            return None
+        if moved and source is not None and channel.last_pitch >= 0 and channel.instrument == self.base:
+            source.request(self.playing(channel), channel.last_pitch, channel.last_class)
+        return moved
 
     def playing(self, channel) -> int:
         """The instrument a note started on ``channel`` plays: the channel's position when it plays
