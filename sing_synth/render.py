@@ -377,11 +377,12 @@ def stem_outputs(out: Path, song, imap: InstrumentMap, preset) -> dict[int, Path
     for index, keys in midi_file.note_uses(song, imap):
         played.setdefault(int(channels[index]), {}).setdefault(keys[0][0])
     names = {i.id: i.name for i in preset.instruments}
+    if imap.morph is not None:  # every position of a morph is named after it
+        names.update(dict.fromkeys(imap.morph.morph.blends(), f"{names[imap.morph.base]} morph"))
     paths = {}
     for ch, instruments in sorted(played.items()):
-        words = [_slug(names.get(i, f"instrument {i}")) for i in list(instruments)[:3]]
-        if len(instruments) > 3:
-            words.append("more")
+        words = list(dict.fromkeys(_slug(names.get(i, f"instrument {i}")) for i in instruments))
+        words = words[:3] + (["more"] if len(words) > 3 else [])
         paths[ch] = out.with_name(f"{out.stem}-ch{ch + 1:02d}-{'+'.join(words)}{out.suffix}")
     return paths
 

@@ -229,6 +229,8 @@ def test_a_render_moves_the_position_with_the_files_controllers(tmp_path, tiny_p
         (0.8, M("note_off", note=60)), (0.9, M("note_off", note=64)),
     ]))  # fmt: skip
     render_file(ends, tmp_path / "b1.wav", tiny_preset, instrument=0, morph=["tiny strings"], **options)
+    stems = render_file(song, tmp_path / "s.wav", tiny_preset, instrument=0, morph=[1], stems=True, **options).stems
+    assert [p.name for p in stems.values()] == ["s-ch01-tiny-piano+tiny-piano-morph+tiny-strings.wav"]
     render_file(ends, tmp_path / "b2.wav", tiny_preset, instrument=1, **options)
     assert np.array_equal(read_wav(tmp_path / "b1.wav")[0], read_wav(tmp_path / "b2.wav")[0])
 
