@@ -46,6 +46,7 @@ class CacheFiller:
         self._lock = threading.Lock()  # scheduling state (main and filler threads, never audio)
         self._build_lock = threading.Lock()  # the model is built once (filler or model thread)
         self.model_ready = threading.Event()  # set once the renderer is built (or there is none)
+        self.progressed = threading.Event()  # set after each batch (wakes wait())
         self.threads: int | None = None  # torch threads for the renderer's next batches (None: as built)
         self._threads_set: int | None = None
         self.rendered = 0  # statistics, a plain int
@@ -103,7 +104,8 @@ class CacheFiller:
                 return True
             if deadline is not None and time.monotonic() > deadline:
                 return False
-            time.sleep(0.05)
+            self.progressed.wait(0.05)
+            self.progressed.clear()
 
     # The thread ------------------------------------------------------------------------
     def start(self) -> CacheFiller:
@@ -139,6 +141,7 @@ class CacheFiller:
         except BaseException as exc:  # reported to the main thread by wait()
             self.error = exc
             self.model_ready.set()
+            self.progressed.set()
 
     def _renderer(self):
         """The renderer, built from its factory on first use (by whichever thread comes first)."""
@@ -146,6 +149,7 @@ class CacheFiller:
             if self.renderer is not None and not hasattr(self.renderer, "render"):
                 self.renderer = self.renderer()
         self.model_ready.set()
+        self.progressed.set()
         return self.renderer
 
     def _next_batch(self) -> list[Key]:
@@ -189,6 +193,7 @@ class CacheFiller:
                     cache.wake.wait(IDLE_WAIT)
                     continue
                 missing = [k for k in batch if not cache.load(k)]
+                self.progressed.set()
                 renderer = self._renderer() if missing else None
                 if renderer is not None:
                     want = self.threads or getattr(renderer, "threads", None)
@@ -198,7 +203,9 @@ class CacheFiller:
                     for key, wav in zip(missing, renderer.render(missing)):
                         cache.store(key, wav)
                         self.rendered += 1
+                    self.progressed.set()
                 if self.timeline is not None:
                     self.timeline.span("renderer", t0)
         except BaseException as exc:  # reported to the main thread by wait()
             self.error = exc
+            self.progressed.set()

@@ -42,6 +42,7 @@ DEFAULT_SIZE = 4 << 30  # 4 GiB: about 5,000 notes at 48 kHz (a dozen instrument
 SIZE_ENV = "SING_SYNTH_CACHE_SIZE"
 TRIM_EVERY = 64 << 20  # bytes written between two checks of the bound
 STALE_TMP = 3600.0  # seconds after which a temporary file is a crashed writer's leftover
+PARSED_DIR = "presets"  # preset.yaml files parsed before (sing_synth.preset.parse)
 DIR_NAME = re.compile(r"^([0-9a-f]{16}|unhashed)-(\d+)(-[a-z0-9]+)?$")
 
 # what NoteStore.read found
@@ -183,7 +184,8 @@ class DiskCache:
         return freed
 
     def clear(self) -> int:
-        """Delete every note (of every preset and rate); returns the bytes freed."""
+        """Delete every note (of every preset and rate), and the presets parsed before (see
+        :func:`sing_synth.preset.parse`); returns the bytes of notes freed."""
         freed = self.size
         try:
             tops = [d for d in os.scandir(self.root) if DIR_NAME.match(d.name) and d.is_dir(follow_symlinks=False)]
@@ -191,6 +193,10 @@ class DiskCache:
             return 0
         for top in tops:
             shutil.rmtree(top.path, ignore_errors=True)
+        parsed = self.root / PARSED_DIR
+        if parsed.is_dir() and not parsed.is_symlink():
+            for f in parsed.glob("*.json"):
+                _unlink(f)
         return freed
 
     def _wrote(self, n: int) -> None:

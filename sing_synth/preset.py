@@ -1,6 +1,7 @@
 """Presets: ``preset.yaml`` (configuration, instrument table, provenance) + ``weights.safetensors``.
 
-Loading never executes code from a file: ``yaml.safe_load`` and safetensors only. A preset is
+Loading never executes code from a file: ``yaml.safe_load`` (or JSON, see :func:`parse`) and
+safetensors only. A preset is
 refused with a one-line message when its format version is unknown, its weights' sha256
 differs from the yaml, or a tensor's name or shape does not match the model configuration.
 
@@ -21,13 +22,9 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from .dsp import VELOCITY_CLASSES
 from .errors import InstrumentError, PresetError
 from .preset_schema import validate
-
-SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's safe loader: faster, same rules
 
 FORMAT = "sing-synth-preset"
 FORMAT_VERSION = 1
@@ -262,12 +259,10 @@ def load(name_or_path: str | os.PathLike | None = None) -> Preset:
     """Read and validate ``preset.yaml`` (the weights are verified when the model is loaded)."""
     path = resolve(name_or_path)
     try:
-        data = yaml.load((path / YAML_FILE).read_bytes(), Loader=SAFE_LOADER)
-    except (yaml.YAMLError, RecursionError) as exc:
-        what = str(exc).splitlines()[0] if str(exc) else "nested too deeply"
-        raise PresetError(f"{path / YAML_FILE} is not valid YAML ({what}); fix or re-export it") from None
+        raw = (path / YAML_FILE).read_bytes()
     except OSError as exc:
         raise PresetError(f"cannot read {path / YAML_FILE} ({exc.strerror or exc}); check its permissions") from None
+    data = parse(raw, path / YAML_FILE)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise PresetError(f"{path / YAML_FILE} is not a sing-synth preset (format must be {FORMAT!r})")
     version = data.get("version")
@@ -291,6 +286,40 @@ def load(name_or_path: str | os.PathLike | None = None) -> Preset:
     )
 
 
+def parse(raw: bytes, where: Path) -> object:
+    """The YAML document ``raw`` (the file ``where``), parsed by the safe loader.
+
+    libyaml takes about 0.1 s for a table of hundreds of instruments, JSON a millisecond: a
+    document parsed before is read back from ``presets/<sha256 of its bytes>.json`` in the note
+    cache's directory (:func:`sing_synth.disk_cache.default_dir`), written there atomically when
+    JSON holds it exactly. Either way the result is validated by the caller."""
+    from .disk_cache import PARSED_DIR, default_dir
+
+    parsed = default_dir() / PARSED_DIR / f"{hashlib.sha256(raw).hexdigest()[:32]}.json"
+    try:
+        return json.loads(parsed.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        pass
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's safe loader: faster, same rules
+    try:
+        data = yaml.load(raw, Loader=loader)
+    except (yaml.YAMLError, RecursionError) as exc:
+        what = str(exc).splitlines()[0] if str(exc) else "nested too deeply"
+        raise PresetError(f"{where} is not valid YAML ({what}); fix or re-export it") from None
+    try:
+        text = json.dumps(data, allow_nan=False)
+        if json.loads(text) == data:  # (YAML's dates, integer keys or sets would not come back the same)
+            parsed.parent.mkdir(parents=True, exist_ok=True)
+            tmp = parsed.with_name(f".{parsed.name}.{os.getpid()}.tmp")
+            tmp.write_text(text)
+            os.replace(tmp, parsed)
+    except (OSError, TypeError, ValueError, RecursionError):
+        pass  # a read-only cache only costs the next start its speed
+    return data
+
+
 def save(
     directory: str | os.PathLike,
     model,
@@ -304,6 +333,7 @@ def save(
     """Write a preset directory atomically (weights then yaml, each via a temporary file). On any
     failure or stop (an error, a signal) the temporary files are removed, and so is the directory
     when this call created it: a preset is there whole, or not at all."""
+    import yaml
     from safetensors.torch import save_file
 
     directory = Path(directory)

@@ -346,3 +346,23 @@ def test_sighup_stops_live_play_cleanly_with_129(jack_server, tiny_preset, tmp_p
         assert synth.info("stopped:")
     else:
         assert "stopped by SIGHUP" in err or synth.info("stopped:")  # it may have just got ready
+
+
+def test_a_warm_start_reads_every_note_from_disk_and_imports_no_torch(jack_server, tiny_preset, tmp_path):  # noqa: F811
+    """The first start renders the instrument's notes into the disk cache; the next one finds them
+    all there: it plays without loading the model, so torch is never imported (the interpreter's
+    own record of every import says so)."""
+    import re
+
+    env = {**jack_server.env, "PYTHONPROFILEIMPORTTIME": "1"}
+    torch_line = re.compile(r"^import time:.*\|\s*torch(\.|\s*$)", re.M)
+    runs = []
+    for _ in range(2):
+        synth = Synth(tiny_preset.path, tmp_path / "cache", env, PERIOD)
+        ready = synth.wait_ready(120)
+        code, err = synth.stop()
+        assert ready and code == 143, err[-3000:]  # stopped by SIGTERM
+        runs.append((synth.info("instrument:"), bool(torch_line.search(err))))
+    (cold, cold_torch), (warm, warm_torch) = runs
+    assert cold_torch and "0 from disk" in cold and " 0 rendered" not in cold, cold
+    assert not warm_torch and "(0 rendered, " in warm, warm

@@ -187,3 +187,24 @@ def test_a_save_stopped_midway_leaves_nothing(tmp_path, tiny_preset, monkeypatch
     with pytest.raises(Stopped):
         presets.save(tmp_path / "old", model, tiny_preset.instruments)
     assert sorted(p.name for p in (tmp_path / "old").iterdir()) == ["preset.yaml", "weights.safetensors"]
+
+
+def test_a_preset_parsed_before_is_read_back_as_json_and_still_validated(copy, note_cache_dir):
+    """libyaml is slow on a big instrument table: the parsed document is kept as JSON in the cache
+    directory, keyed by the yaml's bytes; a changed yaml is parsed again, a damaged JSON ignored."""
+    first = presets.load(copy)
+    parsed = list((note_cache_dir / "presets").glob("*.json"))
+    assert len(parsed) == 1
+    assert presets.load(copy) == first  # from the JSON
+    parsed[0].write_text("{not json")
+    assert presets.load(copy) == first  # a damaged entry: parsed again (and written again)
+    data = yaml.safe_load((copy / "preset.yaml").read_text())
+    data["instruments"][0]["name"] = "renamed piano"
+    (copy / "preset.yaml").write_text(yaml.safe_dump(data))
+    assert presets.load(copy).instruments[0].name == "renamed piano"
+    assert len(list((note_cache_dir / "presets").glob("*.json"))) == 2
+    data["version"] = 99  # the JSON of a refused document is kept, and refused again: it is validated each time
+    (copy / "preset.yaml").write_text(yaml.safe_dump(data))
+    for _ in range(2):
+        with pytest.raises(PresetError, match="format version 99"):
+            presets.load(copy)
