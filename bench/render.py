@@ -1,37 +1,123 @@
-"""Rendering speed: a multi-track General MIDI song through `sing-synth render`, against FluidSynth.
+"""Rendering speed: `sing-synth render` of a multi-track General MIDI song, cold and warm, against FluidSynth.
 
-Generates a deterministic song of a few minutes (examples/make_examples.py: piano with pedal,
-bass, strings, lead with bends, drums, tempo changes), then renders it
-  - cold: an empty note cache, so every note the song needs goes through the model
-    (model loading, inference and resampling included), then the engine;
-  - warm: the same notes already rendered (the same note source passed again): engine only,
-    with the reverb and chorus buses (the default), without them (``--no-reverb --no-chorus``),
-    and with the default effects plus ``--normalize -16`` and plus ``--stems``;
-  - with FluidSynth (`fluidsynth -ni -F out.wav FluidR3_GM.sf2 song.mid`) in the same run,
-and prints real-time factors, the ratios to FluidSynth and peak memory.
+Generates a deterministic song of a few minutes (sing_synth.testing.songs: piano with pedal,
+bass, strings with expression swells, lead with bends, drums, tempo changes), then, each in a
+new process as a user would run it:
+  - cold: an empty note cache on disk, so every note the song needs goes through the model
+    (torch imported, the model loaded, notes generated, resampled and written to the cache);
+  - warm: the same command again: every note is read from the cache, no model, no torch; then
+    warm again with the reverb and chorus buses off (``--no-reverb --no-chorus``; they are on by
+    default), with ``--normalize -16`` and with ``--stems``;
+  - FluidSynth (`fluidsynth -ni -F out.wav FluidR3_GM.sf2 song.mid`), before and after ours: the
+    reference is the mean of the two runs.
+Each render reports its split: imports (interpreter start and imports), notes from the cache,
+model (torch import and loading, then generation with resampling and cache writes), mixing
+(the engine), writing (the output file), the rest (reading the MIDI file and the preset).
+
+In the same run it times the model alone at batch 64 on the same device and threads, as
+bench/generation.py does (the reference of the generation speed), and prints the targets of
+issue 13: cold <= 0.5x FluidSynth's time, warm <= 0.2x, mixing >= 8x faster than FluidSynth,
+generation >= 80% of the model's batch-64 speed.
 
 Without --preset it builds an untrained preset of the chosen size (weights do not change the
 speed) with a General MIDI table of 128 programs and a drum kit.
 
-    python bench/render.py [--minutes 3] [--size small] [--threads 1] [--model-device cpu]
+    python bench/render.py [--minutes 3] [--size small] [--preset NAME] [--threads N] [--model-device cpu]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 FONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 
+# `sing-synth render ...` in a new interpreter: the times of its parts, whether it imported torch, its peak RSS
+CHILD = """
+import json, resource, sys, time
+t0 = time.perf_counter()
+from sing_synth import cli, render
+imported = time.perf_counter() - t0
+results = []
+make = render.render_file
+render.render_file = lambda *a, **k: results.append(make(*a, **k)) or results[-1]
+assert cli.main(sys.argv[1:]) == 0
+r = results[-1]
+print(json.dumps({"import_s": imported, "total_s": r.total_seconds, "disk_s": r.disk_seconds,
+                  "setup_s": r.setup_seconds, "model_s": r.model_seconds, "mix_s": r.mix_seconds - r.write_seconds,
+                  "write_s": r.write_seconds, "rendered": r.notes_rendered, "loaded": r.notes_loaded,
+                  "needed": r.notes_needed, "audio_s": r.duration, "torch": "torch" in sys.modules,
+                  "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
 
-def peak_rss_mib(who=resource.RUSAGE_SELF) -> float:
-    return resource.getrusage(who).ru_maxrss / 1024.0
+
+def run_render(song: Path, out: Path, preset: str, args, env: dict, *extra: str) -> dict:
+    cmd = [sys.executable, "-c", CHILD, "render", str(song), "-o", str(out), "--preset", preset, "--model-device",
+           args.model_device, "--threads", str(args.threads), "--batch-size", str(args.batch_size), "--rate",
+           str(args.rate), *extra]
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    if proc.returncode:
+        raise RuntimeError(f"render failed:\n{proc.stderr[-3000:]}")
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    r["wall_s"] = wall
+    r["imports_s"] = wall - r["total_s"]  # interpreter start, imports and the command line
+    r["other_s"] = r["total_s"] - r["disk_s"] - r["setup_s"] - r["model_s"] - r["mix_s"] - r["write_s"]
+    return r
+
+
+def fluidsynth(song: Path, out: Path, rate: int) -> float | None:
+    if not (shutil.which("fluidsynth") and Path(FONT).is_file()):
+        return None
+    t = time.perf_counter()
+    subprocess.run(["fluidsynth", "-ni", "-q", "-r", str(rate), "-F", str(out), FONT, str(song)], check=True,
+                   capture_output=True)
+    return time.perf_counter() - t
+
+
+def model_speed(preset_path: str, args, notes: int = 64, reps: int = 3) -> float:
+    """Notes per second of the model alone at batch ``notes`` (bench/generation.py's measure: the
+    fastest of a few calls after a warm-up), on the render's device and threads."""
+    import numpy as np
+
+    from sing_synth import preset as presets
+    from sing_synth.renderer import NoteRenderer
+
+    preset = presets.load(preset_path)
+    renderer = NoteRenderer(preset, device=args.model_device, batch_size=notes, threads=args.threads)
+    rng = np.random.default_rng(0)
+    ids = [i.id for i in preset.instruments]
+    keys = [(int(rng.choice(ids)), int(rng.integers(30, 90)), int(rng.integers(0, 5))) for _ in range(notes)]
+    renderer.render_model_rate(keys)
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        renderer.render_model_rate(keys)
+        best = min(best, time.perf_counter() - t)
+    return notes / best
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} cores"
+
+
+def cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
 
 
 def main() -> int:
@@ -40,120 +126,73 @@ def main() -> int:
     parser.add_argument("--preset", help="a preset name or directory (default: an untrained one of --size)")
     parser.add_argument("--size", default="small", choices=("tiny", "small", "paper"))
     parser.add_argument("--model-device", default="auto", help="where the model runs: auto, cpu, cuda")
-    parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16", "float16"))
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: the free cores, as a render chooses)")
+    parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--rate", type=int, default=44100)
-    parser.add_argument("--block", type=int, default=8192)
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args()
 
-    import torch
-
     from sing_synth import preset as presets
-    from sing_synth.effects import EffectSettings
-    from sing_synth.note_source import DictNoteSource
-    from sing_synth.render import render_file
+    from sing_synth.renderer import free_cores, pick_device
     from sing_synth.testing import songs
     from sing_synth.testing.presets import general_midi_instruments, untrained_preset
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args.threads = args.threads or free_cores()
+    device = str(pick_device(args.model_device))
     work = Path(tempfile.mkdtemp(prefix="bench-render-"))
     try:
         song = work / "song.mid"
         songs.song(args.minutes, seed=7).save(song)
         if args.preset:
-            preset = presets.load(args.preset)
+            preset_path = str(presets.resolve(args.preset))
         else:
-            instruments = general_midi_instruments()
-            preset = untrained_preset(work / f"bench-{args.size}", instruments, args.size)
-        kw = dict(rate=args.rate, block=args.block, model_device=args.model_device, precision=args.precision)
-        source = DictNoteSource(rate=args.rate)
-        rss0 = peak_rss_mib()
-        cold = render_file(song, work / "cold.wav", preset, source=source, batch_size=args.batch_size, **kw)
-        rss_cold = peak_rss_mib()
-        warm = render_file(song, work / "warm.wav", preset, source=source, **kw)
-        rss_warm = peak_rss_mib()
-        dry = render_file(song, work / "dry.wav", preset, source=source, effects=EffectSettings.dry(), **kw)
-        loud = render_file(song, work / "loud.wav", preset, source=source, normalize=-16.0, **kw)
-        stems = render_file(song, work / "stems.wav", preset, source=source, stems=True, **kw)
-        rss_extra = peak_rss_mib()
-        cache_mib = sum(w.nbytes for w in source.notes.values()) / 2**20
-
-        fluid = None
-        if shutil.which("fluidsynth") and Path(FONT).is_file():
-            # run through a small Python parent so that the child's peak RSS is FluidSynth's own
-            # (a child forked from this process would count this process's pages until its exec)
-            cmd = ["fluidsynth", "-ni", "-q", "-r", str(args.rate), "-F", str(work / "fluid.wav"), FONT, str(song)]
-            probe = (
-                "import resource, subprocess, sys, time; t = time.perf_counter(); "
-                "subprocess.run(sys.argv[1:], check=True, capture_output=True); "
-                "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
-            )
-            out = subprocess.run([sys.executable, "-c", probe, *cmd], check=True, capture_output=True, text=True)
-            fluid_s, fluid_kib = out.stdout.split()
-            fluid = {"seconds": float(fluid_s), "audio_s": cold.duration, "peak_rss_mib": int(fluid_kib) / 1024}
-
-        from sing_synth.renderer import pick_device
-
-        device = str(pick_device(args.model_device))
-        print(
-            f"song: {args.minutes:g} min, {cold.duration:.1f} s of audio at {args.rate} Hz, {cold.stats['notes_played']} "
-            f"note-ons, {cold.notes_needed} distinct notes ({cache_mib:.0f} MiB rendered)"
-        )
-        print(
-            f"model: {preset.name} ({args.preset or args.size}), {device}, {args.precision}, "
-            f"torch threads {torch.get_num_threads()}, block {args.block}"
-        )
-        rows = [
-            ("cold (model + engine)", cold.total_seconds, cold.duration, rss_cold),
-            ("warm (engine only)", warm.total_seconds, warm.duration, rss_warm),
-            ("warm, effects off", dry.total_seconds, dry.duration, rss_extra),
-            ("warm, --normalize -16", loud.total_seconds, loud.duration, rss_extra),
-            (f"warm, --stems ({len(stems.stems)})", stems.total_seconds, stems.duration, rss_extra),
+            preset_path = str(untrained_preset(work / f"bench-{args.size}", general_midi_instruments(), args.size).path)
+        env = {**os.environ, "SING_SYNTH_CACHE": str(work / "cache"), "SING_SYNTH_CACHE_SIZE": "8G"}
+        print(f"# {cpu_name()}, {os.cpu_count()} cores; {load()}")
+        print(f"# model: {presets.load(preset_path).name} ({args.preset or args.size}), {device}, "
+              f"{args.threads} torch threads, batch {args.batch_size}")
+        fluid = [fluidsynth(song, work / "fluid.wav", args.rate)]
+        cold = run_render(song, work / "cold.wav", preset_path, args, env)
+        warm = run_render(song, work / "warm.wav", preset_path, args, env)
+        fluid.append(fluidsynth(song, work / "fluid.wav", args.rate))
+        extras = [
+            ("warm, effects off", run_render(song, work / "dry.wav", preset_path, args, env, "--no-reverb", "--no-chorus")),
+            ("warm, --normalize -16", run_render(song, work / "loud.wav", preset_path, args, env, "--normalize", "-16")),
+            ("warm, --stems", run_render(song, work / "stems.wav", preset_path, args, env, "--stems")),
         ]
-        if fluid:
-            rows.append(("fluidsynth -ni -F", fluid["seconds"], fluid["audio_s"], fluid["peak_rss_mib"]))
-        print(f"{'render':<26}{'seconds':>9}{'x real time':>13}{'vs fluidsynth':>15}{'peak RSS MiB':>14}")
-        for name, seconds, audio, rss in rows:
-            rtf = audio / seconds
-            ratio = f"{(fluid['seconds'] / seconds):.2f}x" if fluid else "-"
-            print(f"{name:<26}{seconds:>9.2f}{rtf:>13.1f}{ratio:>15}{rss:>14.0f}")
-        n = loud.loudness
-        print(f"--normalize -16: {n.before_lufs:.1f} -> {n.after_lufs:.1f} LUFS, true peak {n.before_peak_db:.1f} -> "
-              f"{n.after_peak_db:.1f} dBTP (limiter up to {n.limited_db:.1f} dB); peak RSS after the warm renders is the "
-              "process's peak so far")
-        print(
-            f"cold breakdown: notes {cold.note_seconds:.2f} s ({cold.notes_rendered} notes, "
-            f"{cold.notes_rendered / max(cold.note_seconds, 1e-9):.0f} notes/s), engine + writer {cold.mix_seconds:.2f} s; "
-            f"RSS before rendering {rss0:.0f} MiB"
-        )
-        if args.json:
-            Path(args.json).write_text(
-                json.dumps(
-                    {
-                        "minutes": args.minutes,
-                        "audio_s": cold.duration,
-                        "distinct_notes": cold.notes_needed,
-                        "cold_s": cold.total_seconds,
-                        "cold_notes_s": cold.note_seconds,
-                        "warm_s": warm.total_seconds,
-                        "warm_dry_s": dry.total_seconds,
-                        "warm_normalize_s": loud.total_seconds,
-                        "warm_stems_s": stems.total_seconds,
-                        "fluidsynth_s": fluid["seconds"] if fluid else None,
-                        "peak_rss_cold_mib": rss_cold,
-                        "peak_rss_warm_mib": rss_warm,
-                        "device": device,
-                        "threads": torch.get_num_threads(),
-                        "preset": preset.name,
-                    },
-                    indent=2,
-                )
-            )
+        speed = model_speed(preset_path, args)
+        print(f"# after the renders: {load()}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+    ref = sum(fluid) / 2 if None not in fluid else None
+    audio = cold["audio_s"]
+    print(f"song: {args.minutes:g} min, {audio:.1f} s of audio at {args.rate} Hz, {cold['needed']} distinct notes")
+    cols = ("wall", "imports", "cache", "model", "mixing", "writing", "rest")
+    print(f"{'render (a new process)':<24}" + "".join(f"{c:>9}" for c in cols) + f"{'vs fluidsynth':>15}{'RSS MiB':>9}")
+    for name, r in (("cold", cold), ("warm", warm), *extras):
+        parts = (r["wall_s"], r["imports_s"], r["disk_s"], r["setup_s"] + r["model_s"], r["mix_s"], r["write_s"],
+                 r["other_s"])
+        ratio = f"{r['wall_s'] / ref:.2f}x" if ref else "-"
+        print(f"{name:<24}" + "".join(f"{p:9.2f}" for p in parts) + f"{ratio:>15}{r['rss_mib']:9.0f}")
+    if ref:
+        print(f"{'fluidsynth -ni -F':<24}{ref:9.2f}  (runs: {fluid[0]:.2f} before, {fluid[1]:.2f} after){'1.00x':>13}")
+    gen = cold["rendered"] / cold["model_s"] if cold["model_s"] else float("nan")
+    print(f"cold: {cold['rendered']} notes rendered, {cold['loaded']} from the cache; model loading (torch import, "
+          f"weights) {cold['setup_s']:.2f} s; torch imported: cold {cold['torch']}, warm {warm['torch']}")
+    print(f"generation: {gen:.0f} notes/s (model, resampling, cache writes) vs the model alone at batch 64: "
+          f"{speed:.0f} notes/s -> {gen / speed:.0%}")
+    if ref:
+        mix = min(cold["mix_s"], warm["mix_s"])
+        print(f"mixing: {mix:.2f} s ({audio / mix:.0f}x real time), {ref / mix:.1f}x faster than FluidSynth "
+              f"({audio / ref:.0f}x real time)")
+        print(f"targets: cold {cold['wall_s'] / ref:.2f}x (<= 0.5x), warm {warm['wall_s'] / ref:.2f}x (<= 0.2x), "
+              f"mixing {ref / mix:.1f}x faster (>= 8x), generation {gen / speed:.0%} (>= 80%)")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"cold": cold, "warm": warm, **{k: r for k, r in extras},
+                                               "fluidsynth_s": fluid,
+                                               "model_notes_per_s": speed, "device": device,
+                                               "threads": args.threads}, indent=2))
     return 0
 
 

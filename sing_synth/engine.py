@@ -69,6 +69,7 @@ class Engine:
         effects: EffectSettings | None = None,
         stems=None,
         morph=None,
+        limiter_block: int | None = None,
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
@@ -100,7 +101,10 @@ class Engine:
             if stems is not None and settings.enabled and self.stem_channels
             else None
         )
-        self.limiter = Limiter(self.rate, self.max_block, gain, threshold, limiter_release)
+        # the limiter rides its gain per block of at most this many frames (offline: shorter than the
+        # blocks mixed, as the output's blocks would be)
+        self.limiter_block = min(self.max_block, int(limiter_block or self.max_block))
+        self.limiter = Limiter(self.rate, self.limiter_block, gain, threshold, limiter_release)
         self.channels = [Channel(i) for i in range(16)]
         self.frame = 0  # engine time: frames processed so far
         self._ev = [0.0, 0, 0, 0, 0]
@@ -178,7 +182,10 @@ class Engine:
             stems = mixer.stems[:, :, :n]
             if self.stem_effects is not None:
                 self.stem_effects.process(mixer.stem_sends[:, :, :n], stems)
-        self.limiter.process(mixer.mix[:, :n], out, stems)
+        step = self.limiter_block
+        for a in range(0, n, step):
+            b = min(a + step, n)
+            self.limiter.process(mixer.mix[:, a:b], out[a:b], None if stems is None else stems[:, :, a:b])
         self.frame = end
 
     # Events -----------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from .voices import FAR, SILENT, VoicePool
 MAX_CHUNK = 2048  # most frames rendered per pass (bounds the scratch matrices)
 SLICE_FRAMES = 1024  # from this many frames per stretch, row slices beat one gather (no index matrix)
 ENV_GATHER = 4096  # voices x frames per decaying voice from which one gather beats a slice per voice
+BLAS_ONE_THREAD = 1 << 17  # multiply-adds per matrix product below which OpenBLAS uses one thread
 TIE = 1e-6  # samples: a decay reaching SILENT this close to a whole sample reaches it there
 ROUND = 2.0**52  # adding it rounds a float64 below 2^51 to an integer, held in the low bits
 ROUND_BITS = int(np.float64(ROUND).view(np.int64))
@@ -92,8 +93,9 @@ class Mixer:
         self._Y = np.zeros(2 * n * c, np.float32)  # voice signals
         self._H = np.zeros(2 * n * c, np.float32)
         self._W = np.zeros(n * c, np.float32)  # a start, end fade or envelope per voice
-        for buf in (self._P, self._T, self._I, self._F, self._Y, self._H, self._W):
-            buf.fill(0)  # touch every page now: a first write in the audio callback would page-fault
+        if c <= MAX_CHUNK:  # (offline, longer chunks touch only the rows they use: leave the pages unmapped)
+            for buf in (self._P, self._T, self._I, self._F, self._Y, self._H, self._W):
+                buf.fill(0)  # touch every page now: a first write in the audio callback would page-fault
         # envelope tables by kind, each [1 x c, decay^(k+1) for k = 0 .. c-1]: a voice whose decay
         # starts at frame e reads entries c - e + k of its kind's row
         decays = np.exp(np.outer(pool.logs, self._k + 1.0))
@@ -282,7 +284,7 @@ class Mixer:
         if pool.ramps:
             self._ramp(y, out, self._stereo[1], pool.ramp_left[:n], pool.ramp_at[:n], pool.gain[:n], pool.target[:n])
         else:
-            np.matmul(self._coefficients(n, pool.target[:n]), y, out=out)
+            _matmul(self._coefficients(n, pool.target[:n]), y, out)
         self.mix[:, a : a + m] += out
         if self.send:  # the effect sends: the same signals with the send gains
             sent = self._sent[0, :, :m]
@@ -292,7 +294,7 @@ class Mixer:
                 args = pool.send_ramp[:n], pool.send_at[:n], pool.send[:n], pool.send_target[:n]
                 self._ramp(y, sent, self._sent[1], *args)
             else:
-                np.matmul(self._coefficients(n, pool.send_target[:n]), y, out=sent)
+                _matmul(self._coefficients(n, pool.send_target[:n]), y, sent)
             self.sends[:, a : a + m] += sent
 
         # advance: positions, decays; stop the voices that ended or decayed to silence
@@ -439,7 +441,7 @@ class Mixer:
         ce = self._ce[:, :n]
         np.copyto(ce[0], scale)
         np.copyto(ce[1], offset)
-        np.matmul(ce.T, self._b[:2, : out.shape[1]], out=out)
+        _matmul(ce.T, self._b[:2, : out.shape[1]], out)
 
     def _coefficients(self, n: int, gains: np.ndarray) -> np.ndarray:
         """The (2, rows) stereo coefficients of the rows: layer weight x level x ``gains`` (voices, 2)."""
@@ -509,9 +511,9 @@ class Mixer:
         k0 = min(m, int(at[mask].min()))  # the first ramp starts here
         k1 = min(m, int(ti[mask].max()))  # from here on, every ramp has arrived
         coef = self._coefficients(n, gain)
-        np.matmul(coef, y[:, :k1], out=out[:, :k1])
+        _matmul(coef, y[:, :k1], out[:, :k1])
         if k1 < m:
-            np.matmul(self._coefficients(n, target), y[:, k1:], out=out[:, k1:])
+            _matmul(self._coefficients(n, target), y[:, k1:], out[:, k1:])
         k = k1 - k0
         if k > 0:
             np.divide(1.0, steps, out=f)
@@ -527,7 +529,7 @@ class Mixer:
             z[n:rows] *= w
             np.subtract(target, gain, out=dg)
             more = scratch[:, :k]
-            np.matmul(self._coefficients(n, dg), z, out=more)
+            _matmul(self._coefficients(n, dg), z, more)
             out[:, k0:k1] += more
         # advance by the steps made in this stretch; finished ramps land exactly on their targets
         np.subtract(m, at, out=ti)
@@ -563,3 +565,14 @@ class Mixer:
         hi -= y
         hi *= frac
         y += hi
+
+
+def _matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """``out = a @ b``, in column stretches small enough for BLAS to stay on the calling thread
+    (offline stretches are long: a BLAS thread pool would wake, spin and compete for the cores)."""
+    cols = max(1, BLAS_ONE_THREAD // max(1, a.shape[0] * a.shape[1]))
+    if b.shape[1] <= cols:
+        np.matmul(a, b, out=out)
+        return
+    for j in range(0, b.shape[1], cols):
+        np.matmul(a, b[:, j : j + cols], out=out[:, j : j + cols])

@@ -50,7 +50,7 @@ def read_samples(f, row: np.ndarray, crc: int) -> bool:
 def write(path: str | os.PathLike, wav: np.ndarray) -> None:
     """Write a note file atomically (creating its directory); on an error or a stop nothing is left behind."""
     path = Path(path)
-    body = np.ascontiguousarray(wav, dtype="<f4").tobytes()
+    body = memoryview(np.ascontiguousarray(wav, dtype="<f4").reshape(-1)).cast("B")  # no copy when it is one
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one per writer
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -45,6 +45,7 @@ from .progress import Progress
 from .voices import pool_size
 
 log = logging.getLogger(__name__)
+MIX_BLOCK = 32768  # frames mixed per pass offline
 
 DEFAULT_MAX_LENGTH = 4 * 3600.0  # seconds: the longest song rendered unless told otherwise
 MAX_TAIL = 600.0  # seconds of sound after the last event, at most
@@ -129,6 +130,7 @@ def render_notes(
     if not missing:
         return 0
     chunk = max(1, int(chunk or getattr(renderer, "batch_size", 64)))
+    chunk = -(-len(missing) // -(-len(missing) // chunk))  # batches of equal size (205 notes: 4 x 52, not 3 x 64 + 13)
     split = hasattr(renderer, "render_model_rate") and hasattr(renderer, "resample")
     length = getattr(renderer, "note_samples", None)
     if isinstance(length, int):
@@ -297,21 +299,24 @@ def render_file(
             make(needed, bar)  # every note first; with a plan they are made as the song plays
         t_mix = time.perf_counter()
         # offline, every event of a block is applied at its sample (live play caps events per block)
-        # and the voices are mixed a whole block per pass (fewer, longer passes: the same samples)
-        engine = Engine(imap, source, rate=rate, polyphony=polyphony, gain=gain, max_block=block, max_events=1 << 30,
-                        chunk=block, effects=effects, stems=sorted(stem_paths) if stems else None)
+        # and the voices are mixed MIX_BLOCK frames per pass (fewer, longer passes: the same samples);
+        # the limiter still rides its gain per ``block``
+        mix_block = max(block, MIX_BLOCK)
+        engine = Engine(imap, source, rate=rate, polyphony=polyphony, gain=gain, max_block=mix_block,
+                        max_events=1 << 30, chunk=mix_block, limiter_block=block, effects=effects,
+                        stems=sorted(stem_paths) if stems else None)
         outputs = [out, *(stem_paths[ch] for ch in sorted(stem_paths))]
-        most = song.end + int(round(tail * rate)) + block  # a WAV file that could pass 4 GiB becomes RF64
+        most = song.end + int(round(tail * rate)) + mix_block  # a WAV file that could pass 4 GiB becomes RF64
         if normalize is None:
             with contextlib.ExitStack() as files:
                 timed = _TimedWriter([files.enter_context(atomic_writer(p, rate, 2, fmt, max_frames=most)) for p in outputs])
-                frames = _mix(engine, song, timed, block, tail, threshold_db, bar, plan)
+                frames = _mix(engine, song, timed, mix_block, tail, threshold_db, bar, plan)
                 t_close = time.perf_counter()
             timed.seconds += time.perf_counter() - t_close
         else:
             with _Spill(outputs) as spill:
                 measured = loudness.Meter(rate)
-                frames = _mix(engine, song, _Metered(spill, measured), block, tail, threshold_db, bar, plan)
+                frames = _mix(engine, song, _Metered(spill, measured), mix_block, tail, threshold_db, bar, plan)
                 spill.flush()
                 with contextlib.ExitStack() as files:
                     timed = _TimedWriter(
@@ -415,6 +420,8 @@ class _NoteMaker:
         if not hasattr(self.renderer, "render"):
             t = time.perf_counter()
             self.renderer = self.renderer()
+            if hasattr(self.renderer, "warm_up"):
+                self.renderer.warm_up()  # the first call's one-time set-up counts as loading, not per note
             self.setup_seconds += time.perf_counter() - t
         if self.blends:
             self.renderer.add_blends(self.blends)

@@ -141,6 +141,10 @@ class NoteRenderer:
                 rows.append(table[i])
         return torch.stack(rows)
 
+    def warm_up(self) -> None:
+        """Run the model once on one note: what its first call sets up (kernels, buffers) is then done."""
+        self.render_model_rate([(next(iter(self.ids)), 60, 0)])
+
     def resample(self, wav: np.ndarray) -> np.ndarray:
         """Notes at the model's rate (``render_model_rate``) to the output rate."""
         return dsp.resample(wav, self.model_rate, self.output_rate)
