@@ -19,8 +19,10 @@
 2. Latency: `sing-synth --virtual` on a private JACK dummy server; a JACK client sends note-ons
    at exact frames (random positions inside the period) and a second one records the output;
    latency = first sound - send, on JACK's frame timeline (median, p95), at 128 and 256 frames.
-3. Start to ready: `sing-synth` from launch to its ``ready`` line with an empty, then a warm
-   disk cache (the default preset when it is installed, else a tiny untrained one).
+3. Start to ready: `sing-synth` from launch to its ``ready`` line with an empty disk cache, then
+   several times with a warm one (the default preset when it is installed, else a tiny
+   untrained one). Reference: a new interpreter importing numpy, mido, rtmidi and sounddevice
+   (the libraries live play needs), timed just before each warm start.
 4. Soak: after start-up, 100 MIDI events per second (note-ons and offs, pitch bend) for
    ``--soak`` seconds from an rtmidi port (no Python callback of the bench in the JACK graph);
    xruns from jackd's verbose log (which client was late, read every second), and the synth's
@@ -237,14 +239,33 @@ def latency(preset: Path, period: int, notes: int, cache: Path) -> dict:
 
 
 # 3. Start to ready ------------------------------------------------------------------------
-def ready_times(preset, cache: Path) -> list[tuple[str, float, str]]:
-    rows = []
+BARE = "import numpy, mido, rtmidi, sounddevice"  # the reference: the libraries live play needs, nothing of ours
+
+
+def bare_import(env: dict) -> float:
+    """Seconds a new interpreter takes to import the libraries live play needs (the reference)."""
+    import subprocess
+
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", BARE], env=env, check=True)
+    return time.perf_counter() - t
+
+
+def ready_times(preset, cache: Path, warm_runs: int = 5) -> dict:
+    """Launch to ``ready`` with an empty disk cache (every note through the model), then
+    ``warm_runs`` times with the notes on disk, each beside a bare import of the libraries live
+    play needs measured just before it (the reference: what any Python instrument pays)."""
     with JackServer(RATE, 256, REALTIME) as server:
-        for label in ("empty", "warm"):
+        synth = start_synth(preset, cache, 256, server.env)
+        cold = (synth.ready_s, synth.info("instrument:"))
+        synth.stop()
+        warm = []
+        for _ in range(warm_runs):
+            bare = bare_import(server.env)
             synth = start_synth(preset, cache, 256, server.env)
-            rows.append((label, synth.ready_s, synth.info("instrument:")))
+            warm.append((synth.ready_s, bare, synth.info("instrument:")))
             synth.stop()
-    return rows
+    return {"cold": cold, "warm": warm}
 
 
 # 4. Soak: bench/soak.py -----------------------------------------------------------------
@@ -258,6 +279,7 @@ def main(argv=None) -> int:
     p.add_argument("--blocks", type=int, default=3000, help="blocks timed per callback-cost case (default 3000)")
     p.add_argument("--notes", type=int, default=30, help="notes per latency measurement (default 30)")
     p.add_argument("--soak", type=float, default=30, help="seconds of 100 events/s after start-up (default 30)")
+    p.add_argument("--warm-runs", type=int, default=5, help="warm starts timed, each beside a bare import (default 5)")
     p.add_argument("--preset", help="preset for start-to-ready and soak (default: the default preset, else tiny)")
     p.add_argument("--only", nargs="+", choices=PARTS, default=PARTS, help="run only these parts")
     p.add_argument("--busy", action="store_true", help="soak with a float32 matmul loop keeping a core busy")
@@ -354,9 +376,16 @@ def main(argv=None) -> int:
             preset = tiny
         cache = tmp / "cache"
         if "ready" in args.only:
-            print(f"\n3. Start to ready ({presets.load(preset).name}, instrument 0, 48 kHz; launch to `ready`)")
-            for label, seconds, info in ready_times(preset, cache):
-                print(f"  {label:>5} disk cache: {seconds:5.1f} s   ({info})", flush=True)
+            print(f"\n3. Start to ready ({presets.load(preset).name}, instrument 0, 48 kHz; launch to `ready`); "
+                  f"reference: `python -c \"{BARE}\"` just before each warm start")
+            r = ready_times(preset, cache, args.warm_runs)
+            print(f"  empty disk cache: {r['cold'][0]:5.2f} s   ({r['cold'][1]})", flush=True)
+            for seconds, bare, info in r["warm"]:
+                print(f"  warm disk cache:  {seconds:5.2f} s, bare import {bare:5.2f} s: {seconds / bare:4.2f}x   ({info})")
+            ratios = sorted(s / b for s, b, _ in r["warm"])
+            times = sorted(s for s, _, _ in r["warm"])
+            print(f"  warm: median {times[len(times) // 2]:.2f} s, {ratios[len(ratios) // 2]:.2f}x the bare import "
+                  f"(targets: <= 1 s and <= 2x); cold {r['cold'][0]:.1f} s (target <= 10 s)", flush=True)
         if "soak" in args.only:
             print(f"\n4. Soak: {args.soak:.0f} s of 100 MIDI events/s after start-up (block 256)")
             if args.busy:

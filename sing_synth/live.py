@@ -3,19 +3,20 @@
 Order: preset -> the MIDI input and audio device are checked (a typo fails at once, before
 anything is rendered or written) -> note cache and its renderer thread, which reads the playing
 instrument's notes from the disk cache (a morph's other instruments behind them, its positions as
-they are played) -> the notes not on disk are rendered, with a progress
-bar; only then is the model built (and torch imported, in a thread of its own while the disk is
-read): a start that finds every note on disk imports no torch, unless it plays a morph (its
-positions are made as they are played) -> engine -> MIDI port (a JACK
-client joining a running graph would make the stream skip a period) -> garbage collector frozen
-and switched off (the status loop collects the young generations every few seconds: no
-collection in the audio thread) -> audio stream -> ``ready`` (and ``ready_file``). A note that
-is neither in memory nor on disk later (a program change to a new instrument) has the renderer
-thread load the model then, while a re-pitched neighbour stands in. The MIDI input is polled by
-the audio callback (no Python thread of ours wakes for MIDI). Ctrl-C, SIGTERM or SIGHUP: the
-MIDI input stops being polled, pedals up and every note faded out, the stream closed, then the
-MIDI port and client, the renderer thread joined; the exit status is 128 + the signal's number
-(130, 143, 129; see :mod:`sing_synth.signals`), before ready as after.
+they are played) -> the notes not on disk are rendered, with a progress bar (when every note is
+on disk, ready comes once the common velocities, 100 and 75, are read: the other velocity layers
+are read right after); the model is built, and torch imported, only when notes are not on disk
+(in a thread of its own, while the disk is read): a start that finds every note on disk imports
+no torch, unless it plays a morph (its positions are made as they are played) -> engine -> MIDI
+port (a JACK client joining a running graph would make the stream skip a period) -> garbage
+collector frozen and switched off (the status loop collects the young generations every few
+seconds: no collection in the audio thread) -> audio stream -> ``ready`` (and ``ready_file``). A
+note that is neither in memory nor on disk later (a program change to a new instrument) has the
+renderer thread load the model then, while a re-pitched neighbour stands in. The MIDI input is
+polled by the audio callback (no Python thread of ours wakes for MIDI). Ctrl-C, SIGTERM or
+SIGHUP: the MIDI input stops being polled, pedals up and every note faded out, the stream
+closed, then the MIDI port and client, the renderer thread joined; the exit status is 128 + the
+signal's number (130, 143, 129; see :mod:`sing_synth.signals`), before ready as after.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from .engine import Engine
 from .errors import ConfigError
 from .midi_in import AudioClock, MidiInput, check_input
 from .morph import DEFAULT_CCS, DEFAULT_STEPS, MorphControl, resolve
+from .note_source import COMMON_CLASSES
 from .progress import Progress
 
 GC_EVERY = 10.0  # s between the status loop's collections of the young generations while playing
@@ -143,9 +145,14 @@ def play(options: LiveOptions) -> int:
         missing = bool(filler.missing_on_disk(scheduled)) or morph is not None
         if missing:
             filler.build()  # the model (and torch) while the disk is read: no build while playing
+        # Notes to render: all of the instrument's before ready (no model at work while playing). All on
+        # disk: ready once the instrument plays its own notes at the common velocities (100 and 75 at
+        # every pitch, read first); the other layers are read right after, and meanwhile a velocity
+        # between two layers plays the common one alone.
+        wanted = keys if missing else [k for k in keys if k[2] in COMMON_CLASSES[:2]] or keys
         bar = Progress()
         try:
-            filler.wait(keys, progress=lambda done, total: bar.bar(f"notes of {first.name}", done, total, "notes"),
+            filler.wait(wanted, progress=lambda done, total: bar.bar(f"notes of {first.name}", done, total, "notes"),
                         model=missing)
         finally:
             bar.done()

@@ -186,7 +186,7 @@ class Mixer:
             sliced = self._whole(speed, p0, terms, wraps)
             self._slices(flat, y, p, sliced, n, m, terms, wraps, p0)
         else:
-            np.matmul(c[:terms, :rows].T, b[:terms, :m], out=p)
+            _matmul(c[:terms, :rows].T, b[:terms, :m], p)
             if not bends and not wraps and self._exact(speed, p0):
                 # whole-sample steps from whole-sample positions: one read, no interpolation
                 np.copyto(i, p, casting="unsafe")
