@@ -7,9 +7,10 @@ How data flows (each module imports only what is upstream of it):
     note_file.py) or the offline DictNoteSource (note_source.py), rows of a NoteBank (bank.py)
 
     MIDI input (midi_in.py) or file (midi_file.py, its bytes parsed by smf.py) -> events (events.py)
-    -> Engine (engine.py: channels.py, voices.py, mixer.py, limiter.py) -> audio out (audio_out.py)
-    or a file (render.py, its notes within a memory budget by note_plan.py; audio_file.py); live.py
-    starts and stops a live session, cli.py is the command line (its listings in listing.py).
+    -> Engine (engine.py: channels.py, voices.py, mixer.py, effects.py, limiter.py) -> audio out
+    (audio_out.py) or a file (render.py, its notes within a memory budget by note_plan.py, its
+    loudness measured and normalised by loudness.py; audio_file.py); live.py starts and stops a
+    live session, cli.py is the command line (its listings in listing.py).
     morph.py blends instruments (positions moved by MIDI controllers, each a virtual instrument id
     the renderer blends); learn.py fits a new instrument from recordings. Around them: preset_schema.py (what
     preset.yaml may hold), limits.py (the ranges of shared settings), signals.py (SIGINT, SIGTERM and
@@ -23,7 +24,8 @@ API overview (torch-backed names are imported lazily, so the audio path never lo
 - :class:`NoteRenderer` (``sing_synth.renderer``): notes through the model on CPU or CUDA.
 - :class:`Engine` (``sing_synth.engine``) and its note sources :class:`DictNoteSource`
   (``sing_synth.note_source``) and :class:`NoteCache` (``sing_synth.cache``).
-- :func:`render_file` (``sing_synth.render``): a MIDI file to WAV or FLAC.
+- :class:`EffectSettings` (``sing_synth.effects``): the reverb and chorus buses (CC91, CC93).
+- :func:`render_file` (``sing_synth.render``): a MIDI file to WAV or FLAC (normalised, with stems).
 - :func:`play`, :class:`LiveOptions` (``sing_synth.live``): a live session.
 - :class:`Morph`, :class:`MorphControl` (``sing_synth.morph``): blends of instruments, played by controllers.
 - :func:`learn` (``sing_synth.learn``): a new instrument from recorded notes, as a user preset.
@@ -49,6 +51,7 @@ _LAZY = {
     "Engine": "engine",
     "DictNoteSource": "note_source",
     "NoteCache": "cache",
+    "EffectSettings": "effects",
     "render_file": "render",
     "play": "live",
     "LiveOptions": "live",

@@ -10,15 +10,17 @@ the audio callback, so it keeps the callback's contract: every array it works in
 lock, no disk. An effect whose input has been silent for longer than its tail is reset and
 skipped (its output is then exactly zero: sends at 0 leave the dry mix bit for bit as it was).
 
-Why not a library. Spotify's ``pedalboard`` (JUCE's Reverb and Chorus) was measured first: it
-is fast (about 15 us per 128-frame stereo block here), but every ``process`` call copies its
-input into a new JUCE buffer and returns a new NumPy array (allocations that grow with the
-block: about 2.7 KiB and 27 ``malloc`` calls per 128-frame call, 4.8 KiB at 256), takes each
-plugin's ``std::mutex``, releases and re-takes the GIL and calls ``prepare`` again; and its
-chorus runs one LFO for both channels, so a centred mono send comes back as identical left and
-right channels (inter-channel correlation 1.0: no widening at all). Neither can be changed from
-Python, so the effects are written here, in NumPy on preallocated arrays (figures and the
-comparison: ``bench/live.py --only effects``, ``bench/RESULTS.md``).
+Why not a library. Spotify's ``pedalboard`` (JUCE's Reverb and Chorus) was measured first, in
+the callback's conditions (``bench/live.py --only effects``, figures in ``bench/RESULTS.md``).
+It is faster than this module, about a third of its time per block. But it cannot keep the
+callback's contract: ``process`` has no output argument, and every call copies its input into a
+new JUCE buffer and returns a new NumPy array (34 ``malloc`` calls per call, and bytes that grow
+with the block: 2.9 KB at 128 frames, 4.9 KB at 256, where this module's 15 are NumPy's small
+change, 2.4-2.7 KB whatever the block), locks each plugin's ``std::mutex``, releases and
+re-takes the GIL and calls ``prepare`` again. And its chorus runs one LFO for both channels: a
+centred mono send comes back as identical left and right channels (inter-channel correlation
+1.0), so a chorus send could not widen a note. None of this can be changed from Python, so the
+effects are written here, in NumPy on arrays made in advance.
 
 Reverb: Freeverb (Jezar at Dreampoint's public-domain design, the reverb of FluidSynth up to
 2.0): eight parallel damped feedback combs per side (the right side's 23 samples longer), then

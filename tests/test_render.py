@@ -300,8 +300,11 @@ def test_normalize_lands_on_the_target_and_says_so(tmp_path, tiny_preset, one_th
     song = song_file(tmp_path / "song.mid")
     out = tmp_path / "loud.wav"
     argv = ["render", str(song), "--preset", str(tiny_preset.path), "-o", str(out), "--format", "pcm24"]
-    assert cli.main([*argv, "--normalize", "-16"]) == 0
+    assert cli.main([*argv, "--normalize", "-16", "--stems"]) == 0
     line = capsys.readouterr().out
+    stems = sorted(p.name for p in tmp_path.glob("loud-ch*.wav"))
+    assert len(stems) == 3 and stems[0].startswith("loud-ch01-") and stems[2].startswith("loud-ch10-")
+    assert "3 stems beside it" in line
     x, rate = read_wav(out)
     assert pyloudnorm.Meter(rate).integrated_loudness(x.astype(np.float64)) == pytest.approx(-16.0, abs=0.5)
     meter = Meter(rate)
