@@ -27,7 +27,9 @@ Reverb: Freeverb (Jezar at Dreampoint's public-domain design, the reverb of Flui
 four allpasses in series, delays scaled from 44.1 kHz to the rate. Vectorised per block: a
 comb's delay (at least 25 ms) is longer than a chunk, so a chunk of every comb's output is a
 read of its delay line (one gather for all 16 combs of both sides) and its feedback one
-write; an allpass processes the chunk in pieces no longer than its delay. One difference from
+write; an allpass takes the whole block, cut into pieces of its delay, its recursion across
+the pieces solved by one small matrix product (offline blocks hold dozens of pieces: one
+product instead of a loop over them). One difference from
 Freeverb: the damping in the comb loop is a two-tap low-pass, ``(1 - d) y[n] + d y[n - 1]`` with
 ``d = damping / 2`` (a gain of ``1 - damping`` at Nyquist), instead of a one-pole recursion,
 which NumPy cannot run over a block without a per-sample loop or a block-sized matrix product;
@@ -141,9 +143,13 @@ class Reverb:
 
     Delay lines are time-major (frames x lines): a chunk's reads and writes are contiguous
     blocks of rows, which NumPy's ufuncs process without buffering (2-D strided views allocate).
+    The combs run in chunks no longer than the shortest comb; each allpass then takes the whole
+    block at once: cut into pieces of its delay, its recursion ``b[p] = x[p] + g b[p - 1]`` runs
+    across the pieces, which one small matrix product solves (``_powers``).
     """
 
-    def __init__(self, rate: int, room_size: float, damping: float, level: float, lanes: int = 1) -> None:
+    def __init__(self, rate: int, room_size: float, damping: float, level: float, max_block: int,
+                 lanes: int = 1) -> None:
         self.lanes = lanes
         combs = _delays(COMBS, rate) + _delays(COMBS, rate, SPREAD)  # left side, then right
         self.allpasses = _delays(ALLPASSES, rate)
@@ -153,7 +159,9 @@ class Reverb:
         gain = level * REVERB_GAIN  # the input gain folded into the output
         rows = lanes * 16  # lines: lane-major, then side, then comb
         sides = 2 * lanes
+        self.max_block = n = max(1, int(max_block))
         self.chunk = c = min(combs)  # a chunk never reads what it writes
+        c = min(c, n)
         span = max(combs) + 1  # history a chunk reads (one sample before the longest delay)
         self._clen = 2 * span + 2 * c  # a linear delay line: its history is copied to the front when full
         self._flat = np.zeros(self._clen * rows, np.float32)
@@ -169,13 +177,17 @@ class Reverb:
         # comb outputs summed per lane and side: rows x (lanes x 2)
         self._sides = np.kron(np.eye(sides, dtype=np.float32), np.ones((8, 1), np.float32))
         self._gain = np.eye(sides, dtype=np.float32) * np.float32(gain)  # the output, transposed back
+        # the allpasses' delay lines (linear, as the combs'), and the scratch of a block's solve
         ap_span = max(self.allpasses)
-        self._alen = 2 * ap_span + 2 * c
+        self._alen = 3 * ap_span + 2 * n
         self._ap = np.zeros((len(self.allpasses), self._alen, sides), np.float32)
         self._ap_span, self._aw = ap_span, ap_span
-        self._y = np.zeros(c * sides, np.float32)
-        self._z = np.zeros(sides * c, np.float32)
-        for buf in (self._flat, self._ap, self._read, self._in, self._t, self._y, self._z):
+        pieces = -(-n // min(self.allpasses))
+        self._powers = _powers(ALLPASS_FEEDBACK, pieces)
+        self._w_in = np.zeros((pieces + 1) * ap_span * sides, np.float32)
+        self._y = np.zeros(n * sides, np.float32)  # the block's comb outputs, then its output
+        self._z = np.zeros(sides * n, np.float32)
+        for buf in (self._flat, self._ap, self._read, self._in, self._t, self._y, self._z, self._w_in):
             buf.fill(0)  # touch every page now, not in the audio callback
         # silent input for this long: the tail is TAIL_DB down (the longest comb's loop loses the least)
         passes = TAIL_DB / max(-20.0 * math.log10(self.feedback), 1e-3)
@@ -190,15 +202,26 @@ class Reverb:
 
     def process(self, x: np.ndarray, out: np.ndarray) -> None:
         """Add the reverb of ``x`` (lanes, n) to ``out`` (lanes, 2, n)."""
+        for a in range(0, x.shape[1], self.max_block):
+            self._block(x[:, a : a + self.max_block], out[:, :, a : a + self.max_block])
+
+    def _block(self, x: np.ndarray, out: np.ndarray) -> None:
         n = x.shape[1]
+        sides = 2 * self.lanes
+        y = self._y[: n * sides].reshape(n, sides)
         a = 0
         while a < n:
             m = min(self.chunk, n - a)
-            self._chunk(x[:, a : a + m], out[:, :, a : a + m], m)
+            self._combs(x[:, a : a + m], y[a : a + m], m)
             a += m
+        self._allpasses(y, n)
+        z = self._z[: sides * n].reshape(sides, n)
+        np.matmul(self._gain, y.T, out=z)
+        out += z.reshape(self.lanes, 2, n)
 
-    def _chunk(self, x: np.ndarray, out: np.ndarray, m: int) -> None:
-        lanes, rows, sides = self.lanes, 16 * self.lanes, 2 * self.lanes
+    def _combs(self, x: np.ndarray, y: np.ndarray, m: int) -> None:
+        """The 16 combs of every lane over ``m`` frames; their outputs summed per side into ``y``."""
+        lanes, rows = self.lanes, 16 * self.lanes
         if self._w + m > self._clen:  # the history to the front (it does not overlap its new place)
             s = self._span
             np.copyto(self._buf[:s], self._buf[self._w - s : self._w])
@@ -219,32 +242,43 @@ class Reverb:
         new += t
         new += inp.reshape(m, rows)
         self._w = w + m
-        # the combs' outputs summed per side, then the allpasses in series
-        y = self._y[: m * sides].reshape(m, sides)
         np.matmul(read[1:], self._sides, out=y)
-        self._allpasses(y, m)
-        z = self._z[: sides * m].reshape(sides, m)
-        np.matmul(self._gain, y.T, out=z)
-        out += z.reshape(lanes, 2, m)
 
-    def _allpasses(self, y: np.ndarray, m: int) -> None:
-        if self._aw + m > self._alen:
+    def _allpasses(self, y: np.ndarray, n: int) -> None:
+        """The four allpasses over the block ``y`` (n, sides), in place. Each keeps b[k] = y[k] +
+        g b[k - D] in its delay line and outputs b[k - D] - y[k]. A block no longer than D reads
+        only what was written before it; a longer one, cut into pieces of D frames, has b's
+        recursion running across the pieces: [b_0 .. b_P-1] = powers @ [b_-1, y_0 .. y_P-1]."""
+        if self._aw + n + self._ap_span > self._alen:  # the history to the front (no overlap)
             s = self._ap_span
             for buf in self._ap:  # stage by stage: NumPy copies a source that may overlap its destination
                 np.copyto(buf[:s], buf[self._aw - s : self._aw])
             self._aw = s
-        w = self._aw
-        for stage, delay in enumerate(self.allpasses):
-            buf = self._ap[stage]
-            for p in range(0, m, delay):  # pieces no longer than the delay: each reads what is written
-                q = min(delay, m - p)
-                old = buf[w + p - delay : w + p - delay + q]
-                new = buf[w + p : w + p + q]
-                seg = y[p : p + q]
+        w, sides = self._aw, y.shape[1]
+        for buf, delay in zip(self._ap, self.allpasses):
+            if n <= delay:
+                old, new = buf[w - delay : w - delay + n], buf[w : w + n]
                 np.multiply(old, ALLPASS_FEEDBACK, out=new)
-                new += seg
-                np.subtract(old, seg, out=seg)
-        self._aw = w + m
+                new += y
+                np.subtract(old, y, out=y)
+                continue
+            pieces = -(-n // delay)
+            w_in = self._w_in[: (pieces + 1) * delay * sides].reshape(-1, sides)
+            np.copyto(w_in[:delay], buf[w - delay : w])
+            np.copyto(w_in[delay : delay + n], y)
+            w_in[delay + n :] = 0.0  # the last piece past the block: written, never read
+            out = buf[w : w + pieces * delay].reshape(pieces, delay * sides)
+            np.matmul(self._powers[:pieces, : pieces + 1], w_in.reshape(pieces + 1, -1), out=out)
+            np.subtract(buf[w - delay : w - delay + n], y, out=y)
+        self._aw = w + n
+
+
+def _powers(g: float, pieces: int) -> np.ndarray:
+    """(pieces, pieces + 1): row p is [g^(p+1), g^p, ..., g, 1, 0 ...]: b_p = g^(p+1) b_-1 + sum g^(p-i) y_i."""
+    p = np.arange(pieces)[:, None]
+    i = np.arange(pieces + 1)[None, :]  # column 0: b_-1; column i: y_(i-1)
+    power = p + 1 - i
+    return np.where(power >= 0, float(g) ** np.maximum(power, 0), 0.0).astype(np.float32)
 
 
 class Chorus:
@@ -361,7 +395,9 @@ class Effects:
         self.settings = settings
         self.lanes = lanes
         self.reverb = (
-            Reverb(rate, settings.room_size, settings.damping, settings.reverb_level, lanes) if settings.reverb else None
+            Reverb(rate, settings.room_size, settings.damping, settings.reverb_level, max_block, lanes)
+            if settings.reverb
+            else None
         )
         self.chorus = (
             Chorus(rate, settings.chorus_depth, settings.chorus_rate, settings.chorus_level, max_block, lanes)

@@ -127,8 +127,9 @@ def test_reset_sysex_messages(data, reset):
 
 
 def test_the_output_does_not_depend_on_the_block_size():
-    """The same signal in blocks of 37, 128, 256 or 8192 frames: the same samples, bit for bit
-    (the chorus's LFO runs on while the bus is idle, the reverb works in chunks of its own)."""
+    """The same signal in blocks of 37, 128, 256 or 8192 frames: the same samples, to float rounding
+    (the chorus's LFO runs on while the bus is idle, the reverb's combs work in chunks of their own;
+    its allpasses solve a block at once, summing in another order)."""
     rng = np.random.default_rng(1)
     n = 3 * RATE
     sends = np.zeros((1, 2, n), np.float32)
@@ -143,7 +144,7 @@ def test_the_output_does_not_depend_on_the_block_size():
         outs.append(out)
     assert np.max(np.abs(outs[0])) > 0.01
     for out in outs[1:]:
-        assert np.array_equal(out, outs[0])
+        assert np.max(np.abs(out - outs[0])) <= 1e-6
 
 
 def test_lanes_are_independent_copies():
@@ -163,7 +164,7 @@ def test_lanes_are_independent_copies():
 @pytest.mark.parametrize("rate", [8000, 22050, 44100, 96000, 192000])
 def test_every_rate_gives_a_tail_of_about_the_same_length(rate):
     """Delays are scaled to the rate: the reverb decays at the same pace in seconds."""
-    reverb = Reverb(rate, 0.5, 0.4, 0.5)
+    reverb = Reverb(rate, 0.5, 0.4, 0.5, 2 * rate)
     x = np.zeros((1, 2 * rate), np.float32)
     x[0, :100] = 1.0
     out = np.zeros((1, 2, 2 * rate), np.float32)
@@ -207,7 +208,7 @@ def test_steady_state_effects_allocate_nothing_of_size():
     finally:
         tracemalloc.stop()
     assert engine.active_voices == 48 and engine.effects.active
-    assert 400 * 256 > max(reverb._clen, reverb._alen, chorus._len)  # the delay lines moved their history
+    assert 400 * 256 > max(reverb._clen, chorus._len)  # the delay lines moved their history
     assert peak - base < 16 * 1024
     assert current - after_20 < 1024
 
