@@ -52,6 +52,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .errors import ConfigError
+from .mixer import BLAS_ONE_THREAD
+from .mixer import _matmul as matmul  # products in stretches that keep BLAS on the calling thread
 
 # Freeverb's tuning at 44.1 kHz (samples)
 COMBS = (1116, 1188, 1277, 1356, 1422, 1491, 1557, 1617)
@@ -182,9 +184,12 @@ class Reverb:
         self._alen = 3 * ap_span + 2 * n
         self._ap = np.zeros((len(self.allpasses), self._alen, sides), np.float32)
         self._ap_span, self._aw = ap_span, ap_span
-        pieces = -(-n // min(self.allpasses))
-        self._powers = _powers(ALLPASS_FEEDBACK, pieces)
-        self._w_in = np.zeros((pieces + 1) * ap_span * sides, np.float32)
+        # pieces solved at once, at most: each product small enough for BLAS to stay on this thread
+        self._pieces = [max(1, int((math.sqrt(1.0 + 4.0 * BLAS_ONE_THREAD / (dl * sides)) - 1.0) / 2.0))
+                        for dl in self.allpasses]
+        most = max(self._pieces)
+        self._powers = _powers(ALLPASS_FEEDBACK, most)
+        self._w_in = np.zeros((most + 1) * ap_span * sides, np.float32)
         self._y = np.zeros(n * sides, np.float32)  # the block's comb outputs, then its output
         self._z = np.zeros(sides * n, np.float32)
         for buf in (self._flat, self._ap, self._read, self._in, self._t, self._y, self._z, self._w_in):
@@ -216,7 +221,7 @@ class Reverb:
             a += m
         self._allpasses(y, n)
         z = self._z[: sides * n].reshape(sides, n)
-        np.matmul(self._gain, y.T, out=z)
+        matmul(self._gain, y.T, z)
         out += z.reshape(self.lanes, 2, n)
 
     def _combs(self, x: np.ndarray, y: np.ndarray, m: int) -> None:
@@ -242,7 +247,10 @@ class Reverb:
         new += t
         new += inp.reshape(m, rows)
         self._w = w + m
-        np.matmul(read[1:], self._sides, out=y)
+        if lanes == 1:
+            np.matmul(read[1:], self._sides, out=y)
+        else:  # (stems: a sum, where a product would wake BLAS's threads)
+            np.sum(read[1:].reshape(m, 2 * lanes, 8), axis=2, out=y)
 
     def _allpasses(self, y: np.ndarray, n: int) -> None:
         """The four allpasses over the block ``y`` (n, sides), in place. Each keeps b[k] = y[k] +
@@ -255,21 +263,24 @@ class Reverb:
                 np.copyto(buf[:s], buf[self._aw - s : self._aw])
             self._aw = s
         w, sides = self._aw, y.shape[1]
-        for buf, delay in zip(self._ap, self.allpasses):
+        for buf, delay, most in zip(self._ap, self.allpasses, self._pieces):
             if n <= delay:
                 old, new = buf[w - delay : w - delay + n], buf[w : w + n]
                 np.multiply(old, ALLPASS_FEEDBACK, out=new)
                 new += y
                 np.subtract(old, y, out=y)
                 continue
-            pieces = -(-n // delay)
-            w_in = self._w_in[: (pieces + 1) * delay * sides].reshape(-1, sides)
-            np.copyto(w_in[:delay], buf[w - delay : w])
-            np.copyto(w_in[delay : delay + n], y)
-            w_in[delay + n :] = 0.0  # the last piece past the block: written, never read
-            out = buf[w : w + pieces * delay].reshape(pieces, delay * sides)
-            np.matmul(self._powers[:pieces, : pieces + 1], w_in.reshape(pieces + 1, -1), out=out)
-            np.subtract(buf[w - delay : w - delay + n], y, out=y)
+            for a in range(0, n, most * delay):  # at most ``most`` pieces at a time
+                seg = y[a : a + most * delay]
+                k, at = len(seg), w + a
+                pieces = -(-k // delay)
+                w_in = self._w_in[: (pieces + 1) * delay * sides].reshape(-1, sides)
+                np.copyto(w_in[:delay], buf[at - delay : at])
+                np.copyto(w_in[delay : delay + k], seg)
+                w_in[delay + k :] = 0.0  # the last piece past the block: written, never read
+                out = buf[at : at + pieces * delay].reshape(pieces, delay * sides)
+                matmul(self._powers[:pieces, : pieces + 1], w_in.reshape(pieces + 1, -1), out)
+                np.subtract(buf[at - delay : at - delay + k], seg, out=seg)
         self._aw = w + n
 
 
@@ -377,7 +388,7 @@ class Chorus:
         hi *= f
         lo += hi
         z = self._z[: 2 * lanes * m].reshape(2 * lanes, m)
-        np.matmul(self._mix, lo.T, out=z)
+        matmul(self._mix, lo.T, z)
         out += z.reshape(lanes, 2, m)
         self._w = w + m
         self._phase = (self._phase + self._omega * m) % (2.0 * math.pi)
