@@ -217,13 +217,14 @@ class _Session:
             timeline = audio.timeline
             if timeline is not None:
                 midi.timeline = filler.timeline = timeline
-                timeline.watch_gc()
             # what start-up made is never scanned again, and no collection starts by itself while
             # playing (it would run in whichever thread allocates, the audio thread included, holding
             # the GIL): the status loop collects the young generations instead, a few objects each time
             gc.collect()
             gc.freeze()
             gc.disable()
+            if timeline is not None:
+                timeline.watch_gc()  # the collections while playing, not the one above
             audio.start()
             kind = " (virtual: connect a keyboard or sequencer to it)" if o.virtual else ""
             print(f"MIDI input: {midi.name} ({midi.api}){kind}")
