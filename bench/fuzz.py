@@ -7,6 +7,12 @@ read, salvaged (leniently), refused (a one-line error), rendered, render refused
 crash, hang, leftover. Exit status 1 when there is a bug; ``--keep DIR`` keeps those files.
 
     python bench/fuzz.py [--files 10000] [--seed 1] [--render-every 25] [--corpus DIR] [--keep DIR]
+
+``--flood N`` instead renders one file of N simultaneous notes over 16 channels and random
+programs (``sing_synth.testing.fuzz.flood``) with ``sing-synth render`` in a subprocess, a note cache
+of its own, and prints the render's line, its time and its peak memory.
+
+    python bench/fuzz.py --flood 10000 [--preset sing-gm] [--cache-memory GIB]
 """
 
 from __future__ import annotations
@@ -15,7 +21,11 @@ import argparse
 import logging
 import os
 import platform
+import resource
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,7 +40,11 @@ def main() -> int:
     parser.add_argument("--limit", type=float, default=60.0, help="seconds a file may take before it is a hang")
     parser.add_argument("--corpus", help="a directory of MIDI files to mutate too")
     parser.add_argument("--keep", help="keep the files that crash or hang here")
+    parser.add_argument("--flood", type=int, help="render one file of this many simultaneous notes instead")
+    parser.add_argument("--cache-memory", help="--cache-memory of the flood's render (GiB; default: render's)")
     args = parser.parse_args()
+    if args.flood:
+        return flood(args)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     logging.basicConfig(level=logging.ERROR)  # the readers' warnings (what was salvaged) are counted, not shown
 
@@ -57,6 +71,27 @@ def main() -> int:
     for line in problems[:20]:
         print("  " + line)
     return 1 if problems else 0
+
+
+def flood(args) -> int:
+    from sing_synth.testing import fuzz
+
+    work = Path(tempfile.mkdtemp(prefix="bench-flood-"))
+    song = work / "flood.mid"
+    song.write_bytes(fuzz.flood(args.flood))
+    cmd = [sys.executable, "-m", "sing_synth", "render", str(song), "-o", str(work / "flood.wav")]
+    cmd += ["--preset", args.preset] if args.preset else []
+    cmd += ["--cache-memory", args.cache_memory] if args.cache_memory else []
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env={**os.environ, "SING_SYNTH_CACHE": str(work / "cache")}, capture_output=True,
+                          text=True)
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"flood: {args.flood} simultaneous notes ({song.stat().st_size} bytes), {' '.join(cmd[3:])}")
+    print("  " + (proc.stdout.strip() or proc.stderr.strip().splitlines()[-1]))
+    print(f"  exit {proc.returncode}, {seconds:.0f} s, peak memory {peak:.0f} MiB")
+    shutil.rmtree(work, ignore_errors=True)
+    return proc.returncode
 
 
 if __name__ == "__main__":

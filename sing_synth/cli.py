@@ -196,7 +196,7 @@ def add_render_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="notes per model batch (default 64)")
     p.add_argument(
         "--cache-memory", type=float, default=render.DEFAULT_NOTE_MEMORY / (1 << 30), metavar="GIB",
-        help="memory for rendered notes, GiB (default 1); a song that needs more has them made as it plays",
+        help="memory for rendered notes, GiB (default 0.5); a song that needs more has them made as it plays",
     )
     no_cache_option(p)
     p.add_argument(
@@ -320,10 +320,12 @@ def cmd_render(args) -> int:
         level = (f", loudness {n.before_lufs:.1f} -> {n.after_lufs:.1f} LUFS (true peak {n.before_peak_db:.1f} -> "
                  f"{n.after_peak_db:.1f} dBTP{held})")
     stems = f", {len(result.stems)} stems beside it" if args.stems else ""
+    speed = result.realtime_factor
+    pace = f"{speed:.0f}" if speed >= 10 else f"{speed:.2g}"  # a flood of notes renders slower than real time
     print(
         f"wrote {result.path} ({result.duration:.1f} s at {result.rate} Hz, {args.format}): "
         f"{result.notes_rendered} of {result.notes_needed} notes rendered in {result.note_seconds:.1f} s{cached}, "
-        f"{s['notes_played']} played{extra}{level}{stems}, {result.realtime_factor:.0f}x real time"
+        f"{s['notes_played']} played{extra}{level}{stems}, {pace}x real time"
     )
     return 0
 

@@ -75,7 +75,6 @@ class NotePlan:
         chosen: set[Key] = set()
         drop: list[Key] = []
         dropped_until = float("inf")  # the window ends before the first event playing a dropped note
-        end = index
         for e in events[start : start + self.lookahead]:
             new = [k for k in dict.fromkeys(self.keys[e]) if k not in slots and k not in chosen]
             while len(new) > free and idle and self.next_use(idle[-1], index) > e:
@@ -89,8 +88,7 @@ class NotePlan:
             need += new
             chosen.update(new)
             free -= len(new)
-            end = e + 1
-        else:
+        else:  # every note-on of the lookahead fits: resident up to the next one
             end = events[start + self.lookahead] if start + self.lookahead < len(events) else 1 << 62
         for key in drop:
             source.drop(key)

@@ -49,7 +49,7 @@ MIX_BLOCK = 32768  # frames mixed per pass offline
 
 DEFAULT_MAX_LENGTH = 4 * 3600.0  # seconds: the longest song rendered unless told otherwise
 MAX_TAIL = 600.0  # seconds of sound after the last event, at most
-DEFAULT_NOTE_MEMORY = 1 << 30  # bytes of rendered notes a render holds at most
+DEFAULT_NOTE_MEMORY = 512 << 20  # bytes of rendered notes a render holds at most (760 notes at 44.1 kHz)
 EVENT_CHUNK = 1 << 16  # events turned into Python lists at a time while mixing
 
 
@@ -293,11 +293,10 @@ def render_file(
 
     make = _NoteMaker(source, store, renderer or new_renderer, rate, control.morph.blends() if control else None)
     plan = _plan(song, imap, needed, source, make, preset, rate, memory_bytes, polyphony, batch_size, warnings)
-    t_notes = time.perf_counter()
     try:
         if plan is None:
             make(needed, bar)  # every note first; with a plan they are made as the song plays
-        t_mix = time.perf_counter()
+        t_mix, made_before_mix = time.perf_counter(), make.seconds
         # offline, every event of a block is applied at its sample (live play caps events per block)
         # and the voices are mixed MIX_BLOCK frames per pass (fewer, longer passes: the same samples);
         # the limiter still rides its gain per ``block``
@@ -341,9 +340,8 @@ def render_file(
         bar.done(clear=True)
         if store is not None and store.written:
             store.cache.trim()  # within its bound again
-    t_end = time.perf_counter()
     note_seconds = make.seconds
-    mix_seconds = t_end - t_mix - (make.seconds - (t_mix - t_notes))
+    mix_seconds = time.perf_counter() - t_mix - (make.seconds - made_before_mix)  # notes made while mixing: not mixing
     stats = {
         "notes_played": engine.notes_played,
         "notes_missing": engine.notes_missing,

@@ -49,13 +49,19 @@ def _file(fmt: int, division: int, tracks: list[bytes], declared: int | None = N
 NOTE = bytes.fromhex("0090 3c64 8360 803c 40 00ff2f00")  # a note at 0, released after 480 ticks
 
 
+def flood(notes: int, seed: int = 0) -> bytes:
+    """A 0.5 s song of ``notes`` simultaneous note-ons over 16 channels, each after a program change
+    to a random program, at random pitches and velocities (a type 0 file of 7 bytes per note)."""
+    body = bytearray()
+    rng = random.Random(seed)
+    for k in range(notes):
+        body += bytes([0, 0xC0 | k % 16, rng.randrange(128), 0, 0x90 | k % 16, rng.randrange(128), 1 + rng.randrange(127)])
+    body += bytes.fromhex("8360 803c40 00ff2f00")
+    return _file(0, 480, [bytes(body)])
+
+
 def nasties() -> dict[str, bytes]:
     """Hand-built hostile files, each once a traceback or a silently wrong song (issue 14)."""
-    flood = bytearray()
-    rng = random.Random(0)
-    for k in range(2000):  # simultaneous notes over 16 channels and every program
-        flood += bytes([0, 0xC0 | k % 16, rng.randrange(128), 0, 0x90 | k % 16, rng.randrange(128), 1 + rng.randrange(127)])
-    flood += bytes.fromhex("8360 803c40 00ff2f00")
     return {
         "key-signature-nine-sharps": _file(1, 480, [bytes.fromhex("00ff59020900") + NOTE]),
         "32768-tracks": _file(1, 480, [NOTE], declared=0x8000),
@@ -77,7 +83,7 @@ def nasties() -> dict[str, bytes]:
         "header-only": HEADER + struct.pack(">HHH", 1, 1, 480),
         "no-tracks-declared": _file(1, 480, [], declared=0),
         "empty-track": _file(1, 480, [b""]),
-        "flood-2000-notes": _file(0, 480, [bytes(flood)]),
+        "flood-2000-notes": flood(2000),
         "bytes-above-127": _file(1, 480, [bytes.fromhex("0090 c8ff 8360 803c 40 00ff2f00")]),
         "tempo-0": _file(1, 480, [bytes.fromhex("00ff5103000000") + NOTE]),
         "tempo-short": _file(1, 480, [bytes.fromhex("00ff510107") + NOTE]),
