@@ -19,6 +19,7 @@ import math
 import os
 import shutil
 import struct
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -292,12 +293,15 @@ def parse(raw: bytes, where: Path) -> object:
     libyaml takes about 0.1 s for a table of hundreds of instruments, JSON a millisecond: a
     document parsed before is read back from ``presets/<sha256 of its bytes>.json`` in the note
     cache's directory (:func:`sing_synth.disk_cache.default_dir`), written there atomically when
-    JSON holds it exactly. Either way the result is validated by the caller."""
+    JSON holds it exactly, after a line with the CRC-32 of the JSON (an entry damaged so that it
+    still parses is not used). Either way the result is validated by the caller."""
     from .disk_cache import PARSED_DIR, default_dir
 
     parsed = default_dir() / PARSED_DIR / f"{hashlib.sha256(raw).hexdigest()[:32]}.json"
-    try:
-        return json.loads(parsed.read_bytes())
+    try:  # its first line is the CRC-32 of the JSON after it: a damaged entry is parsed again
+        check, _, text = parsed.read_bytes().partition(b"\n")
+        if check == b"%08x" % zlib.crc32(text):
+            return json.loads(text)
     except (OSError, ValueError, RecursionError):
         pass
     import yaml
@@ -313,8 +317,11 @@ def parse(raw: bytes, where: Path) -> object:
         if json.loads(text) == data:  # (YAML's dates, integer keys or sets would not come back the same)
             parsed.parent.mkdir(parents=True, exist_ok=True)
             tmp = parsed.with_name(f".{parsed.name}.{os.getpid()}.tmp")
-            tmp.write_text(text)
-            os.replace(tmp, parsed)
+            try:
+                tmp.write_bytes(b"%08x\n" % zlib.crc32(text.encode()) + text.encode())
+                os.replace(tmp, parsed)
+            finally:  # an error or a stop leaves no temporary file
+                tmp.unlink(missing_ok=True)
     except (OSError, TypeError, ValueError, RecursionError):
         pass  # a read-only cache only costs the next start its speed
     return data

@@ -198,6 +198,9 @@ def test_a_preset_parsed_before_is_read_back_as_json_and_still_validated(copy, n
     assert presets.load(copy) == first  # from the JSON
     parsed[0].write_text("{not json")
     assert presets.load(copy) == first  # a damaged entry: parsed again (and written again)
+    text = parsed[0].read_bytes()
+    parsed[0].write_bytes(text.replace(b"tiny piano", b"tiny pianO"))  # damaged, and still JSON
+    assert presets.load(copy) == first and parsed[0].read_bytes() == text
     data = yaml.safe_load((copy / "preset.yaml").read_text())
     data["instruments"][0]["name"] = "renamed piano"
     (copy / "preset.yaml").write_text(yaml.safe_dump(data))
