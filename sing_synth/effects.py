@@ -159,7 +159,7 @@ class Reverb:
         d = 0.5 * damping
         self._c1, self._c0 = self.feedback * (1.0 - d), self.feedback * d  # the two taps of the damped feedback
         gain = level * REVERB_GAIN  # the input gain folded into the output
-        rows = lanes * 16  # lines: lane-major, then side, then comb
+        rows = lanes * 16  # lines: comb-major, then lane, then side (the sums over combs add rows)
         sides = 2 * lanes
         self.max_block = n = max(1, int(max_block))
         self.chunk = c = min(combs)  # a chunk never reads what it writes
@@ -169,7 +169,7 @@ class Reverb:
         self._flat = np.zeros(self._clen * rows, np.float32)
         self._buf = self._flat.reshape(self._clen, rows)
         self._span, self._w = span, span
-        delay = np.tile(np.array(combs, np.int64), lanes)
+        delay = np.array(combs, np.int64).reshape(2, 8).T[:, None, :].repeat(lanes, axis=1).reshape(-1)
         # flat index of line r, ``k`` frames into a chunk written at frame w: (w + k - delay_r - 1) x rows + r
         self._base = (np.arange(c + 1)[:, None] - delay[None, :] - 1) * rows + np.arange(rows)
         self._idx = np.zeros((c + 1, rows), np.int64)
@@ -177,7 +177,7 @@ class Reverb:
         self._in = np.zeros(c * rows, np.float32)  # each comb's input
         self._t = np.zeros(c * rows, np.float32)
         # comb outputs summed per lane and side: rows x (lanes x 2)
-        self._sides = np.kron(np.eye(sides, dtype=np.float32), np.ones((8, 1), np.float32))
+        self._sides = np.tile(np.eye(sides, dtype=np.float32), (8, 1))
         self._gain = np.eye(sides, dtype=np.float32) * np.float32(gain)  # the output, transposed back
         # the allpasses' delay lines (linear, as the combs'), and the scratch of a block's solve
         ap_span = max(self.allpasses)
@@ -238,8 +238,8 @@ class Reverb:
         read = self._read[: (m + 1) * rows].reshape(m + 1, rows)
         np.take(self._flat, idx, out=read, mode="clip")  # "raise" would buffer
         # feedback: the input plus the damped delayed samples, written at the write position
-        inp = self._in[: m * rows].reshape(m, lanes, 16)
-        np.copyto(inp, x.T[:, :, None])  # a broadcast copy allocates nothing (a broadcast ufunc would)
+        inp = self._in[: m * rows].reshape(m, 8, lanes, 2)
+        np.copyto(inp, x.T[:, None, :, None])  # a broadcast copy allocates nothing (a broadcast ufunc would)
         new = self._buf[w : w + m]
         t = self._t[: m * rows].reshape(m, rows)
         np.multiply(read[1:], self._c1, out=new)
@@ -247,10 +247,9 @@ class Reverb:
         new += t
         new += inp.reshape(m, rows)
         self._w = w + m
-        if lanes == 1:
-            np.matmul(read[1:], self._sides, out=y)
-        else:  # (stems: a sum, where a product would wake BLAS's threads)
-            np.sum(read[1:].reshape(m, 2 * lanes, 8), axis=2, out=y)
+        step = max(1, BLAS_ONE_THREAD // self._sides.size)  # frames per product: BLAS stays on this thread
+        for a in range(0, m, step):
+            np.matmul(read[1 + a : 1 + a + step], self._sides, out=y[a : a + step])
 
     def _allpasses(self, y: np.ndarray, n: int) -> None:
         """The four allpasses over the block ``y`` (n, sides), in place. Each keeps b[k] = y[k] +

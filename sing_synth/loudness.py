@@ -68,24 +68,33 @@ def k_weighting(rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
 
 
 def interpolator() -> np.ndarray:
-    """The 4x interpolation filter's phases, (OVERSAMPLE, TAPS // OVERSAMPLE + 1)."""
+    """The 4x interpolation filter (TAPS, padded to a multiple of OVERSAMPLE), for ``upfirdn``."""
     from scipy.signal import firwin
 
     h = firwin(TAPS, 1.0 / OVERSAMPLE, window=("kaiser", 5.0)) * OVERSAMPLE
-    h = np.concatenate([h, np.zeros(-len(h) % OVERSAMPLE)])
-    return h.reshape(-1, OVERSAMPLE).T.copy()
+    return np.concatenate([h, np.zeros(-len(h) % OVERSAMPLE)])
+
+
+def upsampled(h: np.ndarray, x: np.ndarray, history: int) -> np.ndarray:
+    """The 4x interpolated points of ``x[history:]`` (frames, 2), ``x[:history]`` being the frames
+    before them: every point from the frames up to it (the filter is causal)."""
+    from scipy.signal import upfirdn
+
+    n = len(x) - history
+    return upfirdn(h, x, up=OVERSAMPLE, axis=0)[OVERSAMPLE * history : OVERSAMPLE * (history + n)]
 
 
 class Meter:
     """Integrated loudness (LUFS) and true peak of stereo ``(frames, 2)`` blocks, fed in order."""
 
-    def __init__(self, rate: int) -> None:
+    def __init__(self, rate: int, true_peak: bool = True) -> None:
         self.rate = int(rate)
+        self.measures_peak = true_peak  # False: the loudness and sample peak only (faster)
         self.hop = max(1, round(HOP * rate))
         self._k = k_weighting(rate)
         self._zk = [np.zeros((2, 2)), np.zeros((2, 2))]  # the two biquads' states (order 2, 2 channels)
-        self._phases = interpolator()
-        self._zp = [np.zeros((self._phases.shape[1] - 1, 2)) for _ in range(OVERSAMPLE)]
+        self._h = interpolator()
+        self._past = np.zeros((len(self._h) // OVERSAMPLE, 2))  # the frames the next block's points need
         self._energy: list[np.ndarray] = []  # per hop: the sum of squares of each channel
         self._part = np.zeros(2)  # the hop being filled
         self._filled = 0
@@ -103,9 +112,11 @@ class Meter:
             return
         self.frames += len(x)
         self.sample_peak = max(self.sample_peak, float(np.max(np.abs(x))))
-        for p, h in enumerate(self._phases):
-            y, self._zp[p] = lfilter(h, [1.0], x, axis=0, zi=self._zp[p])
-            self._true_peak = max(self._true_peak, float(np.max(np.abs(y))))
+        if self.measures_peak:
+            x_past = np.concatenate([self._past, x])
+            points = upsampled(self._h, x_past, len(self._past))
+            self._true_peak = max(self._true_peak, float(np.max(np.abs(points))))
+            self._past = x_past[-len(self._past) :]
         b1, a1, b2, a2 = self._k
         y, self._zk[0] = lfilter(b1, a1, x, axis=0, zi=self._zk[0])
         y, self._zk[1] = lfilter(b2, a2, y, axis=0, zi=self._zk[1])
@@ -193,21 +204,19 @@ class Limiter:
         self.gain, self.ceiling = gain, ceiling
         self.look = max(1, round(LOOKAHEAD * rate))
         self.context = 2 * self.look + TAPS  # frames of signal the gain of a frame depends on, each side
-        self._phases = interpolator()
+        self._h = interpolator()
 
     def curve(self, x: np.ndarray, a: int, b: int) -> np.ndarray:
         """The gain of frames ``a:b`` of ``x`` (frames, 2): ``x`` holds ``context`` frames (or the
         file's edge) on each side. Float64, at most ``gain``."""
         from scipy.ndimage import minimum_filter1d, uniform_filter1d
-        from scipy.signal import lfilter
 
         # the true-peak envelope: per frame, the largest magnitude of its four interpolated points
+        # (the filter's delay taken off: the points around the frame)
         delay = (TAPS - 1) // (2 * OVERSAMPLE)  # the interpolation filter's delay, in frames
         padded = np.concatenate([x, np.zeros((delay + 1, 2))])
-        peak = np.abs(x).max(axis=1)
-        for h in self._phases:
-            y = np.abs(lfilter(h, [1.0], padded, axis=0)).max(axis=1)
-            np.maximum(peak, y[delay : delay + len(x)], out=peak)
+        points = np.abs(upsampled(self._h, padded, 0)).reshape(len(padded), OVERSAMPLE, 2).max(axis=(1, 2))
+        peak = np.maximum(np.abs(x).max(axis=1), points[delay : delay + len(x)])
         need = np.minimum(self.gain, self.ceiling / np.maximum(peak, 1e-12))
         # no gain above what any frame within ``look`` needs, then a moving average over ``look``
         held = minimum_filter1d(need, 2 * self.look + 1, mode="nearest")
@@ -241,9 +250,9 @@ def normalize(read, write, target: float, ceiling: float = DEFAULT_CEILING, befo
     for rounds in range(1, ROUNDS + 1):
         gain = 10.0 ** (gain_db / 20.0)
         if peak * gain <= limit:  # the gain alone meets the target: no limiter
-            meter = Meter(rate)
+            meter = Meter(rate, true_peak=False)  # the true peak scales with the gain (interpolation is linear)
             _pass(read, gain, None, meter, write, progress)
-            return Normalized(loud, db(peak), meter.loudness(), db(meter.true_peak), gain_db, 0.0, rounds)
+            return Normalized(loud, db(peak), meter.loudness(), db(peak * gain), gain_db, 0.0, rounds)
         meter = Meter(rate)
         _pass(read, gain, limit, meter, None, None)  # a trial: how loud is it once limited?
         after = meter.loudness()
