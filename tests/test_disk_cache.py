@@ -167,3 +167,15 @@ def test_processes_writing_evicting_and_reading_at_once_never_see_half_a_note(ti
     loaded, missing = map(int, reader.stdout.split())
     assert loaded > 10  # and every one of them whole: one write's samples, checksum verified
     assert not list((tmp_path / "cache").rglob("*.tmp"))
+
+
+def test_the_cache_the_render_and_the_command_line_import_no_torch(tiny_preset):  # noqa: F811
+    """What a render or a live start needs before any note is missing: the disk cache, the render
+    and live modules, the command line, the preset's metadata and its instrument lookup."""
+    code = (
+        "import sys; import sing_synth.disk_cache, sing_synth.render, sing_synth.cache_filler, sing_synth.live, "
+        "sing_synth.cli; from sing_synth import preset; p = preset.load(sys.argv[1]); p.instrument('strings'); "
+        "p.gm_instrument(0, drums=True); assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(tiny_preset.path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
