@@ -73,13 +73,8 @@ def test_jack_output_is_listed_and_found(portaudio):
     assert find_device(str(system["index"])) == system
 
 
-def test_events_sound_at_their_arrival_time_not_at_block_boundaries(portaudio):
-    """Notes pushed at arbitrary times sound after a constant latency: placed to the sample, not to the block.
-
-    The push times are read on JACK's own timeline (``frame_time``), which stays right when a
-    loaded machine makes the dummy driver run late; a block-quantised synth would spread the
-    latencies over a whole period.
-    """
+def _arrival_run(seed: int):
+    """One run of nine notes: (spread of their latencies in ms, the output's counters)."""
     source = HarmonicSource(RATE)
     for pitch in range(60, 69):
         for vclass in range(5):
@@ -95,7 +90,7 @@ def test_events_sound_at_their_arrival_time_not_at_block_boundaries(portaudio):
         # first second or so of a new server: early stamps drift by several ms
         time.sleep(2.0)
         rec.record(rec.client.frame_time, 4 * RATE)
-        rng = random.Random(1)
+        rng = random.Random(seed)
         stamps = []
         time.sleep(0.2)
         for i in range(9):
@@ -113,15 +108,30 @@ def test_events_sound_at_their_arrival_time_not_at_block_boundaries(portaudio):
     assert len(found) == len(stamps), found
     latency = found - (np.array(stamps) - rec.start)
     error_ms = 1000 * (latency - np.median(latency)) / RATE
-    period_ms = 1000 * PERIOD / RATE
     print(
         f"latency {1000 * np.median(latency) / RATE:.2f} ms, spread (ms) {np.round(error_ms, 2)}; "
         f"xruns {audio.xruns}, clock resets {clock.resets}, gaps {rec.gaps}"
     )
+    assert audio.callbacks > 0 and audio.errors == 0
+    return error_ms, audio.xruns + rec.gaps
+
+
+def test_events_sound_at_their_arrival_time_not_at_block_boundaries(portaudio):
+    """Notes pushed at arbitrary times sound after a constant latency: placed to the sample, not to the block.
+
+    The push times are read on JACK's own timeline (``frame_time``), which stays right when a
+    loaded machine makes the dummy driver run late; a block-quantised synth would spread the
+    latencies over a whole period. A run that the machine stalled (xruns or gaps in the
+    recording: the timeline itself broke) is played again, at most twice; a clean run must pass.
+    """
+    period_ms = 1000 * PERIOD / RATE
+    for attempt in range(3):
+        error_ms, damaged = _arrival_run(seed=1 + attempt)
+        if not damaged:
+            break
     # block-quantised placement would spread these over a whole period (5.3 ms); arrival-time
     # placement keeps them within the callback's scheduling jitter
-    assert np.abs(error_ms).max() < period_ms / 3, error_ms
-    assert audio.callbacks > 0 and audio.errors == 0
+    assert np.abs(error_ms).max() < period_ms / 3, (error_ms, f"{damaged} xruns/gaps in the last of {attempt + 1} runs")
 
 
 def test_audio_path_modules_do_not_import_torch():
