@@ -15,8 +15,8 @@ the callback's conditions (``bench/live.py --only effects``, figures in ``bench/
 It is faster than this module, about a third of its time per block. But it cannot keep the
 callback's contract: ``process`` has no output argument, and every call copies its input into a
 new JUCE buffer and returns a new NumPy array (34 ``malloc`` calls per call, and bytes that grow
-with the block: 2.9 KB at 128 frames, 4.9 KB at 256, where this module's 15 are NumPy's small
-change, 2.4-2.7 KB whatever the block), locks each plugin's ``std::mutex``, releases and
+with the block: 2.9 KB at 128 frames, 4.9 KB at 256, where this module's 14-16 are NumPy's
+small change, 2.4-2.7 KB), locks each plugin's ``std::mutex``, releases and
 re-takes the GIL and calls ``prepare`` again. And its chorus runs one LFO for both channels: a
 centred mono send comes back as identical left and right channels (inter-channel correlation
 1.0), so a chorus send could not widen a note. None of this can be changed from Python, so the
