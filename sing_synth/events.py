@@ -66,6 +66,9 @@ _RESETS = (
 )
 
 
+_RESET_LENGTH = max(len(pattern) for pattern in _RESETS)
+
+
 def is_reset_sysex(data) -> bool:
     """Whether a system exclusive message's data (without F0 and F7) is a GM, GM2, GS or XG reset."""
     return any(
@@ -103,9 +106,10 @@ def from_bytes(data, time: float = -1.0) -> Event | None:
         return None
     if status == 0xFF:
         return Event(RESET, 0, 0, 0, time) if n == 1 else None
-    if status == 0xF0:
-        complete = n >= 2 and data[n - 1] == 0xF7
-        return Event(RESET, 0, 0, 0, time) if complete and is_reset_sysex(data[1 : n - 1]) else None
+    if status == 0xF0:  # (a long one, a sample dump, is refused by its length: no copy, no scan)
+        if not 2 <= n <= _RESET_LENGTH + 2 or data[n - 1] != 0xF7:
+            return None
+        return Event(RESET, 0, 0, 0, time) if is_reset_sysex(data[1 : n - 1]) else None
     high = status & 0xF0
     count = _DATA_BYTES.get(high)
     if count is None or n != count + 1:
