@@ -462,7 +462,6 @@ def _plan(song, imap, needed, source, make, preset, rate, memory_bytes, polyphon
     return NotePlan(source, list(midi_file.note_uses(song, imap)), capacity, make, batch=batch_size)
 
 
-
 class _TimedWriter:
     """The render's audio writers (the mix, then its stems), counting the time spent in them."""
 
