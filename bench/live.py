@@ -49,14 +49,14 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
-from soak import soak
+from soak import soak, start_synth
 
 from sing_synth import events as ev
 from sing_synth.effects import Effects, EffectSettings
 from sing_synth.engine import Engine
 from sing_synth.note_source import DictNoteSource
 from sing_synth.preset import Instrument, Preset
-from sing_synth.testing.jack_server import JackServer, MidiSender, Recorder, Synth, onsets
+from sing_synth.testing.jack_server import JackServer, MidiSender, Recorder, onsets
 from sing_synth.testing.presets import TINY_INSTRUMENTS, untrained_preset
 
 RATE = 48000
@@ -183,14 +183,6 @@ def timed(job, block: int, blocks: int, paced: bool = True, before=None, warmup:
 def tiny_preset(directory: Path) -> Path:
     """A tiny untrained preset with one instrument, the piano (seeded)."""
     return untrained_preset(directory, TINY_INSTRUMENTS[:1], name="tiny").path
-
-
-def start_synth(preset, cache: Path, period: int, env: dict, *extra: str) -> Synth:
-    synth = Synth(preset, cache, env, period, *extra)
-    if not synth.wait_ready(600):
-        code, err = synth.stop()
-        raise RuntimeError(f"sing-synth did not become ready (exit {code}):\n" + "".join(synth.lines) + err[-3000:])
-    return synth
 
 
 @contextlib.contextmanager

@@ -113,24 +113,22 @@ def read_recordings(directory, rate: int, samples: int, pitch_range: tuple[int, 
         if velocity is not None and not 1 <= velocity <= 127:
             raise LearnError(f"{path.name}: velocity {velocity} is outside 1-127", "recordings")
         raw.append(audio)
-        labels.append((pitch, velocity, pitch_from))
+        labels.append((path, pitch, velocity, pitch_from))
     # velocity from the level where the name gives none; then the corpus's level rule per pitch
     levels = [dsp.rms_db(a) for a in raw]
     loudest = max(levels)
     out = []
-    for (pitch, velocity, pitch_from), audio, level in zip(labels, raw, levels):
+    for (path, pitch, velocity, pitch_from), audio, level in zip(labels, raw, levels):
         if velocity is None:
             vclass, velocity_from = max(0, 4 - int((loudest - level) // CLASS_STEP_DB)), "level"
         else:
             vclass, velocity_from = dsp.velocity_class(velocity), "name"
-        out.append(Recording(Path(), audio, pitch, vclass, pitch_from, velocity_from))
+        out.append(Recording(path, audio, pitch, vclass, pitch_from, velocity_from))
     for pitch in {r.pitch for r in out}:
         same = [r for r in out if r.pitch == pitch]
         gain = TARGET_PEAK / max(float(np.abs(r.audio).max()) for r in same)
         for r in same:
             r.audio = (r.audio * gain).astype(np.float32)
-    for r, path in zip(out, files):
-        r.path = path
     return out
 
 

@@ -83,13 +83,19 @@ class Decoder(nn.Module):
             return torch.cat([self._decode(part) for part in latent.split(self.cpu_chunk)])
         return self._decode(latent)
 
-    def _decode(self, latent: torch.Tensor) -> torch.Tensor:
+    def hidden(self, latent: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer's activations ``(batch, frames, channels)``, after its ReLU."""
         c = self.config
         w = self.context.weight  # (C, D, K): unfold gives (B, T', D, K) in the same order
         x = latent.unfold(1, c.context_size, 1).flatten(2)
         x = F.relu(F.linear(x, w.flatten(1), self.context.bias))
         for conv in self.rewrite:
             x = F.relu(F.linear(x, conv.weight[..., 0], conv.bias))
+        return x
+
+    def _decode(self, latent: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        x = self.hidden(latent)
         kernel = self.synthesis.weight[:, 0, :] * self.window.to(x.dtype)  # (C, kernel)
         frames = x @ kernel  # (B, F, kernel): each frame's windowed grain
         return overlap_add(frames, c.stride, c.decoder_padding) + self.synthesis.bias

@@ -14,7 +14,6 @@ import json
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from . import breakdown as bd
 from .config import load_recipe
@@ -23,12 +22,7 @@ from .solver import Trainer, note_group
 
 def hidden_activity(decoder, latent: torch.Tensor) -> torch.Tensor:
     """Per note, the (frames, channels) activations of the decoder's last hidden layer."""
-    c = decoder.config
-    x = latent.unfold(1, c.context_size, 1).flatten(2)
-    x = F.relu(F.linear(x, decoder.context.weight.flatten(1), decoder.context.bias))
-    for conv in decoder.rewrite:
-        x = F.relu(F.linear(x, conv.weight[..., 0], conv.bias))
-    return x
+    return decoder.hidden(latent)
 
 
 def diagnose(run_dir, per_group: int = 24, seed: int = 0) -> dict:
