@@ -59,6 +59,11 @@ class StageConfig:
     # partials or the hit are; a weight above 1 moves the optimum to a higher quantile.
     under_weight: float = 1.0
     under_weight_final: float | None = None  # falls to this over ``decay_steps``, as the rate does
+    # Training loss only: weight of a second log-spectral L1 with a 4096-sample window (hop 1024).
+    # The paper's 1024-sample window sees one decoder grain at a time, so it cannot tell grains
+    # that add up to a steady low tone from grains whose phases cancel it; the long window spans
+    # four grains and hears the difference (experiments E11-E12).
+    long_fft: float = 0.0
 
     def under_weight_at(self, step: int) -> float:
         """The loss's ``under_weight`` at optimizer step ``step`` (0-based)."""

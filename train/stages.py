@@ -21,22 +21,24 @@ from sing_synth.losses import HOP, N_FFT, spectral_loss, waveform_mse
 from sing_synth.model import Decoder, Encoder, SequenceGenerator, SingConfig
 
 BAND_BINS = 32
+LONG_FFT, LONG_HOP = 4096, 1024
 
 
-def power_spectrogram(x: torch.Tensor) -> torch.Tensor:
-    """``|STFT|^2`` with the spectral loss's settings, ``(batch, freq, frames)``."""
-    window = torch.hann_window(N_FFT, device=x.device, dtype=torch.float32)
-    spec = torch.stft(x.float(), N_FFT, HOP, window=window, center=False, return_complex=True)
+def power_spectrogram(x: torch.Tensor, n_fft: int = N_FFT, hop: int = HOP) -> torch.Tensor:
+    """``|STFT|^2`` (the spectral loss's settings by default), ``(batch, freq, frames)``."""
+    window = torch.hann_window(n_fft, device=x.device, dtype=torch.float32)
+    spec = torch.stft(x.float(), n_fft, hop, window=window, center=False, return_complex=True)
     return spec.real**2 + spec.imag**2
 
 
 def reconstruction_loss(kind: str, x: torch.Tensor, y: torch.Tensor, gain_db: float = 0.0,
                         note_weight: str = "none", floor: float = 0.02, band_loss: float = 0.0,
-                        under_weight: float = 1.0) -> torch.Tensor:
+                        under_weight: float = 1.0, long_fft: float = 0.0) -> torch.Tensor:
     """Training loss of a batch: ``kind`` (spectral or waveform), both signals amplified by
     ``gain_db``; with ``note_weight="silence"`` each note's loss is divided by the loss silence
     scores against it; ``band_loss`` adds the coarse-band term; ``under_weight`` weighs the
-    bins where the output is below the target (see ``StageConfig``)."""
+    bins where the output is below the target; ``long_fft`` adds the long-window term (see
+    ``StageConfig``)."""
     if kind == "waveform":
         return waveform_mse(x, y)
     g2 = 10.0 ** (gain_db / 10.0)
@@ -53,6 +55,10 @@ def reconstruction_loss(kind: str, x: torch.Tensor, y: torch.Tensor, gain_db: fl
         bx = px[:, :n].unflatten(1, (-1, BAND_BINS)).sum(2)
         by = py[:, :n].unflatten(1, (-1, BAND_BINS)).sum(2)
         per_note = per_note + band_loss * (torch.log1p(bx) - torch.log1p(by)).abs().flatten(1).mean(1)
+    if long_fft:
+        lx2 = torch.log1p(power_spectrogram(x, LONG_FFT, LONG_HOP) * g2)
+        ly2 = torch.log1p(power_spectrogram(y, LONG_FFT, LONG_HOP) * g2)
+        per_note = per_note + long_fft * (lx2 - ly2).abs().flatten(1).mean(1)
     if note_weight == "silence":
         per_note = per_note / ly.detach().flatten(1).mean(1).clamp_min(floor)
     return per_note.mean()
@@ -60,7 +66,8 @@ def reconstruction_loss(kind: str, x: torch.Tensor, y: torch.Tensor, gain_db: fl
 
 def stage_loss(cfg, x: torch.Tensor, y: torch.Tensor, under_weight: float | None = None) -> torch.Tensor:
     under = cfg.under_weight if under_weight is None else under_weight
-    return reconstruction_loss(cfg.loss, x, y, cfg.loss_gain_db, cfg.note_weight, cfg.weight_floor, cfg.band_loss, under)
+    return reconstruction_loss(cfg.loss, x, y, cfg.loss_gain_db, cfg.note_weight, cfg.weight_floor, cfg.band_loss, under,
+                               cfg.long_fft)
 
 
 def segment_target(config: SingConfig, padded: torch.Tensor, g0: int, frames: int) -> torch.Tensor:
