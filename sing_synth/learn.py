@@ -235,6 +235,7 @@ def learn(directory, name: str, base=None, output=None, device: str = "cpu", max
     state = {k: v.detach().cpu().float() for k, v in model.state_dict().items()}
     table = state["generator.instrument.weight"]
     state["generator.instrument.weight"] = torch.cat([table, result.embedding.detach().cpu().float()[None]])
+    state["level_db"] = torch.cat([state["level_db"], state["level_db"].new_zeros(1, c.n_pitches)])  # fitted as is
     grown.load_state_dict(state)
     pitches = sorted(r.pitch for r in recordings)
     slug = re.sub(r"[^A-Za-z0-9]+", "-", name.strip()).strip("-").lower() or "learned"

@@ -137,22 +137,36 @@ class Encoder(nn.Module):
 
 
 class Sing(nn.Module):
-    """(velocity class, instrument, pitch) -> 4 s waveform at ``config.sample_rate``."""
+    """(velocity class, instrument, pitch) -> 4 s waveform at ``config.sample_rate``.
+
+    ``level_db`` (instrument, pitch) is a gain applied to each generated note, measured after
+    training by ``python -m train calibrate`` (0 dB until then, and for presets made before it):
+    the spectral loss leaves notes quieter than their recordings, by an amount that depends on
+    the instrument and the pitch. It is stored with the weights, so it is part of their sha256.
+    """
 
     def __init__(self, config: SingConfig):
         super().__init__()
         self.config = config
         self.generator = SequenceGenerator(config)
         self.decoder = Decoder(config)
+        self.register_buffer("level_db", torch.zeros(config.n_instruments, config.n_pitches))
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         """Latent frames -> trimmed waveform ``(batch, note_samples)``."""
         t = self.config.trim
         return self.decoder(latent)[:, t : t + self.config.note_samples]
 
-    def forward(self, velocity, instrument, pitch) -> torch.Tensor:
+    def forward(self, velocity, instrument, pitch, gain_db: torch.Tensor | None = None) -> torch.Tensor:
+        """Notes ``(batch, note_samples)``. ``instrument`` holds ids, whose calibrated gain is
+        applied, or embeddings (see :class:`SequenceGenerator`), which get ``gain_db`` (default 0 dB)."""
         latent, _ = self.generator(velocity, instrument, pitch)
-        return self.decode(latent)
+        wav = self.decode(latent)
+        if gain_db is None and not instrument.is_floating_point():
+            gain_db = self.level_db[instrument, pitch]
+        if gain_db is not None:
+            wav = wav * torch.pow(10.0, gain_db.to(wav.dtype) / 20.0)[:, None]
+        return wav
 
 
 def count_parameters(module: nn.Module) -> int:

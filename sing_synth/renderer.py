@@ -123,23 +123,23 @@ class NoteRenderer:
         with torch.inference_mode():
             for start in range(0, len(notes), self.batch_size):
                 chunk = torch.tensor(notes[start : start + self.batch_size], dtype=torch.long, device=self.device)
-                instruments = chunk[:, 0]
+                instruments, gain_db = chunk[:, 0], None
                 if self.blends and any(int(i) in self.blends for i in instruments):
-                    instruments = self._embeddings(instruments)
-                wav = self.model(chunk[:, 2], instruments, chunk[:, 1])
+                    instruments, gain_db = self._embeddings(instruments, chunk[:, 1])
+                wav = self.model(chunk[:, 2], instruments, chunk[:, 1], gain_db)
                 out[start : start + len(chunk)] = wav.float().cpu().numpy()
         return out
 
-    def _embeddings(self, ids: torch.Tensor) -> torch.Tensor:
-        """Instrument embeddings of ``ids``, blends resolved."""
-        table = self.model.generator.instrument.weight
-        rows = []
-        for i in ids.tolist():
-            if i in self.blends:
-                rows.append(sum(w * table[j] for j, w in self.blends[i]))
-            else:
-                rows.append(table[i])
-        return torch.stack(rows)
+    def _embeddings(self, ids: torch.Tensor, pitches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Instrument embeddings of ``ids``, blends resolved, and their calibrated gains at
+        ``pitches`` (a blend's gain is its parts' gains, weighted alike)."""
+        table, levels = self.model.generator.instrument.weight, self.model.level_db
+        rows, gains = [], []
+        for i, p in zip(ids.tolist(), pitches.tolist()):
+            parts = self.blends.get(i, [(i, 1.0)])
+            rows.append(sum(w * table[j] for j, w in parts))
+            gains.append(sum(w * levels[j, p] for j, w in parts))
+        return torch.stack(rows), torch.stack(gains)
 
     def warm_up(self) -> None:
         """Run the model once on one note: what its first call sets up (kernels, buffers) is then done."""

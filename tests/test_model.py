@@ -1,5 +1,6 @@
 """The SING network: sizes, shapes, and the fast decoder against PyTorch's transposed convolution."""
 
+import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
@@ -86,3 +87,21 @@ def test_encoder_mirrors_the_decoder():
     for conv in enc.rewrite:
         x = F.relu(conv(x))
     torch.testing.assert_close(latent, enc.output(x).transpose(1, 2), atol=1e-5, rtol=1e-4)
+
+
+def test_level_gain_scales_a_note_and_a_blend_takes_its_parts_gains():
+    from sing_synth.model import Sing
+
+    torch.manual_seed(0)
+    model = Sing(SingConfig.tiny(n_instruments=3)).eval()
+    v, i, p = torch.tensor([2, 2]), torch.tensor([0, 1]), torch.tensor([60, 60])
+    with torch.no_grad():
+        plain = model(v, i, p)
+        model.level_db[0, 60] = 20 * np.log10(2.0)
+        model.level_db[1, 60] = -20 * np.log10(2.0)
+        gained = model(v, i, p)
+        emb = model.generator.instrument.weight[:2]
+        as_embedding = model(v, emb, p)  # an embedding alone gets 0 dB unless told
+    torch.testing.assert_close(gained[0], 2 * plain[0])
+    torch.testing.assert_close(gained[1], 0.5 * plain[1])
+    torch.testing.assert_close(as_embedding, plain)

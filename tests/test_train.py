@@ -293,3 +293,52 @@ def test_quantile_weight_charges_a_missing_note_more_than_a_spurious_one():
     weighted = [float(reconstruction_loss("spectral", x, y, under_weight=2.0)) for x in (quiet, loud)]
     assert weighted[0] == pytest.approx(2 * plain[0], rel=0.05)  # below the target everywhere it sounds
     assert weighted[1] < 1.2 * plain[1]  # above it: about the same
+
+
+def test_long_window_term_hears_grains_that_cancel_a_low_tone():
+    """A 41 Hz tone and the same tone with its phase flipped every 1024 samples (decoder grains
+    that do not add up) look alike to the paper's 1024-sample window; the 4096 window tells them apart."""
+    from train.stages import reconstruction_loss
+
+    t = np.arange(32768)
+    y = torch.from_numpy((0.3 * np.sin(2 * np.pi * 41 / 16000 * t)).astype(np.float32))[None]
+    flips = torch.from_numpy(np.where((t // 1024) % 2 == 0, 1.0, -1.0).astype(np.float32))[None]
+    x = y * flips
+    short = float(reconstruction_loss("spectral", x, y))
+    both = float(reconstruction_loss("spectral", x, y, long_fft=1.0))
+    assert both - short > 2 * short  # the long term alone outweighs the short one twice over
+    assert float(reconstruction_loss("spectral", y, y, long_fft=1.0)) == 0.0
+
+
+@needs_fonts
+def test_calibration_brings_a_preset_to_its_recordings_level(tmp_path):
+    from train.calibrate import calibrate
+    from train.data import CORPUS_CACHE, make_corpus
+    from train.export import export
+
+    recipe = tiny_recipe()
+    Trainer(recipe, tmp_path / "run", quiet=True).fit()
+    out = export(tmp_path / "run", tmp_path / "preset", command="test")
+    corpus = make_corpus(recipe.data, cache_dir=CORPUS_CACHE)
+    notes = split_notes(load_split(out / "split.json"), corpus.notes())["train"][::3]
+    real = corpus.load_batch(notes)
+
+    def level(p):
+        model = p.load_model()
+        with torch.no_grad():
+            t = torch.tensor(notes)
+            gen = model(t[:, 2], t[:, 0], t[:, 1]).numpy()
+        return float(np.median([dsp.rms_db(g) - dsp.rms_db(r) for g, r in zip(gen, real)]))
+
+    before_preset = presets.load(out)
+    before = level(before_preset)
+    summary = calibrate(out, per_band=4, limit_db=40.0)  # an untrained tiny model is about 34 dB quiet
+    after_preset = presets.load(out)
+    after = level(after_preset)
+    assert summary["median_level_before_db"] == pytest.approx(before, abs=3.0)
+    assert abs(after) < abs(before) - 20 and abs(after) < 6.0, (before, after)  # 4 notes a band of a 30-step model
+    assert after_preset.sha256 != before_preset.sha256  # the note caches keyed by it start anew
+    assert after_preset.training["calibration"]["melodic_notes"] > 0
+    gains = after_preset.load_model().level_db.numpy()
+    ids = [i.id for i in after_preset.instruments]
+    assert np.abs(gains[ids][:, 60:73]).max() > 0 and np.abs(gains).max() <= 40.0

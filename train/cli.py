@@ -1,7 +1,8 @@
-"""Command line of the trainer: ``python -m train {fit,evaluate,export} ...``.
+"""Command line of the trainer: ``python -m train {fit,export,calibrate,evaluate,diagnose} ...``.
 
 ``fit RECIPE`` trains (resuming from the run directory's checkpoint when there is one);
-``export RUN_DIR`` writes a preset; ``evaluate PRESET`` writes the evaluation report;
+``export RUN_DIR`` writes a preset and calibrates its levels; ``calibrate PRESET`` measures the
+levels again; ``evaluate PRESET`` writes the evaluation report;
 ``diagnose RUN_DIR`` prints what the run's checkpoint makes of validation notes, by group.
 ``python -m train RECIPE.yaml`` is short for ``fit``.
 """
@@ -25,6 +26,10 @@ def get_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="export a run's model as a preset")
     ex.add_argument("run_dir")
     ex.add_argument("output", help="preset directory to write (e.g. presets/NAME)")
+    ex.add_argument("--no-calibrate", action="store_true", help="leave every level gain at 0 dB")
+    ca = sub.add_parser("calibrate", help="measure a preset's level gains on its training notes and store them")
+    ca.add_argument("preset", help="preset directory (it must hold split.json, as exported presets do)")
+    ca.add_argument("--per-band", type=int, default=2, help="melodic notes per instrument and octave band (default 2)")
     ev = sub.add_parser("evaluate", help="evaluate a preset on its held-out test pitches")
     ev.add_argument("preset", help="preset directory (it must hold split.json, as exported presets do)")
     ev.add_argument("--notes", type=int, default=None, help="notes per split to evaluate (default: the recipe's)")
@@ -37,9 +42,18 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def calibrate_preset(preset_dir, per_band: int = 2) -> None:
+    from .calibrate import calibrate
+
+    t0 = time.time()
+    summary = calibrate(preset_dir, per_band=per_band, progress=print)
+    print(f"calibrated {preset_dir} in {time.time() - t0:.0f} s: median level before {summary['median_level_before_db']:+.1f} dB "
+          f"(melodic RMS), drum peaks {summary['median_drum_peak_before_db']:+.1f} dB")
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] not in ("fit", "export", "evaluate", "diagnose", "-h", "--help"):
+    if argv and argv[0] not in ("fit", "export", "calibrate", "evaluate", "diagnose", "-h", "--help"):
         argv.insert(0, "fit")
     args = get_parser().parse_args(argv)
     command = "python -m train " + shlex.join(argv)
@@ -60,11 +74,17 @@ def main(argv=None) -> int:
                 from .export import export
 
                 export(trainer.run_dir, args.export, command=command)
+                calibrate_preset(args.export)
             return 0
         if args.command == "export":
             from .export import export
 
             print(export(args.run_dir, args.output, command=command))
+            if not args.no_calibrate:
+                calibrate_preset(args.output)
+            return 0
+        if args.command == "calibrate":
+            calibrate_preset(args.preset, args.per_band)
             return 0
         if args.command == "diagnose":
             from .diagnose import main as diagnose

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from sing_synth import dsp
 from sing_synth import preset as presets
@@ -25,7 +24,7 @@ from sing_synth.renderer import NoteRenderer
 
 from . import breakdown as bd
 from .config import Recipe
-from .data import make_corpus
+from .data import CORPUS_CACHE, make_corpus
 from .data.splits import load_split, split_notes
 
 
@@ -94,8 +93,11 @@ DRUM_VCLASS = 3  # velocity 100
 DRUM_TOLERANCE_DB = 6.0
 
 
-def drum_section(renderer, corpus, rate: int) -> dict:
-    """Per kit: each GM key that sounds in the real kit, generated peak against the real peak."""
+def drum_section(renderer, corpus, rate: int, train_pairs=()) -> dict:
+    """Per kit: each GM key that sounds in the real kit, generated peak against the real peak;
+    keys outside ``train_pairs`` (held out of training, and so of the level calibration) are
+    also counted apart."""
+    trained = {tuple(p) for p in train_pairs}
     kits = {}
     for inst in corpus.instruments:
         if not inst.drum_kit:
@@ -113,7 +115,10 @@ def drum_section(renderer, corpus, rate: int) -> dict:
             "median_diff_db": float(np.median(diff)),
             "worst_diff_db": float(min(diff, key=lambda d: -abs(d))),
             "per_key_diff_db": {int(p): round(float(d), 1) for p, d in zip(keys, diff)},
+            "held_out_keys": [int(p) for p in keys if (inst.id, p) not in trained],
         }
+        held = [d for p, d in zip(keys, diff) if (inst.id, p) not in trained]
+        kits[inst.name]["held_out_within_6db"] = int(sum(abs(d) <= DRUM_TOLERANCE_DB for d in held))
     return kits
 
 
@@ -124,7 +129,7 @@ def evaluate(preset_dir, notes: int | None = None, output=None, update_preset: b
     if not split_path.is_file():
         raise FileNotFoundError(f"{split_path} not found: evaluate an exported preset (it carries its split)")
     recipe = Recipe(**preset.training["recipe"])
-    corpus = make_corpus(recipe.data, cache_dir=Path("runs") / ".corpus-cache")
+    corpus = make_corpus(recipe.data, cache_dir=CORPUS_CACHE)
     split = load_split(split_path)
     by_split = split_notes(split, corpus.notes())
     n = notes or recipe.eval_notes
@@ -148,7 +153,7 @@ def evaluate(preset_dir, notes: int | None = None, output=None, update_preset: b
             shown = {"notes": [chosen[k] for k in pick], "real": real[pick], "gen": gen[pick], "base": base[pick]}
         report[name]["notes"] = bd.as_records(sing)
     if drums:
-        report["drum_kits"] = drum_section(renderer, corpus, rate)
+        report["drum_kits"] = drum_section(renderer, corpus, rate, split["train"])
     out = Path(output) if output else preset.path / "eval"
     out.mkdir(parents=True, exist_ok=True)
     names = {i.id: i.name for i in preset.instruments}
@@ -157,17 +162,13 @@ def evaluate(preset_dir, notes: int | None = None, output=None, update_preset: b
     (out / "report.json").write_text(json.dumps(report, indent=1))
     (out / "report.md").write_text(markdown(report))
     if update_preset:
-        data = yaml.safe_load((preset.path / presets.YAML_FILE).read_text())
-        data["metrics"] = {
+        presets.set_metrics(preset.path, {
             "split": "pitch completion, 80/10/10 by (instrument, pitch)",
             "notes_per_split": n,
             "train": report["train"]["sing"]["overall"],
             "test": report["test"]["sing"]["overall"],
             "test_baseline_repitch": report["test"]["baseline"]["overall"],
-        }
-        tmp = preset.path / (presets.YAML_FILE + ".tmp")
-        tmp.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
-        tmp.replace(preset.path / presets.YAML_FILE)
+        })
     return out / "report.md"
 
 
@@ -200,16 +201,22 @@ def markdown(r: dict) -> str:
     kits = r.get("drum_kits")
     if kits:
         ok = sum(k["within_6db"] == k["keys"] for k in kits.values())
+        keys, within = sum(k["keys"] for k in kits.values()), sum(k["within_6db"] for k in kits.values())
+        held = sum(len(k.get("held_out_keys", ())) for k in kits.values())
+        held_ok = sum(k.get("held_out_within_6db", 0) for k in kits.values())
         lines += [
             "## Drum kits (velocity 100, every GM key 35-81 the real kit sounds)",
             "",
-            f"{ok} of {len(kits)} kits have every key within {DRUM_TOLERANCE_DB:.0f} dB of the real peak.",
+            f"{ok} of {len(kits)} kits have every key within {DRUM_TOLERANCE_DB:.0f} dB of the real peak; "
+            f"{within} of {keys} keys in all, {held_ok} of the {held} keys held out of training; "
+            f"{sum(k['silent'] for k in kits.values())} keys silent.",
             "",
-            "| kit | keys | within 6 dB | silent | median peak diff dB | worst dB |",
-            "|---|---|---|---|---|---|",
+            "| kit | keys | within 6 dB | held out: within / keys | silent | median peak diff dB | worst dB |",
+            "|---|---|---|---|---|---|---|",
         ]
         lines += [
-            f"| {name} | {k['keys']} | {k['within_6db']} | {k['silent']} | {k['median_diff_db']:+.1f} | {k['worst_diff_db']:+.1f} |"
+            f"| {name} | {k['keys']} | {k['within_6db']} | {k.get('held_out_within_6db', 0)} / {len(k.get('held_out_keys', ()))} | "
+            f"{k['silent']} | {k['median_diff_db']:+.1f} | {k['worst_diff_db']:+.1f} |"
             for name, k in kits.items()
         ]
         lines.append("")

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+# Where the evaluation and the calibration keep a corpus's probe (playable pitches and levels),
+# the trainer's own for runs under train/runs/ (it is fingerprinted by the fonts, so runs elsewhere
+# share it safely).
+CORPUS_CACHE = Path(__file__).resolve().parent.parent / "runs" / ".corpus-cache"
+
 
 def make_corpus(spec: dict, cache_dir=None):
     """Build the corpus a recipe's ``data`` section describes (``kind``: soundfont or nsynth)."""
