@@ -11,7 +11,9 @@ from engine_fixtures import RATE, make_engine, note, run_engine
 
 from sing_synth import events as ev
 from sing_synth.channels import Channel
-from sing_synth.effects import SETTINGS, Chorus, Effects, EffectSettings, Reverb
+from sing_synth.chorus import Chorus
+from sing_synth.effects import SETTINGS, Effects, EffectSettings
+from sing_synth.reverb import Reverb
 from sing_synth.errors import ConfigError
 
 ON = EffectSettings()
