@@ -598,7 +598,7 @@ def test_the_offline_engine_matches_the_block_by_block_engine(tmp_path, block, i
     engine = Engine(preset, HarmonicSource(), rate=RATE, gain=0.2, max_block=block, max_events=1 << 30,
                     max_splits=1 << 30, effects=effects)
     if not inline:
-        engine._inline = lambda *event: False  # every event at the render point: the voices split there
+        engine.performer.inline = lambda *event: False  # every event at the render point: the voices split there
     out = np.zeros((len(offline), 2), np.float32)
     k = 0
     for start in range(0, len(out), block):
