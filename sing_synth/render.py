@@ -13,6 +13,10 @@ Bounds: a song longer than ``max_length`` is refused before anything is rendered
 in memory stay within ``memory_bytes`` (a song needing more is mixed with a
 :class:`~sing_synth.note_plan.NotePlan`: its notes made in time order as it plays); a WAV file that
 could pass 4 GiB is written as RF64.
+
+This module holds :func:`render_file`, its options and its :class:`RenderResult`; the notes are
+got by ``render_notes``, the engine is run over the song by ``render_mix``, and the output and
+stem files are written by ``render_output``.
 """
 
 from __future__ import annotations
@@ -21,10 +25,7 @@ import contextlib
 import logging
 import math
 import os
-import re
-import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,17 +33,17 @@ import numpy as np
 
 from . import limits, loudness, midi_file
 from .audio_file import atomic_writer, check_output
-from .bank import PAD
 from .channels import InstrumentMap
-from .disk_cache import DiskCache, NoteStore
+from .disk_cache import DiskCache
 from .effects import EffectSettings
 from .engine import Engine
 from .errors import ConfigError
 from .morph import DEFAULT_CCS, DEFAULT_STEPS, MorphControl, resolve
-from .note_plan import NotePlan, min_capacity
 from .note_source import DictNoteSource
 from .progress import Progress
-from .voices import pool_size
+from .render_mix import mix_song
+from .render_notes import NoteMaker, plan_notes
+from .render_output import Metered, Spill, TimedWriter, stem_outputs
 
 log = logging.getLogger(__name__)
 MIX_BLOCK = 32768  # frames mixed per pass offline
@@ -50,7 +51,6 @@ MIX_BLOCK = 32768  # frames mixed per pass offline
 DEFAULT_MAX_LENGTH = 4 * 3600.0  # seconds: the longest song rendered unless told otherwise
 MAX_TAIL = 600.0  # seconds of sound after the last event, at most
 DEFAULT_NOTE_MEMORY = 512 << 20  # bytes of rendered notes a render holds at most (760 notes at 44.1 kHz)
-EVENT_CHUNK = 1 << 16  # events turned into Python lists at a time while mixing
 
 
 @dataclass
@@ -111,71 +111,6 @@ def _check_options(
         raise ConfigError(f"batch size {batch_size} out of range; use 1-1024 notes (default 64)", "batch_size")
     limits.check_threads(threads)
     limits.check_model_device(model_device)
-
-
-def render_notes(
-    source: DictNoteSource,
-    keys,
-    renderer,
-    progress: Progress | None = None,
-    chunk: int | None = None,
-    store: NoteStore | None = None,
-) -> int:
-    """Render the ``keys`` missing from ``source`` into it (and into ``store``, a disk cache), in
-    batches of ``chunk`` notes (default: the renderer's batch size); returns how many were rendered.
-
-    The model makes one batch while a second thread resamples the previous one (when the
-    renderer has ``render_model_rate`` and ``resample``), adds it to ``source`` and writes it."""
-    missing = source.missing(keys)
-    if not missing:
-        return 0
-    chunk = max(1, int(chunk or getattr(renderer, "batch_size", 64)))
-    chunk = -(-len(missing) // -(-len(missing) // chunk))  # batches of equal size (205 notes: 4 x 52, not 3 x 64 + 13)
-    split = hasattr(renderer, "render_model_rate") and hasattr(renderer, "resample")
-    length = getattr(renderer, "note_samples", None)
-    if isinstance(length, int):
-        source.reserve(len(missing), length)
-    done = 0
-
-    def keep(part, wavs) -> None:
-        nonlocal done
-        if split:
-            wavs = renderer.resample(wavs)
-        for key, wav in zip(part, wavs, strict=True):
-            source.add(key, wav)
-            if store is not None:
-                store.write(key, wav)
-        done += len(part)
-        if progress:
-            progress.bar("rendering notes", done, len(missing), "notes")
-
-    with ThreadPoolExecutor(1, thread_name_prefix="sing-synth-notes") as worker:
-        pending = None
-        try:
-            for start in range(0, len(missing), chunk):
-                part = missing[start : start + chunk]
-                wavs = renderer.render_model_rate(part) if split else renderer.render(part)
-                if pending is not None:
-                    pending.result()  # one batch in flight: memory stays bounded
-                pending = worker.submit(keep, part, wavs)
-            if pending is not None:
-                pending.result()
-        except BaseException:
-            if pending is not None:
-                pending.cancel()
-            raise
-    return len(missing)
-
-
-def load_notes(source: DictNoteSource, keys, store: NoteStore, progress: Progress | None = None) -> int:
-    """Read the ``keys`` missing from ``source`` from the disk cache ``store``; returns how many were found."""
-    missing = source.missing(keys)
-    found = 0
-    for n, key in enumerate(missing):
-        found += source.load(key, store)
-        if progress:
-            progress.bar("reading notes", n + 1, len(missing), "notes")
-    return found
 
 
 def render_file(
@@ -291,8 +226,8 @@ def render_file(
             threads=threads if threads is not None else free_cores(),
         )
 
-    make = _NoteMaker(source, store, renderer or new_renderer, rate, control.morph.blends() if control else None)
-    plan = _plan(song, imap, needed, source, make, preset, rate, memory_bytes, polyphony, batch_size, warnings)
+    make = NoteMaker(source, store, renderer or new_renderer, rate, control.morph.blends() if control else None)
+    plan = plan_notes(song, imap, needed, source, make, preset, rate, memory_bytes, polyphony, batch_size, warnings)
     try:
         if plan is None:
             make(needed, bar)  # every note first; with a plan they are made as the song plays
@@ -308,17 +243,17 @@ def render_file(
         most = song.end + int(round(tail * rate)) + mix_block  # a WAV file that could pass 4 GiB becomes RF64
         if normalize is None:
             with contextlib.ExitStack() as files:
-                timed = _TimedWriter([files.enter_context(atomic_writer(p, rate, 2, fmt, max_frames=most)) for p in outputs])
-                frames = _mix(engine, song, timed, mix_block, tail, threshold_db, bar, plan)
+                timed = TimedWriter([files.enter_context(atomic_writer(p, rate, 2, fmt, max_frames=most)) for p in outputs])
+                frames = mix_song(engine, song, timed, mix_block, tail, threshold_db, bar, plan)
                 t_close = time.perf_counter()
             timed.seconds += time.perf_counter() - t_close
         else:
-            with _Spill(outputs) as spill:
+            with Spill(outputs) as spill:
                 measured = loudness.Meter(rate)
-                frames = _mix(engine, song, _Metered(spill, measured), mix_block, tail, threshold_db, bar, plan)
+                frames = mix_song(engine, song, Metered(spill, measured), mix_block, tail, threshold_db, bar, plan)
                 spill.flush()
                 with contextlib.ExitStack() as files:
-                    timed = _TimedWriter(
+                    timed = TimedWriter(
                         [files.enter_context(atomic_writer(p, rate, 2, fmt, max_frames=frames)) for p in outputs]
                     )
 
@@ -369,251 +304,3 @@ def render_file(
         loudness=level if normalize is not None else None,
         stems=stem_paths,
     )
-
-
-def stem_outputs(out: Path, song, imap: InstrumentMap, preset) -> dict[int, Path]:
-    """The stem file of every MIDI channel that plays a note, beside ``out`` and named by channel
-    (1-16) and instrument: ``song-ch01-acoustic-grand-piano.wav``; a channel that changes
-    instrument names up to three, in order of first use (``song-ch02-strings+brass.wav``)."""
-    played: dict[int, dict[int, None]] = {}
-    channels = song.events[:, 2]
-    for index, keys in midi_file.note_uses(song, imap):
-        played.setdefault(int(channels[index]), {}).setdefault(keys[0][0])
-    names = {i.id: i.name for i in preset.instruments}
-    if imap.morph is not None:  # every position of a morph is named after it
-        names.update(dict.fromkeys(imap.morph.morph.blends(), f"{names[imap.morph.base]} morph"))
-    paths = {}
-    for ch, instruments in sorted(played.items()):
-        words = list(dict.fromkeys(_slug(names.get(i, f"instrument {i}")) for i in instruments))
-        words = words[:3] + (["more"] if len(words) > 3 else [])
-        paths[ch] = out.with_name(f"{out.stem}-ch{ch + 1:02d}-{'+'.join(words)}{out.suffix}")
-    return paths
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40].strip("-") or "instrument"
-
-
-class _NoteMaker:
-    """Makes notes resident in ``source``: read from the disk cache ``store``, else rendered (and
-    written to the store) by ``renderer``, a NoteRenderer or a function building one on first need,
-    told the ``blends`` of a morph. Counts what it did and the time it took."""
-
-    def __init__(self, source: DictNoteSource, store: NoteStore | None, renderer, rate: int, blends=None) -> None:
-        self.source, self.store, self.renderer, self.rate, self.blends = source, store, renderer, rate, blends
-        self.loaded = self.rendered = 0
-        self.disk_seconds = self.setup_seconds = self.model_seconds = 0.0
-
-    @property
-    def seconds(self) -> float:
-        return self.disk_seconds + self.setup_seconds + self.model_seconds
-
-    def __call__(self, keys, progress: Progress | None = None) -> None:
-        t = time.perf_counter()
-        if self.store is not None:
-            self.loaded += load_notes(self.source, keys, self.store, progress)
-        self.disk_seconds += time.perf_counter() - t
-        if not self.source.missing(keys):
-            return
-        if not hasattr(self.renderer, "render"):
-            t = time.perf_counter()
-            self.renderer = self.renderer()
-            if hasattr(self.renderer, "warm_up"):
-                self.renderer.warm_up()  # the first call's one-time set-up counts as loading, not per note
-            self.setup_seconds += time.perf_counter() - t
-        if self.blends:
-            self.renderer.add_blends(self.blends)
-        if self.renderer.output_rate != self.rate:
-            raise ConfigError(
-                f"the note renderer outputs {self.renderer.output_rate} Hz but the render is at {self.rate} Hz", "rate"
-            )
-        t = time.perf_counter()
-        self.rendered += render_notes(self.source, keys, self.renderer, progress, store=self.store)
-        self.model_seconds += time.perf_counter() - t
-
-
-def _plan(song, imap, needed, source, make, preset, rate, memory_bytes, polyphony, batch_size, warnings):
-    """A :class:`~sing_synth.note_plan.NotePlan` when the song's notes do not all fit in
-    ``memory_bytes`` (None when they do, or when the notes' length is not known)."""
-    if preset.config is None:
-        return None  # a preset without a model: its notes come from the source given
-    length = preset.note_samples(rate)
-    capacity = int(memory_bytes) // (4 * (length + PAD))
-    if len(needed) <= capacity:
-        if source.bank is None:
-            source.reserve(len(needed), length)  # the bank made once, at its size
-        return None
-    least = min_capacity(pool_size(polyphony))
-    if capacity < least:
-        raise ConfigError(
-            f"note memory of {memory_bytes / 2**30:.3g} GiB holds {capacity} notes at {rate} Hz, fewer than the "
-            f"{least} that {polyphony} voices may play at once; give more memory (at least "
-            f"{least * 4 * (length + PAD) / 2**30:.2f} GiB) or lower the polyphony",
-            "cache_memory",
-        )
-    msg = (
-        f"the song needs {len(needed)} distinct notes, more than the {capacity} that {memory_bytes / 2**30:.3g} GiB "
-        f"of note memory holds at {rate} Hz: they are made as the song plays, and notes needed again are made again"
-    )
-    log.warning(msg)
-    warnings.append(msg)
-    if source.bank is None or source.bank.capacity < capacity:
-        source.reserve(capacity - len(source), length)  # the bank made once, at the budget
-    return NotePlan(source, list(midi_file.note_uses(song, imap)), capacity, make, batch=batch_size)
-
-
-class _TimedWriter:
-    """The render's audio writers (the mix, then its stems), counting the time spent in them."""
-
-    def __init__(self, writers) -> None:
-        self.writers, self.seconds = list(writers), 0.0
-
-    def write(self, x: np.ndarray, stems=()) -> None:
-        """The mix ``x`` (frames, 2), and each stem's (frames, 2)."""
-        t = time.perf_counter()
-        self.writers[0].write(x)
-        for writer, stem in zip(self.writers[1:], stems):
-            writer.write(stem)
-        self.seconds += time.perf_counter() - t
-
-
-class _Metered:
-    """Writes through ``writer`` and measures the mix with ``meter`` (a loudness.Meter)."""
-
-    def __init__(self, writer, meter) -> None:
-        self.writer, self.meter = writer, meter
-
-    def write(self, x: np.ndarray, stems=()) -> None:
-        self.meter.add(x)
-        self.writer.write(x, stems)
-
-
-class _Spill:
-    """The render's files as raw float32 stereo beside the first output, read back frame-exact for
-    the normalising pass; removed on the way out, whatever happens."""
-
-    def __init__(self, outputs) -> None:
-        self.outputs = [Path(p) for p in outputs]
-        self.paths: list[Path] = []
-        self.files = []
-        self._maps: list[np.ndarray | None] = []
-
-    def __enter__(self) -> _Spill:
-        try:
-            for out in self.outputs:
-                fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".f32", dir=self.outputs[0].parent)
-                self.paths.append(Path(name))
-                self.files.append(os.fdopen(fd, "wb"))
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._maps = []
-        for f in self.files:
-            f.close()
-        for path in self.paths:
-            with contextlib.suppress(OSError):
-                path.unlink()
-
-    def write(self, x: np.ndarray, stems=()) -> None:
-        self.files[0].write(np.ascontiguousarray(x, "<f4").tobytes())
-        for f, stem in zip(self.files[1:], stems):
-            f.write(np.ascontiguousarray(stem, "<f4").tobytes())
-
-    def flush(self) -> None:
-        for f in self.files:
-            f.flush()
-        self._maps = [np.memmap(p, "<f4", "r").reshape(-1, 2) if p.stat().st_size else np.zeros((0, 2), "<f4")
-                      for p in self.paths]
-
-    def read(self, k: int, a: int, b: int) -> np.ndarray:
-        """Frames ``a:b`` of file ``k`` (0: the mix)."""
-        return np.asarray(self._maps[k][a:b], np.float32)
-
-    def reader(self, rate: int):
-        """The mix as :func:`loudness.normalize` reads it."""
-        spill = self
-
-        class Read:
-            frames = len(self._maps[0])
-
-            def __call__(self, a: int, b: int) -> np.ndarray:
-                return spill.read(0, a, b)
-
-        Read.rate = rate
-        return Read()
-
-
-def _mix(
-    engine: Engine, song, writer, block: int, tail: float, threshold_db: float, bar: Progress, plan: NotePlan | None
-) -> int:
-    """Run the engine over the song's events; write everything up to the end of the sound. Returns frames.
-
-    With a ``plan``, the notes of the events are made resident before the events are queued; a
-    block ends early where the queued events must be played before the next ones' notes fit."""
-    events = song.events
-    n_events = len(events)
-    end = song.end
-    cap = end + int(round(tail * engine.rate))
-    threshold = 10.0 ** (threshold_db / 20.0)
-    buf = np.zeros((block, 2), np.float32)
-    held: list[np.ndarray] = []  # audio after the last event, trimmed at the end
-    held_stems: list[np.ndarray] = []  # the same of the stems, (lanes, 2, frames)
-    stems = engine.stems
-    frame = i = queued = 0  # queued: the first event the engine has not played yet
-    ready = 0 if plan is not None else n_events  # the events before it have their notes resident
-    rows, first = [], 0  # rows[k] is event first + k: lists made a chunk at a time (a song's could take GBs)
-    times = np.ascontiguousarray(events[:, 0]) if plan is not None else None
-    while True:
-        n = min(block, end - frame) if frame < end else min(block, cap - frame)
-        if n <= 0:
-            break
-        while i < n_events:
-            if i - first >= len(rows):
-                rows, first = events[i : i + EVENT_CHUNK].tolist(), i
-            t, kind, ch, a, b = rows[i - first]
-            if t >= frame + n:
-                break
-            if i >= ready:
-                ready = plan.prepare(queued, i)
-                bar.bar(f"mixing ({plan.made} notes made, {plan.dropped} dropped)", frame, max(end, 1))
-                if ready <= i:  # no room until the queued events are played
-                    n = max(1, t - frame)
-                    break
-            if not engine.push(kind, ch, a, b, t):
-                n = max(1, t - frame)  # queue full: play up to this event first
-                break
-            i += 1
-        engine.process(buf[:n])
-        frame += n
-        if plan is not None:
-            queued = min(i, int(np.searchsorted(times, frame)))
-        if frame <= end:
-            writer.write(buf[:n], [] if stems is None else stems[:, :, :n].transpose(0, 2, 1))
-            bar.bar("mixing", frame, max(end, 1))
-            continue
-        held.append(buf[:n].copy())
-        if stems is not None:
-            held_stems.append(stems[:, :, :n].copy())
-        quiet = float(np.max(np.abs(buf[:n]))) < threshold
-        if frame >= cap or (i >= n_events and (quiet or not engine.sounding)):
-            break
-    if held:
-        rest = np.concatenate(held)
-        loud = np.nonzero(np.max(np.abs(rest), axis=1) >= threshold)[0]
-        keep = int(loud[-1]) + 1 if len(loud) else 0
-        still_sounding = keep == len(rest)
-        rest = rest[:keep]
-        rest_stems = np.concatenate(held_stems, axis=2)[:, :, :keep].transpose(0, 2, 1) if stems is not None else []
-        if frame >= cap and still_sounding and keep:  # cut by the cap while still sounding: fade out
-            k = min(keep, int(0.01 * engine.rate))
-            fade = np.linspace(1.0, 0.0, k, dtype=np.float32)[:, None]
-            rest[-k:] *= fade
-            for stem in rest_stems:
-                stem[-k:] *= fade
-        writer.write(rest, rest_stems)
-        return min(frame, end) + keep
-    return frame
-
