@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from engine_fixtures import RATE, HarmonicSource, one_thread, tiny_preset, weightless_preset, write_midi  # noqa: F401
 
-from sing_synth import cli, render
+from sing_synth import cli, commands, render
 from sing_synth.audio_file import read_wav
 from sing_synth.effects import EffectSettings
 from sing_synth.errors import ConfigError, InstrumentError, MidiFileError, SingError
@@ -59,7 +59,7 @@ def leftovers(directory):
 def test_cli_render_with_a_tiny_preset(tmp_path, tiny_preset, one_thread, capsys):  # noqa: F811
     song = song_file(tmp_path / "song.mid")
     before = song.read_bytes()
-    assert cli.cmd_render(parse([str(song), "--preset", str(tiny_preset.path)])) == 0
+    assert commands.cmd_render(parse([str(song), "--preset", str(tiny_preset.path)])) == 0
     out = tmp_path / "song.wav"  # the default: beside the input
     with wave.open(str(out)) as w:
         assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (2, 2, 44100)
@@ -164,7 +164,7 @@ def test_bad_input_gives_a_clean_error_and_no_output(tmp_path, kind):
     elif kind == "random":
         bad.write_bytes(np.random.default_rng(3).integers(0, 256, 5000, dtype=np.uint8).tobytes())
     with pytest.raises(MidiFileError) as info:
-        cli.cmd_render(parse([str(bad), "-o", str(tmp_path / "out.wav"), "--preset", str(tmp_path)]))
+        commands.cmd_render(parse([str(bad), "-o", str(tmp_path / "out.wav"), "--preset", str(tmp_path)]))
     assert "\n" not in str(info.value)
     assert not (tmp_path / "out.wav").exists() and leftovers(tmp_path) == []
 
@@ -480,13 +480,13 @@ def test_no_cache_neither_reads_nor_writes_and_renders_the_same(tmp_path, tiny_p
     cached = render.render_file(song, tmp_path / "a.wav", tiny_preset, model_device="cpu")
     assert cached.notes_rendered > 0 and list(note_cache_dir.rglob("*.note"))
     args = parse([str(song), "-o", str(tmp_path / "b.wav"), "--preset", str(tiny_preset.path), "--no-cache"])
-    assert cli.disk_cache(args) is False
+    assert commands.disk_cache(args) is False
     bypass = render.render_file(song, tmp_path / "b.wav", tiny_preset, model_device="cpu", cache=False)
     assert bypass.notes_rendered == cached.notes_needed and bypass.notes_loaded == 0
     assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
     elsewhere = tmp_path / "elsewhere"
     args = parse([str(song), "--cache-dir", str(elsewhere), "--cache-size", "1G", "--preset", str(tiny_preset.path)])
-    assert cli.cmd_render(args) == 0
+    assert commands.cmd_render(args) == 0
     assert len(list(elsewhere.rglob("*.note"))) == cached.notes_needed
 
 
