@@ -13,8 +13,8 @@ from sing_synth import events as ev
 from sing_synth.channels import Channel
 from sing_synth.chorus import Chorus
 from sing_synth.effects import SETTINGS, Effects, EffectSettings
-from sing_synth.reverb import Reverb
 from sing_synth.errors import ConfigError
+from sing_synth.reverb import Reverb
 
 ON = EffectSettings()
 

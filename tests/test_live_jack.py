@@ -22,7 +22,7 @@ import time
 import numpy as np
 import pytest
 from engine_fixtures import tiny_preset  # noqa: F401
-from test_render import handles
+from job_fixtures import handles
 
 from sing_synth.testing.jack_server import MidiSender, Recorder, Synth, onsets
 

@@ -6,7 +6,7 @@ import mido
 import numpy as np
 import pytest
 from engine_fixtures import one_thread, tiny_preset, write_midi  # noqa: F401
-from test_render import song_file
+from job_fixtures import song_file
 
 from sing_synth import render
 from sing_synth.audio_file import read_wav
