@@ -129,23 +129,11 @@ class Engine:
         """Whether anything may still sound: a voice, or an effect's tail."""
         return self.pool.n > 0 or any(fx is not None and fx.active for fx in (self.effects, self.stem_effects))
 
-    @property
-    def notes_played(self) -> int:
-        return self.performer.notes_played
-
-    @property
-    def notes_missing(self) -> int:
-        """Note-ons with neither the note nor a stand-in in the source."""
-        return self.performer.notes_missing
-
-    @property
-    def notes_skipped(self) -> int:
-        """Note-ons on a channel without an instrument (drums without a kit)."""
-        return self.performer.notes_skipped
-
-    @property
-    def voices_stolen(self) -> int:
-        return self.performer.voices_stolen
+    # statistics of the events played (see ``Performer``)
+    notes_played = property(lambda self: self.performer.notes_played)
+    notes_missing = property(lambda self: self.performer.notes_missing)  # neither the note nor a stand-in
+    notes_skipped = property(lambda self: self.performer.notes_skipped)  # a channel without an instrument
+    voices_stolen = property(lambda self: self.performer.voices_stolen)
 
     # Processing -------------------------------------------------------------------------
     def process(self, out: np.ndarray) -> None:

@@ -9,6 +9,9 @@ preset (``tiny_preset``) through the note renderer.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import tracemalloc
 from pathlib import Path
 
 import mido
@@ -107,6 +110,32 @@ def run_engine(engine: Engine, events, seconds: float, block: int = 512) -> np.n
 
 def note(t: float, key: int, velocity: int = 100, length: float = 0.5, channel: int = 0) -> list:
     return [(t, ev.NOTE_ON, channel, key, velocity), (t + length, ev.NOTE_OFF, channel, key, 0)]
+
+
+def block_allocations(engine: Engine, out: np.ndarray, blocks: list[list[tuple]]) -> tuple[int, int]:
+    """Push each block's events ``(kind, channel, a, b, time)`` and process ``out`` under tracemalloc:
+    the peak above the start, and what the blocks after the 20th kept (bytes). Make ``blocks``
+    before calling: the queue keeps references to the event values."""
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        for k, events in enumerate(blocks):
+            for event in events:
+                engine.push(*event)
+            engine.process(out)
+            if k == 19:
+                after_20 = tracemalloc.get_traced_memory()[0]
+        current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak - base, current - after_20
+
+
+def assert_torch_free(*modules: str) -> None:
+    """Import ``modules`` (names under ``sing_synth``) in a fresh interpreter: torch must not be loaded."""
+    code = f"import sys; import {', '.join('sing_synth.' + m for m in modules)}; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def rms(x: np.ndarray) -> float:

@@ -6,13 +6,11 @@ sounddevice stream; a JACK client records the stream's ports.
 
 import os
 import random
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
-from engine_fixtures import HarmonicSource, make_engine
+from engine_fixtures import HarmonicSource, assert_torch_free, make_engine
 
 from sing_synth import events as ev
 from sing_synth.audio_out import AudioOutput, find_device, match_device, output_devices
@@ -135,9 +133,4 @@ def test_events_sound_at_their_arrival_time_not_at_block_boundaries(portaudio):
 
 
 def test_audio_path_modules_do_not_import_torch():
-    code = (
-        "import sys; import sing_synth.midi_in, sing_synth.audio_out, sing_synth.cache, sing_synth.cache_filler;"
-        "import sing_synth.note_file, sing_synth.live, sing_synth.progress, sing_synth.cli;"
-        "assert 'torch' not in sys.modules, 'torch imported'"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    assert_torch_free("midi_in", "audio_out", "cache", "cache_filler", "note_file", "live", "progress", "cli", "commands")

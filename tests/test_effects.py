@@ -1,13 +1,10 @@
 """The reverb and chorus buses: what a send does to a note, through the real engine, and the
 callback's contract (no allocation, block-size independence, silence when nothing is sent)."""
 
-import subprocess
-import sys
-import tracemalloc
 
 import numpy as np
 import pytest
-from engine_fixtures import RATE, make_engine, note, run_engine
+from engine_fixtures import RATE, assert_torch_free, block_allocations, make_engine, note, run_engine
 
 from sing_synth import events as ev
 from sing_synth.channels import Channel
@@ -196,29 +193,17 @@ def test_steady_state_effects_allocate_nothing_of_size():
     out = np.zeros((256, 2), np.float32)
     run_engine(engine, sends + held, 0.3, block=256)
     engine.process(out)
-    pushes = [(engine.frame + 256 * k + 100, 100 + k % 20) for k in range(400)]
+    blocks = [[(ev.CONTROL, 0, ev.CC_EXPRESSION, 100 + k % 20, engine.frame + 256 * k + 100)] for k in range(400)]
     reverb, chorus = engine.effects.reverb, engine.effects.chorus
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        for k, (t, expression) in enumerate(pushes):
-            engine.push(ev.CONTROL, 0, ev.CC_EXPRESSION, expression, t)
-            engine.process(out)
-            if k == 19:
-                after_20 = tracemalloc.get_traced_memory()[0]
-        current, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    peak, kept = block_allocations(engine, out, blocks)
     assert engine.active_voices == 48 and engine.effects.active
     assert 400 * 256 > max(reverb._clen, chorus._len)  # the delay lines moved their history
-    assert peak - base < 16 * 1024
-    assert current - after_20 < 1024
+    assert peak < 16 * 1024
+    assert kept < 1024
 
 
-def test_the_effects_module_does_not_import_torch():
-    code = "import sys, sing_synth.effects; assert 'torch' not in sys.modules, 'torch imported'"
-    subprocess.run([sys.executable, "-c", code], check=True)
+def test_the_effects_modules_do_not_import_torch():
+    assert_torch_free("effects", "reverb", "chorus")
 
 
 def test_chorus_taps_read_the_past_only():

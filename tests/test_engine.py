@@ -7,10 +7,6 @@ measure; it is exercised end to end in test_render.py.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import tracemalloc
-
 import numpy as np
 import pytest
 from engine_fixtures import (
@@ -20,6 +16,8 @@ from engine_fixtures import (
     SAW,
     SINE,
     HarmonicSource,
+    assert_torch_free,
+    block_allocations,
     make_engine,
     note,
     rms,
@@ -301,23 +299,12 @@ def test_steady_state_processing_allocates_nothing_of_size(effects):
     run_engine(engine, held + [(0.0, ev.PITCH_BEND, 1, 9000, 0)], 0.3, block=4096)
     engine.process(out)
     # the event values are made before tracing: the queue keeps references to them
-    pushes = [(engine.frame + 4096 * k + 100, engine.frame + 4096 * k + 200, 100 + k % 20, 8192 + 50 * k) for k in range(100)]
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        for k, (t1, t2, expression, bend) in enumerate(pushes):
-            engine.push(ev.CONTROL, 0, ev.CC_EXPRESSION, expression, t1)
-            engine.push(ev.PITCH_BEND, 1, bend, 0, t2)
-            engine.process(out)
-            if k == 19:
-                after_20 = tracemalloc.get_traced_memory()[0]
-        current, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    blocks = [[(ev.CONTROL, 0, ev.CC_EXPRESSION, 100 + k % 20, engine.frame + 4096 * k + 100),
+               (ev.PITCH_BEND, 1, 8192 + 50 * k, 0, engine.frame + 4096 * k + 200)] for k in range(100)]
+    peak, kept = block_allocations(engine, out, blocks)
     assert engine.active_voices == 48 and (effects is None or engine.effects.active)
-    assert peak - base < 16 * 1024  # one 48 voices x 4096 frames float64 temporary alone is 1.5 MiB
-    assert current - after_20 < 1024  # nothing accumulates
+    assert peak < 16 * 1024  # one 48 voices x 4096 frames float64 temporary alone is 1.5 MiB
+    assert kept < 1024  # nothing accumulates
 
 
 def test_event_queue_overflow_is_counted_not_blocking():
@@ -331,9 +318,7 @@ def test_event_queue_overflow_is_counted_not_blocking():
 
 
 def test_audio_path_modules_do_not_import_torch():
-    code = (
-        "import sys; import sing_synth.engine, sing_synth.voices, sing_synth.mixer, sing_synth.limiter, sing_synth.events;"
-        "import sing_synth.effects;"
-        "import sing_synth.channels, sing_synth.note_source, sing_synth.midi_file; assert 'torch' not in sys.modules, 'torch imported'"
+    assert_torch_free(
+        "engine", "performer", "voices", "mixer", "mix_scratch", "mix_read", "mix_gains", "blas", "limiter", "events",
+        "effects", "reverb", "chorus", "channels", "note_source", "midi_file",
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
