@@ -7,10 +7,13 @@ How data flows (each module imports only what is upstream of it):
     note_file.py) or the offline DictNoteSource (note_source.py), rows of a NoteBank (bank.py)
 
     MIDI input (midi_in.py) or file (midi_file.py, its bytes parsed by smf.py) -> events (events.py)
-    -> Engine (engine.py: channels.py, voices.py, mixer.py, effects.py, limiter.py) -> audio out
-    (audio_out.py) or a file (render.py, its notes within a memory budget by note_plan.py, its
+    -> Engine (engine.py: the events applied by performer.py to channels.py and voices.py; mixer.py,
+    on its buffers from mix_scratch.py, reading the bank with mix_read.py and mixing with
+    mix_gains.py; effects.py: reverb.py and chorus.py; limiter.py; blas.py sizes their matrix
+    products) -> audio out (audio_out.py) or a file (render.py: its notes from render_notes.py,
+    within a memory budget by note_plan.py; mixed by render_mix.py; written by render_output.py;
     loudness measured and normalised by loudness.py; audio_file.py); live.py starts and stops a
-    live session, cli.py is the command line (its listings in listing.py).
+    live session, cli.py is the command line (its commands in commands.py, listings in listing.py).
     morph.py blends instruments (positions moved by MIDI controllers, each a virtual instrument id
     the renderer blends); learn.py fits a new instrument from recordings. Around them: preset_schema.py (what
     preset.yaml may hold), limits.py (the ranges of shared settings), signals.py (SIGINT, SIGTERM and
