@@ -72,9 +72,9 @@ class Reverb:
         self._buf = self._flat.reshape(self._clen, rows)
         self._span, self._w = span, span
         delay = np.array(combs, np.int64).reshape(2, 8).T[:, None, :].repeat(lanes, axis=1).reshape(-1)
-        # flat index of line r, ``k`` frames into a chunk written at frame w: (w + k - delay_r - 1) x rows + r
-        self._base = (np.arange(c + 1)[:, None] - delay[None, :] - 1) * rows + np.arange(rows)
-        self._idx = np.zeros((c + 1, rows), np.int64)
+        # flat index of line r, ``k`` frames into a chunk written at frame w, counted from frame w - span:
+        # (span + k - delay_r - 1) x rows + r (the same for every chunk: no index to compute)
+        self._base = (span + np.arange(c + 1)[:, None] - delay[None, :] - 1) * rows + np.arange(rows)
         self._read = np.zeros((c + 1) * rows, np.float32)  # the delayed samples, one more than the chunk
         self._in = np.zeros(c * rows, np.float32)  # each comb's input
         self._t = np.zeros(c * rows, np.float32)
@@ -135,10 +135,8 @@ class Reverb:
             self._w = s
         w = self._w
         # every comb's delayed samples, and the one before them (the damping's second tap)
-        idx = self._idx[: m + 1]
-        np.add(self._base[: m + 1], w * rows, out=idx)
         read = self._read[: (m + 1) * rows].reshape(m + 1, rows)
-        np.take(self._flat, idx, out=read, mode="clip")  # "raise" would buffer
+        np.take(self._flat[(w - self._span) * rows :], self._base[: m + 1], out=read, mode="clip")  # "raise" would buffer
         # feedback: the input plus the damped delayed samples, written at the write position
         inp = self._in[: m * rows].reshape(m, 8, lanes, 2)
         np.copyto(inp, x.T[:, None, :, None])  # a broadcast copy allocates nothing (a broadcast ufunc would)
