@@ -11,15 +11,70 @@ from .voices import VoicePool
 
 
 def coefficients(s: Scratch, pool: VoicePool, n: int, gains: np.ndarray) -> np.ndarray:
-    """The (2, rows) stereo coefficients of the rows: layer weight x level x ``gains`` (voices, 2)."""
-    rows, f = 2 * n, s.f[:n]
-    g, g32 = s.g[:, :rows], s.g32[:, :rows]
+    """The (k, rows) coefficients of the rows: layer weight x level x ``gains`` (voices, k: left and
+    right, or the reverb and chorus sends, or both side by side)."""
+    rows, f, k = 2 * n, s.f[:n], gains.shape[1]
+    g, g32 = s.g[:k, :rows], s.g32[:k, :rows]
     for layer in (0, 1):
         np.multiply(pool.weight[:n, layer], pool.level[:n], out=f)
-        for side in (0, 1):
+        for side in range(k):
             np.multiply(f, gains[:, side], out=g[side, layer * n : (layer + 1) * n])
     np.copyto(g32, g)
     return g32
+
+
+def mix(s: Scratch, pool: VoicePool, y: np.ndarray, out: np.ndarray, sends: np.ndarray | None) -> None:
+    """Add the voices' signals ``y`` (rows, m) at their gains to ``out`` (left, right) and, with
+    ``sends``, at their send gains to ``sends`` (reverb, chorus), advancing the ramps. Where the
+    sends ramp exactly as the gains do (none ramping, or an expression or volume change moving
+    both), one (4, rows) product makes both (each row the same sums as alone), else one each."""
+    n, m = len(y) // 2, y.shape[1]
+    if pool.ramps:
+        pool.ramps = np.count_nonzero(pool.ramp_left[:n]) > 0
+    if sends is not None and pool.send_ramps:
+        pool.send_ramps = np.count_nonzero(pool.send_ramp[:n]) > 0
+    if sends is not None and _together(s, pool, n):
+        both = s.bus[0, :, :m]
+        gains, targets = s.gs[:n], s.gt[:n]
+        np.copyto(targets[:, :2], pool.target[:n])
+        np.copyto(targets[:, 2:], pool.send_target[:n])
+        if pool.ramps:
+            np.copyto(gains[:, :2], pool.gain[:n])
+            np.copyto(gains[:, 2:], pool.send[:n])
+            mix_ramped(s, pool, y, both, s.bus[1], pool.ramp_left[:n], pool.ramp_at[:n], gains, targets, advance=False)
+            advance_ramps(s, m, pool.ramp_left[:n], pool.ramp_at[:n], pool.gain[:n], pool.target[:n])
+            advance_ramps(s, m, pool.send_ramp[:n], pool.send_at[:n], pool.send[:n], pool.send_target[:n])
+        else:
+            matmul(coefficients(s, pool, n, targets), y, both)
+        out += both[:2]
+        sends += both[2:]
+        return
+    buses = [(out, pool.ramps, pool.ramp_left, pool.ramp_at, pool.gain, pool.target)]
+    if sends is not None:
+        buses.append((sends, pool.send_ramps, pool.send_ramp, pool.send_at, pool.send, pool.send_target))
+    for bus, ramps, ramp, at, gain, target in buses:
+        part = s.bus[0, :2, :m]
+        if ramps:
+            mix_ramped(s, pool, y, part, s.bus[1, :2], ramp[:n], at[:n], gain[:n], target[:n])
+        else:
+            matmul(coefficients(s, pool, n, target[:n]), y, part)
+        bus += part
+
+
+def _together(s: Scratch, pool: VoicePool, n: int) -> bool:
+    """Whether the sends ramp exactly as the gains (the same steps left, from the same frame)."""
+    if not (pool.ramps or pool.send_ramps):
+        return True
+    if pool.ramps != pool.send_ramps:
+        return False
+    same, other = s.mask2[:n], s.mask3[:n]
+    np.equal(pool.ramp_left[:n], pool.send_ramp[:n], out=same)
+    if not same.all():
+        return False
+    np.equal(pool.ramp_at[:n], pool.send_at[:n], out=same)
+    np.equal(pool.ramp_left[:n], 0, out=other)  # (where none ramps, its frame does not matter)
+    same |= other
+    return bool(same.all())
 
 
 def stem_mix(s: Scratch, pool: VoicePool, lane_of: np.ndarray, stems: np.ndarray, stem_sends: np.ndarray | None,
@@ -61,16 +116,17 @@ def stem_mix(s: Scratch, pool: VoicePool, lane_of: np.ndarray, stems: np.ndarray
 
 
 def mix_ramped(s: Scratch, pool: VoicePool, y: np.ndarray, out: np.ndarray, scratch: np.ndarray, ramp, at, gain,
-               target) -> None:
-    """The stereo mix of a stretch where gains move linearly towards their targets over ``ramp``
-    samples from frame ``at`` (the voices' ``ramp_left``, ``ramp_at``, ``gain``, ``target``, or
-    the same of their sends): before the first ramp starts, the mix at the gains; after the
-    last one ends, at the targets; in between, at the gains plus (target - gain) x clip((k + 1 -
-    at) / steps, 0, 1) x signal (a second matrix product over those frames only, into
-    ``scratch``). Then advance the gains."""
-    n, m = len(gain), out.shape[1]
+               target, advance: bool = True) -> None:
+    """The mix of a stretch (``out``: a row per column of ``gain``) where gains move linearly
+    towards their targets over ``ramp`` samples from frame ``at`` (the voices' ``ramp_left``,
+    ``ramp_at``, ``gain``, ``target``, or the same of their sends, or both side by side): before
+    the first ramp starts, the mix at the gains; after the last one ends, at the targets; in
+    between, at the gains plus (target - gain) x clip((k + 1 - at) / steps, 0, 1) x signal (a
+    second matrix product over those frames only, into ``scratch``). Then, with ``advance``,
+    advance the gains."""
+    n, m, sides = len(gain), out.shape[1], gain.shape[1]
     rows = 2 * n
-    dg = s.dg[:n]
+    dg = s.dg[:n, :sides]
     steps, f, ti, f1 = s.d[:n], s.f2[:n], s.ti[:n], s.f[:n]
     mask = s.mask2[:n]
     np.greater(ramp, 0, out=mask)
@@ -99,8 +155,18 @@ def mix_ramped(s: Scratch, pool: VoicePool, y: np.ndarray, out: np.ndarray, scra
         np.subtract(target, gain, out=dg)
         more = scratch[:, :k]
         matmul(coefficients(s, pool, n, dg), z, more)
-        out[:, k0:k1] += more
-    # advance by the steps made in this stretch; finished ramps land exactly on their targets
+        for row, extra in zip(out, more):  # row by row: a 2-D strided sum of 4 rows would buffer
+            row[k0:k1] += extra
+    if advance:
+        advance_ramps(s, m, ramp, at, gain, target)
+
+
+def advance_ramps(s: Scratch, m: int, ramp, at, gain, target) -> None:
+    """Move the gains ``m`` frames along their ramps; finished ramps land exactly on their targets."""
+    n, sides = len(gain), gain.shape[1]
+    dg, steps, f, ti, mask = s.dg[:n, :sides], s.d[:n], s.f2[:n], s.ti[:n], s.mask2[:n]
+    np.maximum(ramp, 1, out=ti)
+    np.copyto(steps, ti)
     np.subtract(m, at, out=ti)
     np.clip(ti, 0, ramp, out=ti)
     ramp -= ti
@@ -109,7 +175,7 @@ def mix_ramped(s: Scratch, pool: VoicePool, y: np.ndarray, out: np.ndarray, scra
     np.copyto(f, ti)
     f /= steps
     np.subtract(target, gain, out=dg)
-    for side in (0, 1):
+    for side in range(sides):
         dg[:, side] *= f
         gain[:, side] += dg[:, side]
     np.equal(ramp, 0, out=mask)

@@ -31,11 +31,12 @@ class Scratch:
         self.b[0], self.b[1] = self.k, 1.0
         self.kinks = np.zeros(2 + 16)  # the kink of each bend term
         self.ce = np.zeros((2, n))  # terms x voices of affine
-        self.dg = np.zeros((n, 2))  # gain still to move on a ramp
-        self.g = np.zeros((2, 2 * n))  # stereo mix coefficients of the rows
-        self.g32 = np.zeros((2, 2 * n), np.float32)
-        self.stereo = np.zeros((2, 2, c), np.float32)  # the mix, then a gain ramp's part
-        self.sent = np.zeros((2, 2, c), np.float32)  # the same for the sends
+        self.dg = np.zeros((n, 4))  # gain still to move on a ramp
+        self.gs, self.gt = np.zeros((n, 4)), np.zeros((n, 4))  # gains and sends side by side, and their targets
+        self.g = np.zeros((4, 2 * n))  # mix (and send) coefficients of the rows
+        self.g32 = np.zeros((4, 2 * n), np.float32)
+        # the mix (left, right) and the sends (reverb, chorus), then a gain ramp's part of them
+        self.bus = np.zeros((2, 4, c), np.float32)
         # rows x frames scratch (flat: a view of the first entries is contiguous)
         self.P = np.zeros(2 * n * c)  # playback positions (flat bank offsets)
         self.T = np.zeros(2 * n * c)  # float64 scratch

@@ -19,8 +19,10 @@ out; gain changes ramp linearly. Voices that end or decay to silence are stopped
 the stretch.
 
 With ``sends``, the voices are also mixed into ``sends`` (reverb, chorus: the mono inputs of the
-engine's effect buses, see ``effects``) by a second matrix product of the same signals with the
-voices' send gains, which ramp on their own: the dry mix is computed exactly as without.
+engine's effect buses, see ``effects``) with the voices' send gains, which ramp on their own:
+where they ramp as the gains do (none ramping, or a volume or expression change moving both),
+the mix and the sends come from one (4 x rows) product, else from one product each (the same
+sums: the dry mix moves only by float rounding, within 1e-7, see ``mix_gains.mix``).
 
 With ``lanes`` (a list of MIDI channels: the stems of a render), each lane's voices are also
 mixed on their own into ``stems`` (and ``stem_sends``): the same products over each lane's
@@ -241,27 +243,10 @@ class Mixer:
                         y[n + v, k:] = 0.0
                     else:
                         quiet[v] = False
-        # gains and the stereo mix: (2, rows) x (rows, frames)
+        # gains and the stereo mix (and the sends): (2 or 4, rows) x (rows, frames)
         if self.lanes is not None:  # first, while the gains are those of this stretch's start
             mix_gains.stem_mix(s, pool, self.lane_of, self.stems, self.stem_sends if self.send else None, y, n, m, a)
-        out = s.stereo[0, :, :m]
-        if pool.ramps:
-            pool.ramps = np.count_nonzero(pool.ramp_left[:n]) > 0
-        if pool.ramps:
-            mix_gains.mix_ramped(s, pool, y, out, s.stereo[1], pool.ramp_left[:n], pool.ramp_at[:n], pool.gain[:n], pool.target[:n])
-        else:
-            matmul(mix_gains.coefficients(s, pool, n, pool.target[:n]), y, out)
-        self.mix[:, a : a + m] += out
-        if self.send:  # the effect sends: the same signals with the send gains
-            sent = s.sent[0, :, :m]
-            if pool.send_ramps:
-                pool.send_ramps = np.count_nonzero(pool.send_ramp[:n]) > 0
-            if pool.send_ramps:
-                args = pool.send_ramp[:n], pool.send_at[:n], pool.send[:n], pool.send_target[:n]
-                mix_gains.mix_ramped(s, pool, y, sent, s.sent[1], *args)
-            else:
-                matmul(mix_gains.coefficients(s, pool, n, pool.send_target[:n]), y, sent)
-            self.sends[:, a : a + m] += sent
+        mix_gains.mix(s, pool, y, self.mix[:, a : a + m], self.sends[:, a : a + m] if self.send else None)
 
         # advance: positions, decays; stop the voices that ended or decayed to silence
         np.copyto(pos, end)

@@ -143,3 +143,25 @@ def test_envelopes_by_slices_and_by_one_gather_agree(monkeypatch):
     np.testing.assert_allclose(outs[0], outs[1], atol=1e-6)
 
 
+
+
+def test_the_mix_and_the_sends_from_one_product_match_two(monkeypatch):
+    """Where the sends ramp as the gains do (expression, volume) or neither ramps, one (4, rows)
+    product makes the mix and the sends; a pan change (the gains alone) or a CC91 change (the sends
+    alone) takes one product each. The same output as one product each throughout."""
+    from sing_synth import mix_gains
+    from sing_synth.effects import EffectSettings
+
+    events = [*note(0.0, 60, 100, 1.2), *note(0.05, 64, 70, 1.0, channel=1), *note(0.3, 67, 90, 0.8)]
+    events += [(0.1 + 0.02 * k, ev.CONTROL, k % 2, ev.CC_EXPRESSION, 60 + 3 * k) for k in range(20)]
+    events += [(0.25, ev.CONTROL, 1, ev.CC_PAN, 20), (0.5, ev.CONTROL, 0, ev.CC_REVERB, 90),
+               (0.7, ev.CONTROL, 1, ev.CC_VOLUME, 80), (0.9, ev.CONTROL, 0, ev.CC_CHORUS, 60)]  # fmt: skip
+    together = mix_gains._together
+    taken = []
+    monkeypatch.setattr(mix_gains, "_together", lambda *a: taken.append(together(*a)) or taken[-1])
+    one = run_engine(make_engine(effects=EffectSettings()), events, 2.0, block=256)
+    assert any(taken) and not all(taken)  # both ways were taken
+    monkeypatch.setattr(mix_gains, "_together", lambda *a: False)
+    two = run_engine(make_engine(effects=EffectSettings()), events, 2.0, block=256)
+    assert rms(two) > 0.01
+    np.testing.assert_allclose(one, two, rtol=0, atol=1e-6)
