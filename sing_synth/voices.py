@@ -127,12 +127,16 @@ class VoicePool:
         """Indices of the active voices matching the filters (valid until a voice starts or stops)."""
         n = self.n
         mask, other = self._mask[:n], self._mask2[:n]
-        mask.fill(True)
+        first = True
         for values, want in ((self.channel, channel), (self.key, key), (self.state, state)):
             if want is not None:
-                np.equal(values[:n], want, out=other)
-                mask &= other
-        return np.flatnonzero(mask)
+                np.equal(values[:n], want, out=mask if first else other)
+                if not first:
+                    mask &= other
+                first = False
+        if first:
+            mask.fill(True)
+        return mask.nonzero()[0]
 
     def keys(self) -> list[int]:
         """Keys of the sounding voices (not fading out), sorted: for tests and status."""
