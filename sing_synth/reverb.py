@@ -75,8 +75,9 @@ class Reverb:
         # flat index of line r, ``k`` frames into a chunk written at frame w, counted from frame w - span:
         # (span + k - delay_r - 1) x rows + r (the same for every chunk: no index to compute)
         self._base = (span + np.arange(c + 1)[:, None] - delay[None, :] - 1) * rows + np.arange(rows)
-        self._read = np.zeros((c + 1) * rows, np.float32)  # the delayed samples, one more than the chunk
-        self._in = np.zeros(c * rows, np.float32)  # each comb's input
+        # a block's delayed samples (each chunk's, and the one before them) and each comb's input
+        self._read = np.zeros((n + 1) * rows, np.float32)
+        self._in = np.zeros(n * rows, np.float32)
         self._t = np.zeros(c * rows, np.float32)
         # comb outputs summed per lane and side: rows x (lanes x 2)
         self._sides = np.tile(np.eye(sides, dtype=np.float32), (8, 1))
@@ -114,42 +115,42 @@ class Reverb:
 
     def _block(self, x: np.ndarray, out: np.ndarray) -> None:
         n = x.shape[1]
-        sides = 2 * self.lanes
+        lanes, rows, sides = self.lanes, 16 * self.lanes, 2 * self.lanes
         y = self._y[: n * sides].reshape(n, sides)
+        read = self._read[: (n + 1) * rows].reshape(n + 1, rows)
+        inp = self._in[: n * rows].reshape(n, 8, lanes, 2)
+        np.copyto(inp, x.T[:, None, :, None])  # a broadcast copy allocates nothing (a broadcast ufunc would)
+        inp = inp.reshape(n, rows)
         a = 0
         while a < n:
             m = min(self.chunk, n - a)
-            self._combs(x[:, a : a + m], y[a : a + m], m)
+            self._combs(read[a : a + m + 1], inp[a : a + m], m)
             a += m
+        step = max(1, BLAS_ONE_THREAD // self._sides.size)  # frames per product: BLAS stays on this thread
+        for a in range(0, n, step):  # the combs' outputs summed per lane and side
+            np.matmul(read[1 + a : 1 + a + step], self._sides, out=y[a : a + step])
         self._allpasses(y, n)
         z = self._z[: sides * n].reshape(sides, n)
         matmul(self._gain, y.T, z)
         out += z.reshape(self.lanes, 2, n)
 
-    def _combs(self, x: np.ndarray, y: np.ndarray, m: int) -> None:
-        """The 16 combs of every lane over ``m`` frames; their outputs summed per side into ``y``."""
-        lanes, rows = self.lanes, 16 * self.lanes
+    def _combs(self, read: np.ndarray, inp: np.ndarray, m: int) -> None:
+        """The 16 combs of every lane over ``m`` frames: their delayed samples (and the one before
+        them, the damping's second tap) into ``read`` (m + 1, lines), their input ``inp`` (m, lines)."""
         if self._w + m > self._clen:  # the history to the front (it does not overlap its new place)
             s = self._span
             np.copyto(self._buf[:s], self._buf[self._w - s : self._w])
             self._w = s
         w = self._w
-        # every comb's delayed samples, and the one before them (the damping's second tap)
-        read = self._read[: (m + 1) * rows].reshape(m + 1, rows)
-        np.take(self._flat[(w - self._span) * rows :], self._base[: m + 1], out=read, mode="clip")  # "raise" would buffer
+        np.take(self._flat[(w - self._span) * read.shape[1] :], self._base[: m + 1], out=read, mode="clip")  # "raise" would buffer
         # feedback: the input plus the damped delayed samples, written at the write position
-        inp = self._in[: m * rows].reshape(m, 8, lanes, 2)
-        np.copyto(inp, x.T[:, None, :, None])  # a broadcast copy allocates nothing (a broadcast ufunc would)
         new = self._buf[w : w + m]
-        t = self._t[: m * rows].reshape(m, rows)
+        t = self._t[: new.size].reshape(new.shape)
         np.multiply(read[1:], self._c1, out=new)
         np.multiply(read[:m], self._c0, out=t)
         new += t
-        new += inp.reshape(m, rows)
+        new += inp
         self._w = w + m
-        step = max(1, BLAS_ONE_THREAD // self._sides.size)  # frames per product: BLAS stays on this thread
-        for a in range(0, m, step):
-            np.matmul(read[1 + a : 1 + a + step], self._sides, out=y[a : a + step])
 
     def _allpasses(self, y: np.ndarray, n: int) -> None:
         """The four allpasses over the block ``y`` (n, sides), in place. Each keeps b[k] = y[k] +
