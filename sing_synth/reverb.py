@@ -35,6 +35,7 @@ ALLPASS_FEEDBACK = 0.5
 # (CC91 40) the reverb returns about 26 dB below the dry note. (Freeverb's own input and wet
 # scales, 0.015 x 2 and 3, would return 18 dB more.)
 REVERB_GAIN = 0.0116
+SEGMENT_BYTES = 1 << 20  # the combs' delayed samples gathered at a time before they are summed (about)
 TAIL_DB = 140.0  # a reverb whose input is silent is reset once its tail has decayed this far
 
 
@@ -75,9 +76,11 @@ class Reverb:
         # flat index of line r, ``k`` frames into a chunk written at frame w, counted from frame w - span:
         # (span + k - delay_r - 1) x rows + r (the same for every chunk: no index to compute)
         self._base = (span + np.arange(c + 1)[:, None] - delay[None, :] - 1) * rows + np.arange(rows)
-        # a block's delayed samples (each chunk's, and the one before them) and each comb's input
-        self._read = np.zeros((n + 1) * rows, np.float32)
-        self._in = np.zeros(n * rows, np.float32)
+        # a segment's delayed samples (each chunk's, and the one before them) and each comb's input:
+        # whole chunks, the segment's samples within about SEGMENT_BYTES (kept in cache)
+        self._segment = min(n, max(1, SEGMENT_BYTES // (4 * rows * c)) * c)
+        self._read = np.zeros((self._segment + 1) * rows, np.float32)
+        self._in = np.zeros(self._segment * rows, np.float32)
         self._t = np.zeros(c * rows, np.float32)
         # comb outputs summed per lane and side: rows x (lanes x 2)
         self._sides = np.tile(np.eye(sides, dtype=np.float32), (8, 1))
@@ -117,18 +120,20 @@ class Reverb:
         n = x.shape[1]
         lanes, rows, sides = self.lanes, 16 * self.lanes, 2 * self.lanes
         y = self._y[: n * sides].reshape(n, sides)
-        read = self._read[: (n + 1) * rows].reshape(n + 1, rows)
-        inp = self._in[: n * rows].reshape(n, 8, lanes, 2)
-        np.copyto(inp, x.T[:, None, :, None])  # a broadcast copy allocates nothing (a broadcast ufunc would)
-        inp = inp.reshape(n, rows)
-        a = 0
-        while a < n:
-            m = min(self.chunk, n - a)
-            self._combs(read[a : a + m + 1], inp[a : a + m], m)
-            a += m
         step = max(1, BLAS_ONE_THREAD // self._sides.size)  # frames per product: BLAS stays on this thread
-        for a in range(0, n, step):  # the combs' outputs summed per lane and side
-            np.matmul(read[1 + a : 1 + a + step], self._sides, out=y[a : a + step])
+        for s in range(0, n, self._segment):
+            k = min(self._segment, n - s)
+            read = self._read[: (k + 1) * rows].reshape(k + 1, rows)
+            inp = self._in[: k * rows].reshape(k, 8, lanes, 2)
+            np.copyto(inp, x[:, s : s + k].T[:, None, :, None])  # a broadcast copy allocates nothing (a ufunc would)
+            inp = inp.reshape(k, rows)
+            a = 0
+            while a < k:
+                m = min(self.chunk, k - a)
+                self._combs(read[a : a + m + 1], inp[a : a + m], m)
+                a += m
+            for a in range(0, k, step):  # the combs' outputs summed per lane and side
+                np.matmul(read[1 + a : 1 + min(a + step, k)], self._sides, out=y[s + a : s + min(a + step, k)])
         self._allpasses(y, n)
         z = self._z[: sides * n].reshape(sides, n)
         matmul(self._gain, y.T, z)
