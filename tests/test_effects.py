@@ -161,6 +161,47 @@ def test_lanes_are_independent_copies():
     assert not together[1].any()
 
 
+def freeverb_reference(x: np.ndarray, rate: int, room: float, damping: float, level: float) -> np.ndarray:
+    """The reverb's design, sample by sample in float64 (slow): per side eight damped combs
+    y[t] = x[t] + f (1 - d) y[t - D] + f d y[t - D - 1] whose delayed samples are summed, then four
+    allpasses b[t] = u[t] + g b[t - A] putting out b[t - A] - u[t]; (2, frames)."""
+    from sing_synth.reverb import ALLPASS_FEEDBACK, ALLPASSES, COMBS, REVERB_GAIN, SPREAD, _delays
+
+    combs, allpasses = _delays(COMBS, rate) + _delays(COMBS, rate, SPREAD), _delays(ALLPASSES, rate)
+    f, d = 0.7 + 0.28 * room, 0.5 * damping
+    n, out = len(x), np.zeros((2, len(x)))
+    for side in (0, 1):
+        u = np.zeros(n)
+        for delay in combs[8 * side : 8 * side + 8]:
+            y = np.zeros(n + delay + 1)  # y[t] at t + delay + 1: zeros before the start
+            for t in range(n):
+                u[t] += y[t + 1]
+                y[t + delay + 1] = x[t] + f * (1 - d) * y[t + 1] + f * d * y[t]
+        for delay in allpasses:
+            b = np.zeros(n + delay)  # b[t] at t + delay
+            for t in range(n):
+                b[t + delay] = u[t] + ALLPASS_FEEDBACK * b[t]
+                u[t] = b[t] - u[t]
+        out[side] = level * REVERB_GAIN * u
+    return out
+
+
+@pytest.mark.parametrize("block", [50, 700, 5000])
+def test_the_reverb_is_its_design_sample_by_sample(block):
+    """Chunks, segments and the allpasses' pieces solved at once give the samples of the plain
+    recursions (float32 against float64)."""
+    rate, n = 8000, 5000
+    x = np.zeros((1, n), np.float32)
+    x[0, :600] = np.random.default_rng(3).standard_normal(600)
+    reverb = Reverb(rate, 0.6, 0.4, 0.8, block)
+    out = np.zeros((1, 2, n), np.float32)
+    for a in range(0, n, block):
+        reverb.process(x[:, a : a + block], out[:, :, a : a + block])
+    want = freeverb_reference(x[0].astype(np.float64), rate, 0.6, 0.4, 0.8)
+    assert np.max(np.abs(want)) > 1e-3
+    np.testing.assert_allclose(out[0], want, rtol=0, atol=1e-6 * np.max(np.abs(want)))
+
+
 @pytest.mark.parametrize("rate", [8000, 22050, 44100, 96000, 192000])
 def test_every_rate_gives_a_tail_of_about_the_same_length(rate):
     """Delays are scaled to the rate: the reverb decays at the same pace in seconds."""
