@@ -233,8 +233,8 @@ def render_file(
             make(needed, bar)  # every note first; with a plan they are made as the song plays
         t_mix, made_before_mix = time.perf_counter(), make.seconds
         # offline, every event of a block is applied at its sample (live play caps events per block)
-        # and the voices are mixed MIX_BLOCK frames per pass (fewer, longer passes: the same samples);
-        # the limiter still rides its gain per ``block``
+        # and the voices are mixed MIX_BLOCK frames per pass (fewer, longer passes: the same samples
+        # to float rounding); the limiter still rides its gain per ``block``
         mix_block = max(block, MIX_BLOCK)
         engine = Engine(imap, source, rate=rate, polyphony=polyphony, gain=gain, max_block=mix_block,
                         max_events=1 << 30, chunk=mix_block, limiter_block=block, effects=effects,
