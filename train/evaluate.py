@@ -43,6 +43,25 @@ def baseline_notes(notes, train_pairs, corpus) -> np.ndarray:
     return out
 
 
+SHOWN = (  # what the spectrogram figure shows: the failures that averages hide, and a reference
+    ("the lowest band", lambda fam, p: fam not in bd.UNPITCHED and p < 36),
+    ("a piano in the middle", lambda fam, p: fam == "piano" and 48 <= p < 72),
+    ("the top band", lambda fam, p: fam not in bd.UNPITCHED and p >= 84),
+    ("a drum kit", lambda fam, p: fam == "drums"),
+)
+
+
+def shown_notes(notes, families) -> list[int]:
+    """Indices of one test note for each row of ``SHOWN`` (the first that fits; evenly spaced
+    notes stand in for a row nothing fits)."""
+    picks = []
+    for _, fits in SHOWN:
+        k = next((k for k, (i, p, _) in enumerate(notes) if fits(families[i], p) and k not in picks), None)
+        picks.append(k)
+    spare = iter(k for k in np.linspace(0, len(notes) - 1, len(SHOWN)).astype(int) if k not in picks)
+    return [k if k is not None else next(spare) for k in picks]
+
+
 def plot_spectrograms(path: Path, notes, real, gen, base, names) -> None:
     import matplotlib
 
@@ -149,7 +168,7 @@ def evaluate(preset_dir, notes: int | None = None, output=None, update_preset: b
         if name == "test":
             base = baseline_notes(chosen, split["train"], corpus)
             report[name]["baseline"] = bd.breakdown(bd.measure(base, real, chosen, families, rate))
-            pick = np.linspace(0, len(chosen) - 1, 4).astype(int)
+            pick = np.array(shown_notes(chosen, families))
             shown = {"notes": [chosen[k] for k in pick], "real": real[pick], "gen": gen[pick], "base": base[pick]}
         report[name]["notes"] = bd.as_records(sing)
     if drums:
