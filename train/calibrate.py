@@ -27,9 +27,7 @@ from sing_synth import preset as presets
 from sing_synth.renderer import NoteRenderer
 
 from . import breakdown as bd
-from .config import Recipe
-from .data import CORPUS_CACHE, make_corpus
-from .data.splits import load_split
+from .data import preset_corpus
 
 DRUM_CLASSES = (2, 4)  # velocity 75 and 127
 SILENT_REAL_DB = -70.0  # a real note this quiet (RMS) says nothing about the level
@@ -127,12 +125,8 @@ def calibrate(preset_dir, per_band: int = 2, limit_db: float = 20.0, seed: int =
               progress=None) -> dict:
     """Measure and store the calibration of the preset in ``preset_dir``; returns the summary."""
     preset = presets.load(preset_dir)
-    split_path = preset.path / "split.json"
-    if not split_path.is_file():
-        raise FileNotFoundError(f"{split_path} not found: calibrate an exported preset (it carries its split)")
-    recipe = Recipe(**preset.training["recipe"])
-    corpus = make_corpus(recipe.data, cache_dir=CORPUS_CACHE)
-    table, summary = gains(preset, corpus, load_split(split_path)["train"], per_band, limit_db, seed, device, progress)
+    corpus, split = preset_corpus(preset, "calibrate")
+    table, summary = gains(preset, corpus, split["train"], per_band, limit_db, seed, device, progress)
     model = preset.load_model("cpu")
     model.level_db.copy_(torch.from_numpy(table))
     training = dict(preset.training)

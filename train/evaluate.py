@@ -24,8 +24,8 @@ from sing_synth.renderer import NoteRenderer
 
 from . import breakdown as bd
 from .config import Recipe
-from .data import CORPUS_CACHE, make_corpus
-from .data.splits import load_split, split_notes
+from .data import preset_corpus
+from .data.splits import split_notes
 
 
 def baseline_notes(notes, train_pairs, corpus) -> np.ndarray:
@@ -144,12 +144,8 @@ def drum_section(renderer, corpus, rate: int, train_pairs=()) -> dict:
 def evaluate(preset_dir, notes: int | None = None, output=None, update_preset: bool = False, seed: int = 0,
              drums: bool = True) -> Path:
     preset = presets.load(preset_dir)
-    split_path = preset.path / "split.json"
-    if not split_path.is_file():
-        raise FileNotFoundError(f"{split_path} not found: evaluate an exported preset (it carries its split)")
+    corpus, split = preset_corpus(preset)
     recipe = Recipe(**preset.training["recipe"])
-    corpus = make_corpus(recipe.data, cache_dir=CORPUS_CACHE)
-    split = load_split(split_path)
     by_split = split_notes(split, corpus.notes())
     n = notes or recipe.eval_notes
     rng = np.random.default_rng(seed)

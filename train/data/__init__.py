@@ -24,3 +24,15 @@ def make_corpus(spec: dict, cache_dir=None):
 
         return NSynthCorpus(spec.pop("roots"), **spec)
     raise ValueError(f"unknown corpus kind {kind!r}: use soundfont or nsynth")
+
+
+def preset_corpus(preset, use: str = "evaluate"):
+    """``(corpus, split)`` a preset was trained on: its recipe's data and its ``split.json``."""
+    from ..config import Recipe
+    from .splits import load_split
+
+    split_path = preset.path / "split.json"
+    if not split_path.is_file():
+        raise FileNotFoundError(f"{split_path} not found: {use} an exported preset (it carries its split)")
+    recipe = Recipe(**preset.training["recipe"])
+    return make_corpus(recipe.data, cache_dir=CORPUS_CACHE), load_split(split_path)
