@@ -2,10 +2,11 @@
 
 :class:`NoteCache` is the engine's note source in live play. The audio thread only calls
 :meth:`~NoteCache.find`, :meth:`~NoteCache.standin` and :meth:`~NoteCache.request`: dictionary
-lookups and deque appends, which never block and do bounded work (the stand-in rule of
-:mod:`sing_synth.note_source`). Notes live in a :class:`~sing_synth.bank.NoteBank` sized by the
-memory budget and allocated once: its slots are reused, never reallocated, so the audio thread
-can read them at any time. Everything else (disk, eviction) is called by the cache's filler
+lookups, deque appends and a lock-free :class:`~sing_synth.wake.Wake` of the renderer thread,
+which never block and do bounded work (the stand-in rule of :mod:`sing_synth.note_source`).
+Notes live in a :class:`~sing_synth.bank.NoteBank` sized by the memory budget and allocated
+once: its slots are reused, never reallocated, so the audio thread can read them at any time.
+Everything else (disk, eviction) is called by the cache's filler
 (:class:`~sing_synth.cache_filler.CacheFiller`, the renderer thread), never by the audio thread.
 This module does not import torch.
 
@@ -19,7 +20,6 @@ memory only.
 from __future__ import annotations
 
 import collections
-import threading
 import time
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from .bank import NoteBank
 from .disk_cache import DiskCache, NoteStore
 from .disk_cache import default_dir as default_cache_dir  # noqa: F401 (its old name)
 from .note_source import Key, NoteSlots
+from .wake import Wake
 
 
 class NoteCache(NoteSlots):
@@ -48,7 +49,7 @@ class NoteCache(NoteSlots):
         self.dir = self.disk.dir if self.disk else None
         self.memory_bytes = int(memory_bytes)
         self.requests: collections.deque = collections.deque(maxlen=1024)  # audio thread -> filler
-        self.wake = threading.Event()  # set with each request
+        self.wake = Wake()  # set with each request: no lock in the audio thread (sing_synth/wake.py)
         self._used: collections.deque = collections.deque(maxlen=4096)  # recently played keys
         self.loaded = 0  # statistics, plain ints
         self.corrupt = 0
