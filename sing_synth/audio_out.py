@@ -11,7 +11,13 @@ queue and mix pre-rendered notes into ``outdata``, and update plain counters (xr
 PortAudio's status flags, callback load; with ``SING_SYNTH_TIMING``, one row of preallocated
 arrays per block, see :mod:`sing_synth.timing`). No torch, no disk, no printing or logging, no
 lock, no NumPy allocation; the engine's work is bounded by the polyphony limit and by its
-per-block event budget, whatever arrives on MIDI. Should the engine ever raise, the block is silenced and counted in ``errors`` instead of stopping the stream.
+per-block event budget, whatever arrives on MIDI. Should the engine ever raise, the block is
+silenced and counted in ``errors`` instead of stopping the stream.
+
+The callback also leaves the times it started and ended: the other threads that work while notes
+play (the status loop, the renderer) call :meth:`AudioOutput.between_blocks` first, so their
+Python work starts just after a block, with the gap to the next one to itself, and the callback
+finds the GIL free when its turn comes.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from __future__ import annotations
 import time
 
 from .errors import PortError
+
+ROOM = 0.001  # s: the least time to the next block for another thread to start its Python work
 
 
 def _sd():
@@ -89,6 +97,8 @@ class AudioOutput:
         self.max_load = 0.0
         self.callbacks = 0
         self._period = blocksize / rate
+        self._started = self._ended = 0.0  # perf_counter at the last callback's start and end
+        self._messages = 0  # MIDI messages received and ignored, as of the last block (timing only)
         try:
             self.stream = sd.OutputStream(
                 samplerate=rate,
@@ -104,15 +114,17 @@ class AudioOutput:
 
     def _callback(self, outdata, frames, time_info, status) -> None:
         t0 = time.perf_counter()
+        self._started = t0
         timeline = self.timeline
-        c0 = time.thread_time() if timeline is not None else 0.0
+        if timeline is not None:
+            timeline.begin()
         xrun = status.output_underflow or status.output_overflow
         if xrun:
             self.xruns += 1
         frame = self.engine.frame
         self.clock.tick(frame, self._period, xrun)
+        midi = self.midi
         try:
-            midi = self.midi
             if midi is not None:
                 midi.drain()
             self.engine.process(outdata)
@@ -126,7 +138,33 @@ class AudioOutput:
         if load > self.max_load:
             self.max_load = load
         if timeline is not None:
-            timeline.block(t0, t0 - self.clock.anchor - frame / self.rate, t1, time.thread_time() - c0)
+            messages = midi.received + midi.ignored if midi is not None else 0
+            timeline.block(t0, t0 - self.clock.anchor - frame / self.rate, t1, xrun, self.engine.active_voices,
+                           messages - self._messages)
+            self._messages = messages
+        self._ended = t1  # last: between_blocks() lets other threads start from here
+
+    def between_blocks(self, room: float = ROOM, timeout: float = 0.1) -> bool:
+        """Other threads, before a piece of Python work while the stream plays: wait until the
+        callback has finished and the next one is at least ``room`` seconds away (True), or for
+        ``timeout`` seconds (False: the stream stopped, or its blocks keep coming late). Work
+        started then has the gap between two blocks to itself, instead of holding the GIL when
+        the callback wants it. Reads two times the callback writes; takes no lock."""
+        period = self._period
+        deadline = time.perf_counter() + timeout
+        while True:
+            now = time.perf_counter()
+            started = self._started
+            following = started + period  # when the next block should start
+            if self._ended >= started and following - now >= room:
+                return True
+            if now >= deadline:
+                return False
+            if following < now:  # late, or stopped: look again soon
+                following = now
+            # just after the next block should have finished (its start and the last one's run time)
+            wake = following + (self._ended - started if self._ended >= started else 0.0) + 0.0002
+            time.sleep(max(0.0002, min(wake, deadline) - now))
 
     @property
     def latency(self) -> float:

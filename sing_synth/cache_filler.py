@@ -51,6 +51,9 @@ class CacheFiller:
         self._threads_set: int | None = None
         self.rendered = 0  # statistics, a plain int
         self.timeline = None  # a sing_synth.timing.Timeline (diagnostics), or None
+        # while notes play: a function that returns just after an audio block (AudioOutput.between_blocks),
+        # called before each piece of Python work so that it does not hold the GIL when a block is due
+        self.between = None
         self._requests = 0  # requests taken so far: the latest is made first
         self.error: BaseException | None = None
 
@@ -152,6 +155,11 @@ class CacheFiller:
         self.progressed.set()
         return self.renderer
 
+    def _between(self) -> None:
+        between = self.between
+        if between is not None:
+            between()
+
     def _next_batch(self) -> list[Key]:
         """The next notes to make: requested notes alone (they are urgent), else up to a batch."""
         cache = self.cache
@@ -180,6 +188,7 @@ class CacheFiller:
         cache = self.cache
         try:
             while not self._stop.is_set():
+                self._between()
                 t0 = time.perf_counter()
                 cache.wake.clear()  # before looking: a request made from now on wakes the wait below
                 batch = self._next_batch()
@@ -201,6 +210,7 @@ class CacheFiller:
                         renderer.set_threads(want)  # in this thread: torch's thread settings are per thread
                         self._threads_set = want
                     for key, wav in zip(missing, renderer.render(missing)):
+                        self._between()
                         cache.store(key, wav)
                         self.rendered += 1
                     self.progressed.set()

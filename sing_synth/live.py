@@ -10,7 +10,9 @@ are read right after); the model is built, and torch imported, only when notes a
 no torch, unless it plays a morph (its positions are made as they are played) -> engine -> MIDI
 port (a JACK client joining a running graph would make the stream skip a period) -> garbage
 collector frozen and switched off (the status loop collects the young generations every few
-seconds: no collection in the audio thread) -> audio stream -> ``ready`` (and ``ready_file``). A
+seconds: no collection in the audio thread) -> audio stream -> ``ready`` (and ``ready_file``).
+While notes play, the status loop and the renderer thread start their Python work just after an
+audio block (:meth:`~sing_synth.audio_out.AudioOutput.between_blocks`). A
 note that is neither in memory nor on disk later (a program change to a new instrument) has the
 renderer thread load the model then, while a re-pitched neighbour stands in. The MIDI input is
 polled by the audio callback (no Python thread of ours wakes for MIDI). Ctrl-C, SIGTERM or
@@ -245,7 +247,9 @@ class _Session:
             reported_error = False
             next_poll = time.monotonic() + 1.0
             collected = time.monotonic()
+            filler.between = audio.between_blocks  # the renderer's Python work, between blocks too
             while not stop.wait(1.0):  # once a second: each wake-up takes the GIL from the audio thread
+                audio.between_blocks()  # just after a block: the work below is done before the next one
                 t0 = time.perf_counter()
                 if time.monotonic() - collected >= GC_EVERY:
                     collected = time.monotonic()
@@ -272,6 +276,7 @@ class _Session:
                 if timeline is not None:
                     timeline.span("status", t0)
         finally:
+            filler.between = None  # the stream is about to stop
             if midi is not None:
                 midi.detach()  # the audio thread stops polling first: the main thread is the only producer now
             for ch in range(16):

@@ -133,4 +133,46 @@ def test_events_sound_at_their_arrival_time_not_at_block_boundaries(portaudio):
 
 
 def test_audio_path_modules_do_not_import_torch():
-    assert_torch_free("midi_in", "audio_out", "cache", "cache_filler", "note_file", "live", "progress", "cli", "commands")
+    assert_torch_free("midi_in", "audio_out", "cache", "cache_filler", "note_file", "live", "progress", "cli", "commands",
+                      "wake")
+
+
+def test_between_blocks_returns_just_after_a_block_and_records_each_block(portaudio, tmp_path):
+    """Other threads start their work between two callbacks, at least ``ROOM`` before the next one;
+    the timing records hold a row per block (context switches, voices, MIDI, PortAudio's flag)."""
+    from sing_synth import timing
+    from sing_synth.audio_out import ROOM
+
+    source = HarmonicSource(RATE)
+    source.find(0, 60, 4)
+    engine = make_engine(source, rate=RATE, max_block=PERIOD)
+    clock = AudioClock(RATE, delay_frames=PERIOD)
+    timeline = timing.Timeline(str(tmp_path / "t.npz"), seconds=60, period=PERIOD / RATE)
+    audio = AudioOutput(engine, clock, find_device("system"), RATE, PERIOD, timeline=timeline)
+    returns = []
+    try:
+        assert not audio.between_blocks(timeout=0.02)  # no stream running: it gives up
+        audio.start()
+        time.sleep(0.3)
+        engine.push(ev.NOTE_ON, 0, 60, 127)
+        for _ in range(100):
+            assert audio.between_blocks(timeout=1.0)
+            returns.append(time.perf_counter())
+            time.sleep(0.001 + 0.01 * random.random())
+    finally:
+        audio.close()
+    timeline.save()
+    rec = np.load(tmp_path / "t.npz")
+    start, cost = rec["block_start"], rec["block_cost"]
+    assert len(start) == audio.callbacks and len(rec["block_switches"]) == len(start)
+    returns = np.array(returns)
+    returns = returns[returns < start[-1]]  # the last ones may have no block after them (the stream stopped)
+    i = np.searchsorted(start, returns)  # the block after each return
+    assert len(returns) > 90 and (i > 0).all()
+    # the block before had finished, and the next came at least ROOM later (this thread may be
+    # preempted between the return and its clock reading on a busy machine: most, not all)
+    after = returns >= start[i - 1] + cost[i - 1]
+    room = start[i] - returns
+    assert after.mean() > 0.9 and np.median(room) >= ROOM and (room >= ROOM / 2).mean() > 0.8, np.sort(room)[:10]
+    assert rec["block_voices"].max() == 1 and rec["block_xrun"].dtype == np.bool_
+    assert (rec["block_switches"] >= 0).all() and (rec["block_faults"] >= 0).all()
