@@ -26,9 +26,9 @@
 4. Soak: after start-up, 100 MIDI events per second (note-ons and offs, pitch bend) for
    ``--soak`` seconds from an rtmidi port (no Python callback of the bench in the JACK graph);
    xruns from jackd's verbose log (which client was late, read every second), and the synth's
-   own count. Reference: a do-nothing SCHED_FIFO thread on each core reports when it wakes late
-   by more than half a period (the machine stalled); xruns are split into those of the seconds
-   of such stalls and the others.
+   own count. Reference: a do-nothing SCHED_FIFO thread per core reports each wake-up >= 1 ms late
+   (over half a period: a machine stall, whose seconds' xruns are told apart), and the steal time
+   each second. ``--keep DIR`` keeps it all (bench/timing_report.py DIR reads it).
 
     python bench/live.py [--blocks 3000] [--notes 30] [--soak 30] [--preset NAME_OR_DIR]
     python bench/live.py --only cost effects
@@ -49,7 +49,7 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
-from soak import soak, start_synth
+from soak import report, soak, start_synth
 
 from sing_synth import events as ev
 from sing_synth.effects import Effects, EffectSettings
@@ -275,6 +275,7 @@ def main(argv=None) -> int:
     p.add_argument("--preset", help="preset for start-to-ready and soak (default: the default preset, else tiny)")
     p.add_argument("--only", nargs="+", choices=PARTS, default=PARTS, help="run only these parts")
     p.add_argument("--busy", action="store_true", help="soak with a float32 matmul loop keeping a core busy")
+    p.add_argument("--keep", type=Path, help="soak: keep its records in this folder (bench/timing_report.py DIR)")
     p.add_argument("--no-realtime", action="store_true", help="run jackd without -R (no real-time scheduling)")
     args = p.parse_args(argv)
     global REALTIME
@@ -382,16 +383,8 @@ def main(argv=None) -> int:
             print(f"\n4. Soak: {args.soak:.0f} s of 100 MIDI events/s after start-up (block 256)")
             if args.busy:
                 print("  with a load generator (a float32 matmul loop, one thread) keeping a core busy")
-            r = soak(preset, cache, args.soak, busy=args.busy, realtime=REALTIME)
-            print(f"  {r['events']} events in {r['seconds']:.0f} s; xruns after start-up (jackd -v): {r['xruns']}"
-                  f" {r['late'] or ''}")
-            print(f"  synth's own count, start-up included: {r['synth_xruns']} xruns; {r['load']}")
-            lags = [lag for _, lag in r["stalls"]]
-            print(f"  reference: a do-nothing SCHED_FIFO thread on each core woke more than half a period late "
-                  f"{len(lags)} times ({sum(lag > 256 / RATE for lag in lags)} by more than a period, worst "
-                  f"{1000 * max(lags, default=0.0):.1f} ms); xruns in the seconds of those machine stalls: "
-                  f"{r['machine_xruns']}, in other seconds: {r['xruns'] - r['machine_xruns']}")
-            print("\n".join(r["breakdown"]), flush=True)
+            r = soak(preset, cache, args.soak, busy=args.busy, realtime=REALTIME, keep=args.keep)
+            print("\n".join(report(r, args.keep)), flush=True)
     return 0
 
 

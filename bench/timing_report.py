@@ -21,8 +21,9 @@ def _ms(x: np.ndarray) -> str:
     return f"{1000 * np.median(x):.3f} / {1000 * np.percentile(x, 99):.3f} / {1000 * x.max():.2f}"
 
 
-def summary(rec: dict, period: float, windows=()) -> list[str]:
-    """Lines of the breakdown; ``windows``: (t0, t1) perf_counter spans of the xruns of our own."""
+def summary(rec: dict, period: float, windows=(), context: dict | None = None) -> list[str]:
+    """Lines of the breakdown; ``windows``: (t0, t1) perf_counter spans of the xruns of our own;
+    ``context``: the soak's ``soak.npz`` (the reference's late wake-ups, steal time per second)."""
     late, cost, start = rec["block_late"], rec["block_cost"], rec["block_start"]
     span = start[-1] - start[0] if len(start) > 1 else 1.0
     over = late + cost > period
@@ -36,6 +37,18 @@ def summary(rec: dict, period: float, windows=()) -> list[str]:
         lines.append(
             f"    {'  of which waiting (GIL or core)':34} {_ms(wait)}   blocks waiting > 1 ms: {int((wait > 0.001).sum())}"
         )
+    if "block_switches" in rec:
+        sw, faults = rec["block_switches"], rec["block_faults"]
+        lines.append(
+            f"    {'  inside the callback':34} blocks with a voluntary context switch (a wait for the GIL or a "
+            f"lock): {int((sw[:, 0] > 0).sum())}, preempted: {int((sw[:, 1] > 0).sum())}; page faults "
+            f"{int(faults[:, 0].sum())} minor, {int(faults[:, 1].sum())} major"
+        )
+        lines.append(
+            f"    {'  blocks':34} voices max {int(rec['block_voices'].max(initial=0))}, MIDI messages "
+            f"{int(rec['block_midi'].sum())} (max {int(rec['block_midi'].max(initial=0))} a block), "
+            f"PortAudio's xrun flag {int(rec['block_xrun'].sum())}"
+        )
     for name in THREADS:
         s, n = rec[f"{name}_start"], rec[f"{name}_length"]
         if len(n) == 0:
@@ -45,6 +58,14 @@ def summary(rec: dict, period: float, windows=()) -> list[str]:
             f"    {name + ' spans':34} {_ms(n)}   {len(n)} spans, {len(n) / span:.1f}/s, total {n.sum():.2f} s, "
             f"> 1 ms: {int((n > 0.001).sum())}"
         )
+        # how close to the next block each span ended: a span running into a block's start holds the GIL then
+        if len(start) > 1:
+            nxt = np.searchsorted(start, s)
+            ok = nxt < len(start)
+            margin = start[nxt[ok]] - (s[ok] + n[ok])
+            lines.append(
+                f"    {'  ran into a block start':34} {int((margin < 0).sum())} of {int(ok.sum())} spans"
+            )
     for t0, t1 in windows:
         sel = (start >= t0) & (start <= t1)
         if not sel.any():
@@ -61,4 +82,47 @@ def summary(rec: dict, period: float, windows=()) -> list[str]:
             f"    xrun window: worst block late {1000 * late[i]:.2f} ms + ran {1000 * cost[i]:.2f} ms{cpu} "
             f"(period {1000 * period:.2f}); threads of ours running meanwhile: {', '.join(who) or 'none of ours'}"
         )
+        if "block_switches" in rec:
+            sw, faults = rec["block_switches"][i], rec["block_faults"][i]
+            flagged = np.flatnonzero(sel & rec["block_xrun"])
+            lines.append(
+                f"      that block: context switches {int(sw[0])} voluntary, {int(sw[1])} involuntary; page faults "
+                f"{int(faults[0])}/{int(faults[1])}; voices {int(rec['block_voices'][i])}, MIDI "
+                f"{int(rec['block_midi'][i])}; PortAudio flagged {len(flagged)} blocks in the window"
+            )
+        if context is not None:
+            wake = context["wakeups"]
+            near = wake[(wake[:, 0] >= t0) & (wake[:, 0] <= t1)] if len(wake) else wake
+            st = context["steal"]
+            stolen = np.diff(st[:, 1])[(st[1:, 0] >= t0) & (st[:, 0][:-1] <= t1)] if len(st) > 1 else np.zeros(0)
+            lines.append(
+                f"      the machine: reference wake-ups >= 1 ms late: {len(near)}"
+                f"{f' (worst {1000 * near[:, 1].max():.2f} ms)' if len(near) else ''}; steal "
+                f"{1000 * stolen.sum():.0f} ms"
+            )
     return lines
+
+
+def main(argv=None) -> int:
+    """``python bench/timing_report.py DIR``: the breakdown of a soak kept with ``bench/live.py --keep DIR``."""
+    import argparse
+    from pathlib import Path
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("dir", type=Path)
+    args = p.parse_args(argv)
+    rec = load(args.dir / "timing.npz")
+    context = load(args.dir / "soak.npz") if (args.dir / "soak.npz").exists() else None
+    period = float(context["period"]) if context is not None else 256 / 48000
+    windows = []
+    if context is not None:
+        stalls = context["wakeups"][context["wakeups"][:, 1] > period / 2] if len(context["wakeups"]) else []
+        windows = [
+            (t - 1.5, t) for t, _ in context["xrun_seconds"] if not any(t - 1.5 <= s <= t for s, _ in stalls)
+        ]
+    print("\n".join(summary(rec, period, windows, context)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -9,6 +9,10 @@ while notes play (the MIDI callback when there is one, the renderer, the status 
 garbage collector) record each of their spans, which hold the GIL for their length but for
 what they spend in C without it. Recording is a store into arrays made at start-up, each
 written by one thread only: nothing is allocated, locked or written to disk while playing.
+Each block also records what the kernel counted for the audio thread inside the callback
+(context switches, voluntary ones being waits for the GIL or a lock, involuntary ones
+preemptions; page faults, ``getrusage(RUSAGE_THREAD)`` where there is one), the voices sounding,
+the MIDI messages moved onto the engine's queue and PortAudio's xrun flag.
 The file is written once the stream is closed; ``bench/live.py`` reads it after a soak.
 """
 
@@ -17,6 +21,13 @@ from __future__ import annotations
 import gc
 import os
 import time
+
+try:
+    import resource
+
+    RUSAGE_THREAD = resource.RUSAGE_THREAD  # Linux
+except (ImportError, AttributeError):
+    resource = None
 
 import numpy as np
 
@@ -50,18 +61,43 @@ class Timeline:
         self.block_late = np.zeros(blocks)
         self.block_cost = np.zeros(blocks)
         self.block_cpu = np.zeros(blocks)  # the audio thread's CPU time in the callback: the rest is waiting
+        # inside the callback: voluntary and involuntary context switches, minor and major page faults
+        self.block_switches = np.zeros((blocks, 2), np.int32)
+        self.block_faults = np.zeros((blocks, 2), np.int32)
+        self.block_voices = np.zeros(blocks, np.int16)
+        self.block_midi = np.zeros(blocks, np.int16)  # MIDI messages drained in the block
+        self.block_xrun = np.zeros(blocks, np.bool_)  # PortAudio's underflow/overflow flag
         self.blocks = 0
         self.spans = {name: Spans(blocks if name == "midi" else 200_000) for name in THREADS}
         self._gc_t0 = 0.0
+        self._cpu0 = 0.0
+        self._usage0 = None
 
-    def block(self, t0: float, late: float, t1: float, cpu: float) -> None:
-        """Audio thread, at the end of each callback (``cpu``: its ``thread_time`` spent in it)."""
+    def begin(self) -> None:
+        """Audio thread, at the start of each callback."""
+        self._cpu0 = time.thread_time()
+        if resource is not None:
+            self._usage0 = resource.getrusage(RUSAGE_THREAD)
+
+    def block(self, t0: float, late: float, t1: float, xrun: bool = False, voices: int = 0, midi: int = 0) -> None:
+        """Audio thread, at the end of each callback begun with :meth:`begin` at ``t0``."""
+        cpu = time.thread_time() - self._cpu0
         i = self.blocks
         if i < len(self.block_start):
             self.block_start[i] = t0
             self.block_late[i] = late
             self.block_cost[i] = t1 - t0
             self.block_cpu[i] = cpu
+            self.block_voices[i] = voices
+            self.block_midi[i] = midi
+            self.block_xrun[i] = xrun
+            u0 = self._usage0
+            if u0 is not None:
+                u = resource.getrusage(RUSAGE_THREAD)
+                self.block_switches[i, 0] = u.ru_nvcsw - u0.ru_nvcsw
+                self.block_switches[i, 1] = u.ru_nivcsw - u0.ru_nivcsw
+                self.block_faults[i, 0] = u.ru_minflt - u0.ru_minflt
+                self.block_faults[i, 1] = u.ru_majflt - u0.ru_majflt
         self.blocks = i + 1
 
     def span(self, name: str, t0: float) -> None:
@@ -87,6 +123,11 @@ class Timeline:
             "block_late": self.block_late[:n],
             "block_cost": self.block_cost[:n],
             "block_cpu": self.block_cpu[:n],
+            "block_switches": self.block_switches[:n],
+            "block_faults": self.block_faults[:n],
+            "block_voices": self.block_voices[:n],
+            "block_midi": self.block_midi[:n],
+            "block_xrun": self.block_xrun[:n],
         }
         for name, s in self.spans.items():
             k = min(s.n, len(s.start))
