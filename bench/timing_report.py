@@ -58,13 +58,16 @@ def summary(rec: dict, period: float, windows=(), context: dict | None = None) -
             f"    {name + ' spans':34} {_ms(n)}   {len(n)} spans, {len(n) / span:.1f}/s, total {n.sum():.2f} s, "
             f"> 1 ms: {int((n > 0.001).sum())}"
         )
-        # how close to the next block each span ended: a span running into a block's start holds the GIL then
+        # how close to the next block each span ended: a span running past a block's due time (its start
+        # less its lateness: a block kept waiting for the GIL starts after the span) held the GIL then
         if len(start) > 1:
-            nxt = np.searchsorted(start, s)
+            due = start - late
+            nxt = np.searchsorted(due, s)
             ok = nxt < len(start)
-            margin = start[nxt[ok]] - (s[ok] + n[ok])
+            margin = due[nxt[ok]] - (s[ok] + n[ok])
             lines.append(
-                f"    {'  ran into a block start':34} {int((margin < 0).sum())} of {int(ok.sum())} spans"
+                f"    {'  ran past a block due':34} {int((margin < 0).sum())} of {int(ok.sum())} spans; margin to the "
+                f"next block {_ms(margin)}"
             )
     for t0, t1 in windows:
         sel = (start >= t0) & (start <= t1)
