@@ -152,6 +152,11 @@ class Sing(nn.Module):
         self.decoder = Decoder(config)
         self.register_buffer("level_db", torch.zeros(config.n_instruments, config.n_pitches))
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # weights saved before the calibration (presets, checkpoints) have no level_db: 0 dB
+        state_dict.setdefault(prefix + "level_db", torch.zeros_like(self.level_db))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         """Latent frames -> trimmed waveform ``(batch, note_samples)``."""
         t = self.config.trim

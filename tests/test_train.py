@@ -342,3 +342,6 @@ def test_calibration_brings_a_preset_to_its_recordings_level(tmp_path):
     gains = after_preset.load_model().level_db.numpy()
     ids = [i.id for i in after_preset.instruments]
     assert np.abs(gains[ids][:, 60:73]).max() > 0 and np.abs(gains).max() <= 40.0
+    from train.cli import main
+
+    assert main(["calibrate", str(out)]) == 0  # the command line, on a preset without drum kits

@@ -15,7 +15,8 @@ cache keyed by it, change with it.
   mean peak difference of its velocity classes 75 and 127 (the evaluation's drum section plays
   velocity 100); a key held out of training gets its kit's median.
 Every gain is clipped to +-``limit_db`` (+-``drum_limit_db`` for kit keys: the network's hits
-come out as much as 25 dB under their recordings' peaks, smeared rather than missing). ``python -m train calibrate PRESET`` (run by ``export``).
+come out as much as 25 dB under their recordings' peaks, smeared rather than missing).
+``python -m train calibrate PRESET`` (run by ``export``).
 """
 
 from __future__ import annotations
@@ -82,23 +83,23 @@ def measure(renderer, corpus, notes, level, batch: int = 256) -> list[float]:
     return out
 
 
-def gains(preset, corpus, train_pairs, per_band: int = 2, limit_db: float = 20.0, seed: int = 0,
+def gains(preset, model, corpus, train_pairs, per_band: int = 2, limit_db: float = 20.0, seed: int = 0,
           device: str = "auto", progress=None, drum_limit_db: float = 30.0) -> tuple[np.ndarray, dict]:
-    """The calibration table ``(n_instruments, n_pitches)`` in dB and a summary of what was measured."""
+    """The calibration table ``(n_instruments, n_pitches)`` in dB of ``model`` (the preset's
+    network; its ``level_db`` is set to 0 to measure the network itself) and a summary."""
     c = preset.config
-    model = preset.load_model("cpu")
-    model.level_db.zero_()  # measure the network itself
+    model.level_db.zero_()
     renderer = NoteRenderer(preset, device=device, batch_size=32, model=model)
     melodic, drums = plan(preset, corpus, train_pairs, per_band, seed)
     table = np.zeros((c.n_instruments, c.n_pitches), dtype=np.float32)
     if progress:
         progress(f"calibrating: {len(melodic)} melodic and {len(drums)} drum notes")
     rms = measure(renderer, corpus, melodic, dsp.rms_db)
-    per_band: dict[int, dict[int, list[float]]] = {}
+    by_band: dict[int, dict[int, list[float]]] = {}
     for (i, p, _), d in zip(melodic, rms):
         if np.isfinite(d):
-            per_band.setdefault(i, {}).setdefault(band_index(p), []).append(d)
-    for i, bands in per_band.items():
+            by_band.setdefault(i, {}).setdefault(band_index(p), []).append(d)
+    for i, bands in by_band.items():
         table[i] = interpolate({b: float(np.clip(-np.median(ds), -limit_db, limit_db)) for b, ds in bands.items()}, c.n_pitches)
     peaks = measure(renderer, corpus, drums, bd.peak_db)
     per_key: dict[int, dict[int, list[float]]] = {}
@@ -117,7 +118,6 @@ def gains(preset, corpus, train_pairs, per_band: int = 2, limit_db: float = 20.0
         "median_drum_peak_before_db": float(np.nanmedian(peaks)) if peaks else None,
         "limit_db": limit_db,
         "drum_limit_db": drum_limit_db,
-        "per_band": per_band,
         "seed": seed,
     }
     return table, summary
@@ -128,11 +128,11 @@ def calibrate(preset_dir, per_band: int = 2, limit_db: float = 20.0, seed: int =
     """Measure and store the calibration of the preset in ``preset_dir``; returns the summary."""
     preset = presets.load(preset_dir)
     corpus, split = preset_corpus(preset, "calibrate")
-    table, summary = gains(preset, corpus, split["train"], per_band, limit_db, seed, device, progress, drum_limit_db)
     model = preset.load_model("cpu")
+    table, summary = gains(preset, model, corpus, split["train"], per_band, limit_db, seed, device, progress, drum_limit_db)
     model.level_db.copy_(torch.from_numpy(table))
     training = dict(preset.training)
-    training["calibration"] = {k: v for k, v in summary.items() if k != "per_band"}
+    training["calibration"] = summary
     # the metrics described the uncalibrated weights: `python -m train evaluate --update-preset` remeasures
     presets.save(preset.path, model, preset.instruments, name=preset.name, description=preset.description,
                  training=training, velocities=preset.velocities)

@@ -47,8 +47,11 @@ def calibrate_preset(preset_dir, per_band: int = 2) -> None:
 
     t0 = time.time()
     summary = calibrate(preset_dir, per_band=per_band, progress=print)
-    print(f"calibrated {preset_dir} in {time.time() - t0:.0f} s: median level before {summary['median_level_before_db']:+.1f} dB "
-          f"(melodic RMS), drum peaks {summary['median_drum_peak_before_db']:+.1f} dB")
+    def db(x):
+        return "n/a" if x is None else f"{x:+.1f} dB"
+
+    print(f"calibrated {preset_dir} in {time.time() - t0:.0f} s: median level before {db(summary['median_level_before_db'])} "
+          f"(melodic RMS), drum peaks {db(summary['median_drum_peak_before_db'])}")
 
 
 def main(argv=None) -> int:

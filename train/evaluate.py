@@ -127,6 +127,7 @@ def drum_section(renderer, corpus, rate: int, train_pairs=()) -> dict:
         notes = [(inst.id, p, DRUM_VCLASS) for p in keys]
         gen, real = renderer.render_model_rate(notes), corpus.load_batch(notes)
         diff = [bd.peak_db(g) - bd.peak_db(r) for g, r in zip(gen, real)]
+        held = [(p, d) for p, d in zip(keys, diff) if (inst.id, p) not in trained]
         kits[inst.name] = {
             "keys": len(keys),
             "within_6db": int(sum(abs(d) <= DRUM_TOLERANCE_DB for d in diff)),
@@ -134,10 +135,9 @@ def drum_section(renderer, corpus, rate: int, train_pairs=()) -> dict:
             "median_diff_db": float(np.median(diff)),
             "worst_diff_db": float(min(diff, key=lambda d: -abs(d))),
             "per_key_diff_db": {int(p): round(float(d), 1) for p, d in zip(keys, diff)},
-            "held_out_keys": [int(p) for p in keys if (inst.id, p) not in trained],
+            "held_out_keys": [int(p) for p, _ in held],
+            "held_out_within_6db": int(sum(abs(d) <= DRUM_TOLERANCE_DB for _, d in held)),
         }
-        held = [d for p, d in zip(keys, diff) if (inst.id, p) not in trained]
-        kits[inst.name]["held_out_within_6db"] = int(sum(abs(d) <= DRUM_TOLERANCE_DB for d in held))
     return kits
 
 

@@ -82,7 +82,6 @@ def export(run_dir, output, command: str = "") -> Path:
     if ckpt["stage_index"] < len(stages) and ckpt["stage_index"] < 2:
         raise ValueError(f"{run_dir}: the sequence generator is not trained yet (stage {stages[ckpt['stage_index']][0]})")
     model = Sing(config)
-    ckpt["model"].setdefault("level_db", model.level_db)  # calibrated after export (train/calibrate.py)
     model.load_state_dict(ckpt["model"])
     corpus = make_corpus(recipe.data, cache_dir=run_dir.parent / ".corpus-cache")
     instruments = [i for i in corpus.instruments if i.pitch_range[1] >= i.pitch_range[0]]

@@ -137,7 +137,6 @@ class Trainer:
         ckpt = torch.load(path, map_location=self.device, weights_only=True)
         if ckpt["config"] != self.config.to_dict():
             raise ValueError(f"{path} was made with another model configuration: use a new run directory")
-        ckpt["model"].setdefault("level_db", self.model.level_db)  # checkpoints from before the calibration
         self.model.load_state_dict(ckpt["model"])
         self.encoder.load_state_dict(ckpt["encoder"])
         self.stage_index, self.step = ckpt["stage_index"], ckpt["step"]
