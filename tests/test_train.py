@@ -151,6 +151,30 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_path):
     assert weights_digest(third.model) == weights_digest(straight.model)
 
 
+@needs_fonts
+def test_a_new_run_starts_from_a_finished_runs_weights_and_split(tmp_path):
+    first = Trainer(tiny_recipe(), tmp_path / "first", quiet=True)
+    assert first.fit() is True
+    shipped = weights_digest(first.model)
+    more = dict(tiny_recipe().to_dict(), start_from=str(tmp_path / "first"), seed=1,
+                stages={"end_to_end": {"steps": 4, "lr": 0.001, "batch": 8, "crop": 16, "revive_every": 2}})
+    second = Trainer(Recipe(**more), tmp_path / "second", quiet=True)
+    assert weights_digest(second.model) == shipped  # the finished weights, not an initialisation
+    assert (second.stage_index, second.step) == (0, 0)
+    assert second.split == first.split
+    assert second.fit() is True
+    assert weights_digest(second.model) != shipped
+    assert len(read_log(tmp_path / "second")[-1]["revived"]) == 3  # the decoder's layers, checked at steps 0 and 2
+    ckpt = torch.load(tmp_path / "second" / "checkpoint.pt", weights_only=True)
+    assert [h["run"] for h in ckpt["history"]] == [str(tmp_path / "first")]
+    assert set(ckpt["history"][0]["elapsed"]) == {"autoencoder", "sequence", "end_to_end"}
+    again = Trainer(load_recipe(tmp_path / "second" / "recipe.yaml"), tmp_path / "second", quiet=True)
+    assert weights_digest(again.model) == weights_digest(second.model)  # resumes its own checkpoint
+    other = dict(more, split_seed=7)
+    with pytest.raises(ValueError, match="another split_seed"):
+        Trainer(Recipe(**other), tmp_path / "third", quiet=True)
+
+
 def test_learning_rate_is_constant_then_falls_linearly():
     from train.config import StageConfig
 
@@ -261,6 +285,28 @@ def test_data_init_leaves_no_decoder_channel_dead():
 
 
 @needs_fonts
+def test_revive_gives_dead_channels_inputs_without_changing_the_output():
+    from sing_synth.model import Decoder, SingConfig
+    from train.init import revive
+
+    torch.manual_seed(0)
+    decoder = Decoder(SingConfig.tiny())
+    latent = torch.randn(6, 40, decoder.config.latent_dim)
+    with torch.no_grad():
+        decoder.context.bias[:5] = -1e3  # five channels of the first layer never fire
+        decoder.rewrite[1].bias[-3:] = -1e3  # nor three of the last hidden layer
+        before = decoder(latent)
+        alive_before = (decoder.hidden(latent) > 0).flatten(0, 1).any(0)
+    counts = revive(decoder, latent)
+    assert counts[0] >= 5 and counts[2] >= 3, counts
+    with torch.no_grad():
+        after = decoder(latent)
+        alive = (decoder.hidden(latent) > 0).flatten(0, 1).any(0)
+    assert torch.allclose(after, before, atol=1e-6)  # zero outgoing weights: the same notes
+    assert int(alive.sum()) > int(alive_before.sum()) and bool(alive[-3:].all())
+    assert revive(decoder, latent) == [0, 0, 0]  # nothing left to revive
+
+
 def test_balanced_sampling_draws_every_group_alike(tmp_path):
     recipe = tiny_recipe()
     recipe.sampling = "balanced"

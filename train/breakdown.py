@@ -2,7 +2,8 @@
 family, octave band and velocity class, so that no failure hides in an average.
 
 Each note gets: the paper's spectral L1 and waveform MSE; its level, generated against real
-(RMS over the 4 s, in dB); whether it is silent (peak under -80 dBFS); and, for pitched
+(RMS over the 4 s, in dB); its tail, the same over 1-3 s (how the decay holds up; only where the
+real note still sounds there, above -60 dBFS RMS); whether it is silent (peak under -80 dBFS); and, for pitched
 instruments, whether its fundamental is within 50 cents of the target by two estimators: the
 project's (``sing_synth.dsp.estimate_f0``, a YIN-like autocorrelation) and Praat's (through
 ``parselmouth``, an independent and widely used implementation). A note counts for an
@@ -23,6 +24,8 @@ from sing_synth.losses import spectral_loss, waveform_mse
 F0_SEGMENT = (4000, 20000)  # 0.25 s to 1.25 s: past the attack, before the release
 SILENT_PEAK_DB = -80.0
 LEVEL_FLOOR_DB = -120.0
+TAIL = (1.0, 3.0)  # seconds: the decay, past the attack and before the note's end
+TAIL_MIN_DB = -60.0
 OCTAVE_BANDS = tuple((lo, lo + 11) for lo in range(24, 96, 12))  # 24-35 ... 84-95
 UNPITCHED = ("drums", "percussive", "sound effects")
 
@@ -45,6 +48,14 @@ def level_db(gen: np.ndarray, real: np.ndarray) -> float:
     """Generated RMS over real RMS in dB (floored at -120 dB for a silent output)."""
     g, r = dsp.rms_db(gen), dsp.rms_db(real)
     return max(g - r, LEVEL_FLOOR_DB)
+
+
+def tail_db(gen: np.ndarray, real: np.ndarray, rate: int) -> float | None:
+    """Generated RMS over real RMS in dB over ``TAIL`` (None where the real note is quiet there)."""
+    a, b = int(TAIL[0] * rate), int(TAIL[1] * rate)
+    if dsp.rms_db(real[a:b]) < TAIL_MIN_DB:
+        return None
+    return level_db(gen[a:b], real[a:b])
 
 
 def project_f0(x: np.ndarray, rate: int) -> float:
@@ -82,6 +93,7 @@ class NoteMeasure:
     l1: float
     mse: float
     level_db: float
+    tail_db: float | None
     peak_db: float
     real_peak_db: float
     silent: bool
@@ -105,7 +117,7 @@ def measure(gen: np.ndarray, real: np.ndarray, notes, families, rate: int, pitch
                 checks[name] = in_tune(f0(gen[k], rate), p)
         out.append(NoteMeasure(
             int(i), int(p), int(v), fam, float(l1[k]), float(mse[k]), level_db(gen[k], real[k]),
-            peak_db(gen[k]), peak_db(real[k]), peak_db(gen[k]) < SILENT_PEAK_DB,
+            tail_db(gen[k], real[k], rate), peak_db(gen[k]), peak_db(real[k]), peak_db(gen[k]) < SILENT_PEAK_DB,
             checks["project"], checks["praat"],
         ))  # fmt: skip
     return out
@@ -117,6 +129,7 @@ def summarize(ms: list[NoteMeasure]) -> dict:
         counted = [getattr(m, key) for m in ms if getattr(m, key) is not None]
         return (sum(counted) / len(counted) if counted else None), len(counted)
 
+    tails = [m.tail_db for m in ms if m.tail_db is not None]
     pp, npp = acc("pitch_project")
     pr, npr = acc("pitch_praat")
     return {
@@ -124,6 +137,8 @@ def summarize(ms: list[NoteMeasure]) -> dict:
         "spectral_l1": float(np.mean([m.l1 for m in ms])) if ms else None,
         "waveform_mse": float(np.mean([m.mse for m in ms])) if ms else None,
         "level_db_median": float(np.median([m.level_db for m in ms])) if ms else None,
+        "tail_db_median": float(np.median(tails)) if tails else None,
+        "tail_notes": len(tails),
         "silent": sum(m.silent for m in ms),
         "pitch_accuracy": pp,
         "pitched_notes": npp,
@@ -170,13 +185,15 @@ def _num(x, fmt: str) -> str:
 
 def group_table(title: str, sing: dict, base: dict | None, labels=None) -> list[str]:
     """Rows per group: SING beside the re-pitch baseline (when given)."""
-    head = f"| {title} | notes | L1 SING | L1 baseline | level dB SING | level dB baseline | pitch SING (project / Praat) | pitch baseline (project / Praat) | silent SING |"
-    lines = [head, "|" + "---|" * 9]
+    head = (f"| {title} | notes | L1 SING | L1 baseline | level dB SING | level dB baseline | tail dB SING | "
+            "tail dB baseline | pitch SING (project / Praat) | pitch baseline (project / Praat) | silent SING |")
+    lines = [head, "|" + "---|" * 11]
     for label in labels or sing:
         s, b = sing[label], (base or {}).get(label)
         lines.append(
             f"| {label} | {s['notes']} | {_num(s['spectral_l1'], '.4f')} | {_num(b and b['spectral_l1'], '.4f')} | "
             f"{_num(s['level_db_median'], '+.1f')} | {_num(b and b['level_db_median'], '+.1f')} | "
+            f"{_num(s.get('tail_db_median'), '+.1f')} | {_num(b and b.get('tail_db_median'), '+.1f')} | "
             f"{_pct(s['pitch_accuracy'])} / {_pct(s['pitch_accuracy_praat'])} | "
             f"{_pct(b and b['pitch_accuracy'])} / {_pct(b and b['pitch_accuracy_praat'])} | {s['silent']} |"
         )

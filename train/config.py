@@ -73,6 +73,9 @@ class StageConfig:
             return self.under_weight
         return self.under_weight + (final - self.under_weight) * min(1.0, (step - start + 1) / self.decay_steps)
     sampling: str = ""  # this stage's note drawing ("notes" or "balanced"; empty: the recipe's)
+    # Every this many steps (and before the first), the decoder's dead ReLU channels get new
+    # inputs and zero outputs (train/init.py ``revive``; 0: never). Experiment E16.
+    revive_every: int = 0
 
 
 @dataclass
@@ -94,6 +97,10 @@ class Recipe:
     # Initialisation of the autoencoder before its first step: "default" (PyTorch's) or "data"
     # (train/init.py: every ReLU channel centred and scaled on a real batch, a quiet first output).
     init: str = "default"
+    # A finished run directory whose final weights (and split) this run starts from, instead of
+    # an initialisation: more training for a shipped model, with this recipe's stages. Its data,
+    # split seed and model must be this recipe's.
+    start_from: str = ""
     precision: str = "float32"  # or "bfloat16" (autocast; CPU or CUDA)
     threads: int = 0  # torch intra-op threads on the CPU (0: torch's default)
     log_every: int = 50  # steps per logged "epoch"

@@ -3,7 +3,8 @@
 ``python -m train diagnose RUN_DIR`` draws the same number of validation notes from every group
 (the drum kits and each melodic octave band), makes them with the stage the run has reached
 (the autoencoder's reconstruction, or generation once the end-to-end stage has begun) and prints
-per group: the paper's spectral L1, the median level against the real note, silent notes, pitch
+per group: the paper's spectral L1, the median level against the real note (over the 4 s and
+over the decay, 1-3 s), silent notes, pitch
 accuracy (project's estimator), and how alive the decoder's last hidden layer is (share of its
 channel-frames above zero). Meant for short experiments (train/EXPERIMENTS.md).
 """
@@ -68,13 +69,14 @@ def table(report: dict) -> str:
     lines = [
         f"{report['run']}: {report['made_by']} at stage {report['stage_index']} step {report['step']}; "
         f"{report['channels_ever_active']} of {report['channels']} last-layer channels ever active",
-        "| group | notes | L1 | level dB | silent | pitch | alive | dead notes |",
-        "|---|---|---|---|---|---|---|---|",
+        "| group | notes | L1 | level dB | tail dB | silent | pitch | alive | dead notes |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, g in report["groups"].items():
         acc = "n/a" if g["pitch_accuracy"] is None else f"{100 * g['pitch_accuracy']:.0f}%"
         lines.append(
-            f"| {name} | {g['notes']} | {g['spectral_l1']:.4f} | {g['level_db_median']:+.1f} | {g['silent']} | "
+            f"| {name} | {g['notes']} | {g['spectral_l1']:.4f} | {g['level_db_median']:+.1f} | "
+            f"{'n/a' if g['tail_db_median'] is None else format(g['tail_db_median'], '+.1f')} | {g['silent']} | "
             f"{acc} | {100 * g['alive_share']:.1f}% | {g['dead_notes']} |"
         )
     return "\n".join(lines)

@@ -96,6 +96,8 @@ def export(run_dir, output, command: str = "") -> Path:
         "steps_done": done,
         "complete": ckpt["stage_index"] >= len(stages),
         "wall_time_s": {k: round(v, 1) for k, v in ckpt.get("elapsed", {}).items()},
+        "started_from": [{"run": h["run"], "wall_time_s": {k: round(v, 1) for k, v in h["elapsed"].items()}}
+                         for h in ckpt.get("history", [])],
         "hardware": hardware(),
         "code_revision": code_revision(),
         "final_valid": {e["stage"]: e["valid"] for e in log},

@@ -52,3 +52,42 @@ def data_init(encoder: Encoder, decoder: Decoder, padded: torch.Tensor, target: 
     out = decoder(latent)[:, c.trim : c.trim + c.note_samples]
     scale = OUTPUT_RATIO * target.float().pow(2).mean().sqrt() / out.pow(2).mean().sqrt().clamp_min(1e-12)
     decoder.synthesis.weight.mul_(scale)
+
+
+@torch.no_grad()
+def revive(decoder: Decoder, latent: torch.Tensor, seed: int = 0) -> list[int]:
+    """Give the decoder's dead ReLU channels new inputs, without changing its output.
+
+    A channel whose pre-activation is negative for every frame of ``latent`` (a batch drawn from
+    every group: drum kits and octave bands) gets no gradient and never fires again: a note whose
+    frames meet only dead channels comes out as the synthesis bias, silence (experiment E16). Each
+    such channel gets random incoming weights, centred and scaled on the batch as ``data_init``
+    does (so it fires on about half the frames), and zero outgoing weights, so the output is
+    unchanged; the outgoing weights then learn from their first step. Returns the channels
+    revived per layer (context, rewrite 1, rewrite 2).
+    """
+    c = decoder.config
+    gen = torch.Generator().manual_seed(seed)
+    layers = [decoder.context, *decoder.rewrite]
+    after = [*decoder.rewrite, decoder.synthesis]
+    x = latent.unfold(1, c.context_size, 1).flatten(2)
+    counts = []
+    for layer, nxt in zip(layers, after):
+        w = layer.weight.view(layer.weight.shape[0], -1)  # context: (C, D * K) in unfold's order
+        pre = F.linear(x, w, layer.bias)
+        dead = ~(pre > 0).flatten(0, -2).any(0)
+        n = int(dead.sum())
+        if n:
+            fresh = torch.randn(n, w.shape[1], generator=gen, dtype=w.dtype) / w.shape[1] ** 0.5
+            fresh_pre = F.linear(x, fresh).flatten(0, -2)
+            mean, std = fresh_pre.mean(0), fresh_pre.std(0).clamp_min(1e-8)
+            w[dead] = fresh / std[:, None]
+            layer.bias[dead] = -mean / std
+            if nxt is decoder.synthesis:
+                nxt.weight[dead] = 0.0  # (C, 1, kernel)
+            else:
+                nxt.weight[:, dead] = 0.0  # (C, C, 1)
+            pre = F.linear(x, w, layer.bias)
+        counts.append(n)
+        x = F.relu(pre)
+    return counts

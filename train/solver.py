@@ -27,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from sing_synth.model import Encoder, Sing, SingConfig
 from sing_synth.progress import Progress
 
-from .config import STAGES, Recipe
+from .config import STAGES, Recipe, load_recipe
 from .data import make_corpus
 from .data.splits import load_split, make_split, save_split, split_notes
 from .stages import STAGES as STAGE_CLASSES
@@ -79,6 +79,8 @@ class Trainer:
         self.encoder = Encoder(self.config).to(self.device)
         self.stage_index, self.step, self.elapsed = 0, 0, {}
         self.opt_state = None
+        self.history: list[dict] = []  # the runs this one started from, with their wall time per stage
+        self.inherited = False
         self.progress = Progress(self.main and not quiet)
         self.stop_requested = False
         self._load_checkpoint()
@@ -97,6 +99,14 @@ class Trainer:
         path = self.run_dir / "split.json"
         if path.is_file():
             return load_split(path)
+        if self.recipe.start_from:
+            self._check_source()
+            source = Path(self.recipe.start_from) / "split.json"
+            if source.is_file():  # else the same seed over the same data makes the same split
+                split = load_split(source)
+                if self.main:
+                    save_split(split, path, self.recipe.split_seed)
+                return split
         split = make_split(self.corpus.pairs(), self.recipe.split_seed, self.recipe.valid, self.recipe.test)
         if self.main:
             save_split(split, path, self.recipe.split_seed)
@@ -130,15 +140,36 @@ class Trainer:
         return self._groups
 
     # Checkpoints --------------------------------------------------------------------------
+    def _check_source(self) -> None:
+        """``start_from`` must name a finished run of the same data and split as this recipe."""
+        src = Path(self.recipe.start_from)
+        if not (src / CHECKPOINT).is_file() or not (src / "recipe.yaml").is_file():
+            raise ValueError(f"start_from {src} is not a run directory (no {CHECKPOINT} or recipe.yaml): "
+                             "name a trained run, e.g. train/runs/sing-gm")
+        theirs = load_recipe(src / "recipe.yaml")
+        for key in ("data", "split_seed", "valid", "test", "model"):
+            if getattr(theirs, key) != getattr(self.recipe, key):
+                raise ValueError(f"start_from {src} was trained with another {key}: "
+                                 f"copy its {key} into this recipe")
+
     def _load_checkpoint(self) -> None:
         path = self.run_dir / CHECKPOINT
         if not path.is_file():
-            return
+            if not self.recipe.start_from:
+                return
+            self._check_source()
+            path = Path(self.recipe.start_from) / CHECKPOINT
         ckpt = torch.load(path, map_location=self.device, weights_only=True)
         if ckpt["config"] != self.config.to_dict():
             raise ValueError(f"{path} was made with another model configuration: use a new run directory")
         self.model.load_state_dict(ckpt["model"])
         self.encoder.load_state_dict(ckpt["encoder"])
+        self.history = list(ckpt.get("history", []))
+        if path.parent != self.run_dir:  # a new run from another run's final weights
+            self.history.append({"run": str(self.recipe.start_from), "elapsed": dict(ckpt.get("elapsed", {}))})
+            self.inherited = True
+            return
+        self.inherited = bool(self.history)
         self.stage_index, self.step = ckpt["stage_index"], ckpt["step"]
         self.elapsed = dict(ckpt.get("elapsed", {}))
         self.opt_state = ckpt.get("optimizer")
@@ -153,6 +184,7 @@ class Trainer:
             "stage_index": self.stage_index,
             "step": self.step,
             "elapsed": self.elapsed,
+            "history": self.history,
             "optimizer": optimizer.state_dict() if optimizer is not None else None,
         }
         tmp = self.run_dir / (CHECKPOINT + ".tmp")
@@ -245,13 +277,16 @@ class Trainer:
         if self.opt_state is not None:
             optimizer.load_state_dict(self.opt_state)
             self.opt_state = None
-        elif self.step == 0:
+        elif self.step == 0 and not self.inherited:  # inherited weights are not initialised again
             stage.begin()
         self.model.train()
         self.encoder.train()
         losses, t0, notes_done = [], time.monotonic(), 0
         start_elapsed = self.elapsed.get(name, 0.0)
+        revived = None
         while self.step < cfg.steps:
+            if cfg.revive_every and self.step % cfg.revive_every == 0:
+                revived = stage.revive(self.step)
             notes, rng = stage.batch(self.step)
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr_at(self.step)
@@ -273,6 +308,8 @@ class Trainer:
                 entry = {"stage": name, "step": self.step, "epoch": math.ceil(self.step / self.recipe.log_every),
                          "train_loss": float(np.mean(losses)), "valid": valid, "lr": cfg.lr_at(self.step - 1), "under_weight": cfg.under_weight_at(self.step - 1), "notes_per_s": rate,
                          "elapsed_s": self.elapsed[name], "time": time.time()}
+                if revived is not None:
+                    entry["revived"], revived = revived, None
                 self.log(entry)
                 self.progress.show(
                     f"[{name}] epoch {entry['epoch']} step {self.step}/{cfg.steps} train {entry['train_loss']:.4f} "

@@ -144,6 +144,20 @@ class Stage:
     def begin(self) -> None:
         """Called before the stage's first step (not on resume)."""
 
+    def latents(self, notes) -> torch.Tensor:
+        """The latent sequences the decoder sees for ``notes`` in this stage."""
+        return self.trainer.model.generator(*self.trainer.labels(notes))[0]
+
+    def revive(self, step: int) -> list[int]:
+        """Revive the decoder's dead channels on 128 notes drawn alike from every group."""
+        from .init import revive
+
+        t = self.trainer
+        rng = np.random.default_rng([t.recipe.seed, self.index, step, 7])
+        with torch.no_grad():
+            latent = self.latents(t.draw(rng, 128, "balanced")).float()
+        return revive(t.model.decoder, latent, seed=t.recipe.seed * 100003 + step)
+
     def batch(self, step: int):
         """The notes of optimizer step ``step`` and the generator that drew them (seeded by step)."""
         t = self.trainer
@@ -188,6 +202,9 @@ class AutoencoderStage(Stage):
     def begin(self):
         if self.trainer.recipe.init == "data":
             self.trainer.data_init()
+
+    def latents(self, notes):
+        return self.trainer.encoder(self.trainer.padded(notes))
 
     def forward(self, module, notes, padded, g0, frames):
         return module(padded, g0, frames)
