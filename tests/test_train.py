@@ -156,6 +156,15 @@ def test_a_new_run_starts_from_a_finished_runs_weights_and_split(tmp_path):
     first = Trainer(tiny_recipe(), tmp_path / "first", quiet=True)
     assert first.fit() is True
     shipped = weights_digest(first.model)
+    from train.diagnose import f0_report, partials
+
+    report = f0_report(tmp_path / "first", 60, 72, count=8)  # E17's table: one row per counted note
+    counted = int(report.split(", ")[1].split(" of ")[0])
+    assert len(report.splitlines()) == 3 + counted and "frame rate 62.5 Hz" in report
+    t = np.arange(16000 * 2) / 16000
+    tone = np.sin(2 * np.pi * 100 * t) + 0.1 * np.sin(2 * np.pi * 200 * t)
+    p1, p2, p3 = partials(tone, 100.0, 16000)
+    assert p1 - p2 == pytest.approx(20, abs=0.5) and p1 - p3 > 60
     more = dict(tiny_recipe().to_dict(), start_from=str(tmp_path / "first"), seed=1,
                 stages={"end_to_end": {"steps": 4, "lr": 0.001, "batch": 8, "crop": 16, "revive_every": 2}})
     second = Trainer(Recipe(**more), tmp_path / "second", quiet=True)

@@ -39,6 +39,8 @@ def get_parser() -> argparse.ArgumentParser:
     dg.add_argument("run_dir")
     dg.add_argument("--per-group", type=int, default=24, help="validation notes per group (default 24)")
     dg.add_argument("--json", action="store_true", help="print the report as JSON")
+    dg.add_argument("--f0-band", metavar="LOW-HIGH", default="",
+                    help="instead: where the generated fundamentals of this pitch range land, note by note (e.g. 24-35)")
     return parser
 
 
@@ -92,7 +94,7 @@ def main(argv=None) -> int:
         if args.command == "diagnose":
             from .diagnose import main as diagnose
 
-            print(diagnose(args.run_dir, args.per_group, args.json))
+            print(diagnose(args.run_dir, args.per_group, args.json, args.f0_band))
             return 0
         from .evaluate import evaluate
 

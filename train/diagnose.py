@@ -16,6 +16,8 @@ import json
 import numpy as np
 import torch
 
+from sing_synth import dsp
+
 from . import breakdown as bd
 from .config import load_recipe
 from .solver import Trainer, note_group
@@ -26,14 +28,70 @@ def hidden_activity(decoder, latent: torch.Tensor) -> torch.Tensor:
     return decoder.hidden(latent)
 
 
-def diagnose(run_dir, per_group: int = 24, seed: int = 0) -> dict:
+def _open(run_dir) -> tuple[Trainer, bool]:
+    """The run's trainer at its checkpoint, and whether its notes are made by generation."""
     recipe = load_recipe(f"{run_dir}/recipe.yaml")
     trainer = Trainer(recipe, run_dir, quiet=True)
     stages = [name for name, _ in recipe.stage_list()]
     generating = "end_to_end" in stages and (
         trainer.stage_index > stages.index("end_to_end")
         or (trainer.stage_index == stages.index("end_to_end") and trainer.step > 0)
+        or trainer.inherited
     )
+    return trainer, generating
+
+
+def f0_report(run_dir, low: int = 24, high: int = 35, count: int = 64, seed: int = 0) -> str:
+    """Where the fundamentals of a pitch range's melodic validation notes land (experiment E17):
+    per note, the project's estimate for the real and the generated note and the levels of the
+    first three partials; a summary counts the generated estimates in tune, at the decoder's frame
+    rate (sample rate / stride) or half of it, and elsewhere."""
+    trainer, generating = _open(run_dir)
+    c, rate = trainer.config, trainer.config.sample_rate
+    pool = [n for n in trainer.notes["valid"] if low <= n[1] <= high and not trainer.corpus.instruments[n[0]].drum_kit]
+    rng = np.random.default_rng(seed)
+    notes = [pool[k] for k in sorted(rng.choice(len(pool), size=min(count, len(pool)), replace=False))]
+    with torch.no_grad():
+        padded = trainer.padded(notes)
+        latent = trainer.model.generator(*trainer.labels(notes))[0] if generating else trainer.encoder(padded)
+        gen = trainer.model.decode(latent).numpy()
+    real = padded[:, c.pad : c.pad + c.note_samples].numpy()
+    frame_rate = rate / c.stride
+    lines = ["| instrument | pitch | Hz | real f0 | generated f0 | partials 1-3 real dB | partials 1-3 generated dB |",
+             "|---|---|---|---|---|---|---|"]
+    counts = {"in tune": 0, "frame rate or half": 0, "elsewhere": 0}
+    for k, (i, p, _v) in enumerate(notes):
+        f, fr, fg = dsp.midi_to_hz(p), bd.project_f0(real[k], rate), bd.project_f0(gen[k], rate)
+        if not bd.in_tune(fr, p):
+            continue
+        if bd.in_tune(fg, p):
+            counts["in tune"] += 1
+        elif any(fg and abs(dsp.cents(fg, m * frame_rate)) <= 50 for m in (0.5, 1.0)):
+            counts["frame rate or half"] += 1
+        else:
+            counts["elsewhere"] += 1
+        parts = [" / ".join(f"{x:.0f}" for x in partials(w[k], f, rate)) for w in (real, gen)]
+        lines.append(f"| {trainer.corpus.instruments[i].name} | {p} | {f:.1f} | {fr:.1f} | {fg:.1f} | {parts[0]} | {parts[1]} |")
+    head = (f"{run_dir}: pitches {low}-{high}, {sum(counts.values())} of {len(notes)} notes whose real recording is in tune; "
+            f"generated f0: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + f" (frame rate {frame_rate:g} Hz)")
+    return "\n".join([head, *lines])
+
+
+def partials(x: np.ndarray, f0: float, rate: int, count: int = 3) -> list[float]:
+    """Peak level (dB, arbitrary reference) near each of the first partials of ``f0`` in the steady segment."""
+    a, b = bd.F0_SEGMENT
+    seg = np.asarray(x[a:b], dtype=np.float64) * np.hanning(b - a)
+    spec = np.abs(np.fft.rfft(seg, 1 << 16))
+    freqs = np.fft.rfftfreq(1 << 16, 1 / rate)
+    out = []
+    for h in range(1, count + 1):
+        near = (freqs > h * f0 * 0.97) & (freqs < h * f0 * 1.03)
+        out.append(20 * np.log10(spec[near].max() + 1e-9) if near.any() else float("nan"))
+    return out
+
+
+def diagnose(run_dir, per_group: int = 24, seed: int = 0) -> dict:
+    trainer, generating = _open(run_dir)
     groups: dict[str, list] = {}
     for n in trainer.notes["valid"]:
         groups.setdefault(note_group(trainer.corpus.instruments[n[0]], n[1]), []).append(n)
@@ -82,6 +140,9 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main(run_dir: str, per_group: int = 24, as_json: bool = False) -> str:
+def main(run_dir: str, per_group: int = 24, as_json: bool = False, f0_band: str = "") -> str:
+    if f0_band:
+        low, _, high = f0_band.partition("-")
+        return f0_report(run_dir, int(low), int(high or low))
     report = diagnose(run_dir, per_group)
     return json.dumps(report, indent=1) if as_json else table(report)
