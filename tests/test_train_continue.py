@@ -1,0 +1,67 @@
+"""More training for a finished run: a new run from its weights (start_from), dead decoder
+channels revived (revive_every), and the lowest band's fundamentals (diagnose --f0-band)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from train_fixtures import needs_fonts, read_log, tiny_recipe
+
+from train.config import Recipe, load_recipe
+from train.solver import Trainer, weights_digest
+
+
+@needs_fonts
+def test_a_new_run_starts_from_a_finished_runs_weights_and_split(tmp_path):
+    first = Trainer(tiny_recipe(), tmp_path / "first", quiet=True)
+    assert first.fit() is True
+    shipped = weights_digest(first.model)
+    from train.diagnose import f0_report, partials
+
+    report = f0_report(tmp_path / "first", 60, 72, count=8)  # E17's table: one row per counted note
+    counted = int(report.split(", ")[1].split(" of ")[0])
+    assert len(report.splitlines()) == 3 + counted and "frame rate 62.5 Hz" in report
+    t = np.arange(16000 * 2) / 16000
+    tone = np.sin(2 * np.pi * 100 * t) + 0.1 * np.sin(2 * np.pi * 200 * t)
+    p1, p2, p3 = partials(tone, 100.0, 16000)
+    assert p1 - p2 == pytest.approx(20, abs=0.5) and p1 - p3 > 60
+    more = dict(tiny_recipe().to_dict(), start_from=str(tmp_path / "first"), seed=1,
+                stages={"end_to_end": {"steps": 4, "lr": 0.001, "batch": 8, "crop": 16, "revive_every": 2}})
+    second = Trainer(Recipe(**more), tmp_path / "second", quiet=True)
+    assert weights_digest(second.model) == shipped  # the finished weights, not an initialisation
+    assert (second.stage_index, second.step) == (0, 0)
+    assert second.split == first.split
+    assert second.fit() is True
+    assert weights_digest(second.model) != shipped
+    assert len(read_log(tmp_path / "second")[-1]["revived"]) == 3  # the decoder's layers, checked at steps 0 and 2
+    ckpt = torch.load(tmp_path / "second" / "checkpoint.pt", weights_only=True)
+    assert [h["run"] for h in ckpt["history"]] == [str(tmp_path / "first")]
+    assert set(ckpt["history"][0]["elapsed"]) == {"autoencoder", "sequence", "end_to_end"}
+    again = Trainer(load_recipe(tmp_path / "second" / "recipe.yaml"), tmp_path / "second", quiet=True)
+    assert weights_digest(again.model) == weights_digest(second.model)  # resumes its own checkpoint
+    other = dict(more, split_seed=7)
+    with pytest.raises(ValueError, match="another split_seed"):
+        Trainer(Recipe(**other), tmp_path / "third", quiet=True)
+
+
+def test_revive_gives_dead_channels_inputs_without_changing_the_output():
+    from sing_synth.model import Decoder, SingConfig
+    from train.init import revive
+
+    torch.manual_seed(0)
+    decoder = Decoder(SingConfig.tiny())
+    latent = torch.randn(6, 40, decoder.config.latent_dim)
+    with torch.no_grad():
+        decoder.context.bias[:5] = -1e3  # five channels of the first layer never fire
+        decoder.rewrite[1].bias[-3:] = -1e3  # nor three of the last hidden layer
+        before = decoder(latent)
+        alive_before = (decoder.hidden(latent) > 0).flatten(0, 1).any(0)
+    counts = revive(decoder, latent)
+    assert counts[0] >= 5 and counts[2] >= 3, counts
+    with torch.no_grad():
+        after = decoder(latent)
+        alive = (decoder.hidden(latent) > 0).flatten(0, 1).any(0)
+    assert torch.allclose(after, before, atol=1e-6)  # zero outgoing weights: the same notes
+    assert int(alive.sum()) > int(alive_before.sum()) and bool(alive[-3:].all())
+    assert revive(decoder, latent) == [0, 0, 0]  # nothing left to revive
