@@ -35,6 +35,7 @@ import numpy as np
 from .chorus import Chorus
 from .errors import ConfigError
 from .reverb import Reverb
+from .reverb_ir import ReverbIR, pays
 
 # name: (low, high, default, unit, what it does); the command line builds its options from this table
 SETTINGS = {
@@ -105,15 +106,19 @@ class Effects:
     """The reverb and chorus buses of an engine (or of its stems, one lane each).
 
     :meth:`process` takes the block's sends ``(lanes, 2, n)`` (reverb, then chorus) and adds the
-    effects' returns to ``out`` ``(lanes, 2, n)`` (left, right).
+    effects' returns to ``out`` ``(lanes, 2, n)`` (left, right). ``offline``: the reverb is
+    convolved with its impulse response where that is cheaper (``reverb_ir``: the same samples to
+    float rounding, but it allocates: not for the audio callback).
     """
 
-    def __init__(self, settings: EffectSettings, rate: int, max_block: int, lanes: int = 1) -> None:
+    def __init__(self, settings: EffectSettings, rate: int, max_block: int, lanes: int = 1,
+                 offline: bool = False) -> None:
         settings.check()
         self.settings = settings
         self.lanes = lanes
+        reverb = ReverbIR if offline and pays(rate, settings.room_size, max_block) else Reverb
         self.reverb = (
-            Reverb(rate, settings.room_size, settings.damping, settings.reverb_level, max_block, lanes)
+            reverb(rate, settings.room_size, settings.damping, settings.reverb_level, max_block, lanes)
             if settings.reverb
             else None
         )

@@ -49,7 +49,8 @@ class Engine:
     kept apart, in ``stems`` (channels, 2, frames): the channel's voices and their own reverb and
     chorus (a lane of the effects each, see ``effects``), after the master gain and the limiter's
     gain but before its soft knee, so they add up to the mix wherever the knee leaves it alone.
-    Offline only (it allocates).
+    Offline only (it allocates). ``offline``: an engine that renders a file, where allocating is
+    fine: the reverb bus may then be a convolution (``reverb_ir``, the same samples to float rounding).
     """
 
     def __init__(
@@ -72,6 +73,7 @@ class Engine:
         stems=None,
         morph=None,
         limiter_block: int | None = None,
+        offline: bool = False,
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
@@ -92,14 +94,14 @@ class Engine:
         self.pool = VoicePool(polyphony, self.rate, release=release)
         settings = effects if effects is not None else EffectSettings.dry()
         settings.check()
-        self.effects = Effects(settings, self.rate, self.max_block) if settings.enabled else None
+        self.effects = Effects(settings, self.rate, self.max_block, offline=offline) if settings.enabled else None
         # chunk: frames mixed per pass (offline: longer)
         self.mixer = Mixer(self.pool, self.max_block, chunk, sends=self.effects is not None, lanes=stems)
         self._buses = self.mixer.sends[None], self.mixer.mix[None]  # (lanes, 2, frames) views for the effects
         self.stem_channels = list(stems) if stems is not None else []
         self.stems = self.mixer.stems if stems is not None else None
         self.stem_effects = (
-            Effects(settings, self.rate, self.max_block, lanes=len(self.stem_channels))
+            Effects(settings, self.rate, self.max_block, lanes=len(self.stem_channels), offline=offline)
             if stems is not None and settings.enabled and self.stem_channels
             else None
         )

@@ -234,11 +234,12 @@ def render_file(
         t_mix, made_before_mix = time.perf_counter(), make.seconds
         # offline, every event of a block is applied at its sample (live play caps events per block)
         # and the voices are mixed MIX_BLOCK frames per pass (fewer, longer passes: the same samples
-        # to float rounding); the limiter still rides its gain per ``block``
+        # to float rounding); the limiter still rides its gain per ``block``; the reverb bus is its
+        # impulse response convolved by FFT where that is cheaper (``reverb_ir``: to float rounding)
         mix_block = max(block, MIX_BLOCK)
         engine = Engine(imap, source, rate=rate, polyphony=polyphony, gain=gain, max_block=mix_block,
                         max_events=1 << 30, chunk=mix_block, limiter_block=block, effects=effects,
-                        stems=sorted(stem_paths) if stems else None)
+                        stems=sorted(stem_paths) if stems else None, offline=True)
         outputs = [out, *(stem_paths[ch] for ch in sorted(stem_paths))]
         most = song.end + int(round(tail * rate)) + mix_block  # a WAV file that could pass 4 GiB becomes RF64
         if normalize is None:
