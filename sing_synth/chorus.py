@@ -46,10 +46,13 @@ class Chorus:
         # quarter turn after a left one (in quadrature; at half a turn the sides' delays would mirror
         # each other around the centre, and some pitches would sound the same in both)
         self._offsets = np.radians(np.arange(taps) // 2 * 120.0 + np.arange(taps) % 2 * 90.0)
-        # the LFO phase of every tap at every frame is a matrix product: (frames x 2) x (2 x taps)
+        # the LFO of every tap at every frame is a matrix product: sin(a + omega k) = cos(omega k) sin(a)
+        # + sin(omega k) cos(a), (frames x 2) x (2 x taps), a the tap's phase at the chunk's start
+        # (no sine per frame and tap)
+        self._angle = np.zeros(taps)
         self._coef = np.zeros((2, taps))
-        self._coef[0] = self._omega
-        self._frames = np.stack([np.arange(c, dtype=np.float64), np.ones(c)], axis=1)
+        k = np.arange(c, dtype=np.float64) * self._omega
+        self._frames = np.stack([np.cos(k), np.sin(k)], axis=1)
         self._k = np.tile(np.arange(c, dtype=np.float64)[:, None], (1, taps))
         self._lane = np.tile(np.arange(lanes, dtype=np.int64), (c, taps, 1))  # flat index = frame x lanes + lane
         self._p = np.zeros(c * taps)  # positions of the taps (frames of the delay line)
@@ -96,9 +99,10 @@ class Chorus:
         np.copyto(self._buf[w : w + m], x.T)
         # tap k reads frame j at a delay of min + sweep (1 + sin(phase_k + omega j)) / 2
         p = self._p[: m * taps].reshape(m, taps)
-        np.add(self._offsets, self._phase, out=self._coef[1])
+        np.add(self._offsets, self._phase, out=self._angle)
+        np.sin(self._angle, out=self._coef[0])
+        np.cos(self._angle, out=self._coef[1])
         np.matmul(self._frames[:m], self._coef, out=p)
-        np.sin(p, out=p)
         p *= -0.5 * self._sweep
         p += self._k[:m]
         p += w - self._min - 0.5 * self._sweep  # positions in the delay line

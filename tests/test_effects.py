@@ -8,7 +8,7 @@ from engine_fixtures import RATE, assert_torch_free, block_allocations, make_eng
 
 from sing_synth import events as ev
 from sing_synth.channels import Channel
-from sing_synth.chorus import Chorus
+from sing_synth.chorus import CHORUS_GAIN, CHORUS_MIN_DELAY, CHORUS_TAPS, Chorus
 from sing_synth.effects import SETTINGS, Effects, EffectSettings
 from sing_synth.errors import ConfigError
 from sing_synth.reverb import Reverb
@@ -256,3 +256,25 @@ def test_chorus_taps_read_the_past_only():
     chorus.process(x, out)
     heard = np.flatnonzero(np.abs(out[0]).max(axis=0) > 0)
     assert heard[0] >= int(0.005 * RATE) and heard[-1] <= int(0.013 * RATE) + 1
+
+
+@pytest.mark.parametrize("block", [300, 5000])
+def test_the_chorus_is_its_design_sample_by_sample(block):
+    """Tap k reads the send at t - 5 ms - depth (1 + sin(phase_k + omega t)) / 2, linearly
+    interpolated (a sine per sample and tap, in float64), whatever the blocks and chunks."""
+    rate, n, depth, lfo, level = 8000, 12000, 8.0, 2.0, 0.7
+    x = np.random.default_rng(4).standard_normal(n).astype(np.float32)
+    chorus = Chorus(rate, depth, lfo, level, block)
+    out = np.zeros((1, 2, n), np.float32)
+    for a in range(0, n, block):
+        chorus.process(x[None, a : a + block], out[:, :, a : a + block])
+    t = np.arange(n)
+    padded = np.concatenate([np.zeros(n), x.astype(np.float64)])  # the delay line starts silent
+    want = np.zeros((2, n))
+    for tap in range(2 * CHORUS_TAPS):
+        phase = np.radians(tap // 2 * 120.0 + tap % 2 * 90.0) + 2.0 * np.pi * lfo / rate * t
+        at = t - CHORUS_MIN_DELAY * rate - 0.5 * depth * 1e-3 * rate * (1.0 + np.sin(phase))
+        i = np.floor(at).astype(np.int64)
+        frac = at - i
+        want[tap % 2] += level * CHORUS_GAIN / CHORUS_TAPS * ((1.0 - frac) * padded[n + i] + frac * padded[n + i + 1])
+    np.testing.assert_allclose(out[0], want, rtol=0, atol=1e-6 * np.max(np.abs(want)))
