@@ -136,12 +136,15 @@ class ReverbIR:
         z[:, :, pos : pos + k] += self._carry[:, :, pos : pos + k]
         frame = self._frame
         for lane in range(self.lanes):
-            heard = np.flatnonzero(x[lane])
-            if len(heard):
-                first = frame + int(heard[0])
-                if first - self._last[lane] >= self._length:  # after a silence longer than the response
-                    self._live[lane] = first + self._delay
-                self._last[lane] = frame + int(heard[-1])
+            if x[lane, k - 1] != 0.0 and frame + k - 1 - self._last[lane] < self._length:
+                self._last[lane] = frame + k - 1  # sounding on (the usual case: no search)
+            else:
+                heard = np.flatnonzero(x[lane])
+                if len(heard):
+                    first = frame + int(heard[0])
+                    if first - self._last[lane] >= self._length:  # after a silence longer than the response
+                        self._live[lane] = first + self._delay
+                    self._last[lane] = frame + int(heard[-1])
             cut = min(max(self._live[lane] - frame, 0), k)
             out[lane, :, cut:] += z[lane, :, pos + cut : pos + k]
         self._frame = frame + k
@@ -149,6 +152,6 @@ class ReverbIR:
         if self._pos == b:  # the block is whole: its spectrum and its overflow into the next
             np.copyto(self._spectra[self._m % p], s)
             np.copyto(self._carry, z[:, :, b:])
-            self._x.fill(0.0)
+            self._x[:, :b] = 0.0
             self._m += 1
             self._pos = 0
