@@ -45,6 +45,9 @@ class NoteBank:
         self.length = int(length)
         self.growable = growable
         self.data = np.zeros((int(capacity) + 1, self.length + PAD), np.float32)
+        # the silent row is read by every voice's unused layer, page after page as the voice plays:
+        # its pages are made here, not faulted in by the audio thread (np.zeros leaves them unmapped)
+        self.data[0] = 0.0
         self.lengths = np.zeros(int(capacity) + 1, np.int64)
         self.users = np.zeros(int(capacity) + 1, np.int32)  # voices playing each slot (audio thread)
         self.loop_end = np.zeros(int(capacity) + 1, np.int64)  # sustain loop [end - len, end); len 0: none

@@ -19,6 +19,21 @@ def test_notes_round_trip_and_are_followed_by_zeros():
         bank.add(np.zeros(9, np.float32))
 
 
+@pytest.mark.skipif(not hasattr(__import__("resource"), "RUSAGE_THREAD"), reason="needs getrusage(RUSAGE_THREAD)")
+def test_the_silent_row_is_mapped_when_the_bank_is_made():
+    # every voice's unused layer reads slot 0 as it plays: reading it must not fault pages in (in
+    # the audio thread), as an untouched row of np.zeros would, one page at a time
+    import resource
+
+    bank = NoteBank(192_000, 4)  # a 4 s note at 48 kHz: 188 pages
+    before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+    total = 0.0
+    for start in range(0, bank.stride, 1024):  # one page at a time, as a voice reads
+        total += float(bank.data[0, start])
+    assert total == 0.0
+    assert resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before < 10
+
+
 def test_a_full_fixed_bank_refuses_and_reuses_retired_slots():
     bank = NoteBank(4, 2)
     assert [bank.add(np.ones(4)), bank.add(np.ones(4))] == [1, 2]
