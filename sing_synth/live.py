@@ -10,7 +10,8 @@ are read right after); the model is built, and torch imported, only when notes a
 no torch, unless it plays a morph (its positions are made as they are played) -> engine -> MIDI
 port (a JACK client joining a running graph would make the stream skip a period) -> garbage
 collector frozen and switched off (the status loop collects the young generations every few
-seconds: no collection in the audio thread) -> audio stream -> ``ready`` (and ``ready_file``).
+seconds: no collection in the audio thread) -> memory locked in RAM where permitted
+(:mod:`sing_synth.memlock`; a one-line note where not) -> audio stream -> ``ready`` (and ``ready_file``).
 While notes play, the status loop and the renderer thread start their Python work just after an
 audio block (:meth:`~sing_synth.audio_out.AudioOutput.between_blocks`). A
 note that is neither in memory nor on disk later (a program change to a new instrument) has the
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import events as ev
-from . import limits, signals, timing
+from . import limits, memlock, signals, timing
 from . import preset as presets
 from .audio_out import AudioOutput, find_device
 from .cache import NoteCache
@@ -225,6 +226,9 @@ class _Session:
             gc.collect()
             gc.freeze()
             gc.disable()
+            note = memlock.lock()  # the notes and the code the callback touches stay in RAM
+            if note:
+                print(note, file=sys.stderr, flush=True)
             if timeline is not None:
                 timeline.watch_gc()  # the collections while playing, not the one above
             audio.start()
@@ -297,5 +301,6 @@ class _Session:
                 flush=True,
             )
             gc.enable()
+            memlock.unlock()
             restore_signals()  # signals stay flags until everything above is done
         return received[0] if received else signal.SIGINT
