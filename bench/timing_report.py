@@ -21,17 +21,52 @@ def _ms(x: np.ndarray) -> str:
     return f"{1000 * np.median(x):.3f} / {1000 * np.percentile(x, 99):.3f} / {1000 * x.max():.2f}"
 
 
+def entry_delay(rec: dict) -> np.ndarray | None:
+    """Per block, seconds from PortAudio's callback beginning (its ``currentTime``, JACK's frame time
+    then) to ours beginning, above the least such delay; None where the records lack PortAudio's
+    times. The two clocks drift apart slowly (the server's frames against ``perf_counter``): the
+    lower envelope is a line fitted to the least offset of each 1000 blocks."""
+    pa = rec.get("block_pa")
+    if pa is None or len(pa) < 2 or not pa.any():
+        return None
+    offset = rec["block_start"] - pa
+    n = len(offset)
+    edges = np.arange(0, n, 1000)
+    mins = np.minimum.reduceat(offset, edges)
+    where = np.array([e + np.argmin(offset[e : e + 1000]) for e in edges])
+    if len(where) > 1:
+        slope, base = np.polyfit(where, mins, 1)
+        line = base + slope * np.arange(n)
+    else:
+        line = np.full(n, mins[0])
+    delay = offset - line
+    return delay - np.percentile(delay, 0.1)
+
+
 def summary(rec: dict, period: float, windows=(), context: dict | None = None) -> list[str]:
     """Lines of the breakdown; ``windows``: (t0, t1) perf_counter spans of the xruns of our own;
     ``context``: the soak's ``soak.npz`` (the reference's late wake-ups, steal time per second)."""
     late, cost, start = rec["block_late"], rec["block_cost"], rec["block_start"]
     span = start[-1] - start[0] if len(start) > 1 else 1.0
     over = late + cost > period
+    # a pause: no callback for more than 1.5 periods. Lateness cannot show it (the audio clock takes a
+    # block more than a period late as its new anchor), the time between two callbacks' starts does
+    gaps = np.diff(start) if len(start) > 1 else np.zeros(0)
+    paused = gaps > 1.5 * period
     lines = [
         f"  per-thread timing over {span:.0f} s ({len(start)} blocks; ms: median / p99 / max)",
         f"    {'audio callback start lateness':34} {_ms(late)}   blocks late + cost > period: {int(over.sum())}",
+        f"    {'pauses (no callback > 1.5 periods)':34} {int(paused.sum())}, of which after a callback that ran past "
+        f"its period: {int((paused & (late[:-1] + cost[:-1] > period)).sum())}"
+        + (f"; longest {1000 * gaps.max():.1f} ms" if len(gaps) else ""),
         f"    {'audio callback run time':34} {_ms(cost)}   total {cost.sum():.1f} s ({cost.sum() / span:.1%})",
     ]
+    entry = entry_delay(rec)
+    if entry is not None:
+        lines.append(
+            f"    {'  from PortAudio to our callback':34} {_ms(entry)}   blocks > 1 ms: {int((entry > 0.001).sum())} "
+            "(PortAudio's callback began -> ours began: the interpreter lock, sounddevice's wrapper)"
+        )
     if "block_cpu" in rec:
         wait = cost - rec["block_cpu"]
         lines.append(
@@ -81,6 +116,27 @@ def summary(rec: dict, period: float, windows=(), context: dict | None = None) -
             if hit.any():
                 who.append(f"{name} {1000 * n[hit].max():.2f} ms")
         cpu = f" ({1000 * rec['block_cpu'][i]:.2f} ms CPU)" if "block_cpu" in rec else ""
+        # the longest time without a callback in the window (from the block before it), and how the
+        # callback before that pause ended: within its period, the pause was the server's or the machine's
+        j = np.flatnonzero(sel)
+        j = j[j > 0]
+        if len(j):
+            g = j[np.argmax(start[j] - start[j - 1])]
+            before_end = late[g - 1] + cost[g - 1]
+            after = f"; PortAudio -> ours for the block after it {1000 * entry[g]:.2f} ms" if entry is not None else ""
+            lines.append(
+                f"    xrun window: longest time without a callback {1000 * (start[g] - start[g - 1]):.2f} ms "
+                f"({(start[g] - start[g - 1]) / period:.1f} periods), after a callback that ended "
+                f"{1000 * before_end:.2f} ms into its period ({1000 * late[g - 1]:.2f} late + "
+                f"{1000 * cost[g - 1]:.2f} run){after}"
+            )
+            if entry is not None:
+                k = np.flatnonzero(sel)
+                m = k[np.argmax(entry[k])]
+                lines.append(
+                    f"      PortAudio -> ours in the window: most {1000 * entry[m]:.2f} ms, block "
+                    f"{int(m - g):+d} from the pause"
+                )
         lines.append(
             f"    xrun window: worst block late {1000 * late[i]:.2f} ms + ran {1000 * cost[i]:.2f} ms{cpu} "
             f"(period {1000 * period:.2f}); threads of ours running meanwhile: {', '.join(who) or 'none of ours'}"

@@ -140,7 +140,7 @@ class AudioOutput:
         if timeline is not None:
             messages = midi.received + midi.ignored if midi is not None else 0
             timeline.block(t0, t0 - self.clock.anchor - frame / self.rate, t1, xrun, self.engine.active_voices,
-                           messages - self._messages)
+                           messages - self._messages, time_info.currentTime)
             self._messages = messages
         self._ended = t1  # last: between_blocks() lets other threads start from here
 

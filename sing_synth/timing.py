@@ -12,7 +12,8 @@ written by one thread only: nothing is allocated, locked or written to disk whil
 Each block also records what the kernel counted for the audio thread inside the callback
 (context switches, voluntary ones being waits for the GIL or a lock, involuntary ones
 preemptions; page faults, ``getrusage(RUSAGE_THREAD)`` where there is one), the voices sounding,
-the MIDI messages moved onto the engine's queue and PortAudio's xrun flag.
+the MIDI messages moved onto the engine's queue, PortAudio's xrun flag and the time PortAudio gave
+the block (``currentTime``: when its own callback began, before ours).
 The file is written once the stream is closed; ``bench/live.py`` reads it after a soak.
 """
 
@@ -67,6 +68,10 @@ class Timeline:
         self.block_voices = np.zeros(blocks, np.int16)
         self.block_midi = np.zeros(blocks, np.int16)  # MIDI messages drained in the block
         self.block_xrun = np.zeros(blocks, np.bool_)  # PortAudio's underflow/overflow flag
+        # PortAudio's ``currentTime`` for the block: taken in its own callback before ours runs (on
+        # JACK, the server's frame time at that moment); against ``block_start`` it tells the time
+        # spent between PortAudio's entry and ours (the interpreter lock, sounddevice's wrapper)
+        self.block_pa = np.zeros(blocks)
         self.blocks = 0
         self.spans = {name: Spans(blocks if name == "midi" else 200_000) for name in THREADS}
         self._gc_t0 = 0.0
@@ -79,7 +84,8 @@ class Timeline:
         if resource is not None:
             self._usage0 = resource.getrusage(RUSAGE_THREAD)
 
-    def block(self, t0: float, late: float, t1: float, xrun: bool = False, voices: int = 0, midi: int = 0) -> None:
+    def block(self, t0: float, late: float, t1: float, xrun: bool = False, voices: int = 0, midi: int = 0,
+              pa_time: float = 0.0) -> None:
         """Audio thread, at the end of each callback begun with :meth:`begin` at ``t0``."""
         cpu = time.thread_time() - self._cpu0
         i = self.blocks
@@ -91,6 +97,7 @@ class Timeline:
             self.block_voices[i] = voices
             self.block_midi[i] = midi
             self.block_xrun[i] = xrun
+            self.block_pa[i] = pa_time
             u0 = self._usage0
             if u0 is not None:
                 u = resource.getrusage(RUSAGE_THREAD)
@@ -128,6 +135,7 @@ class Timeline:
             "block_voices": self.block_voices[:n],
             "block_midi": self.block_midi[:n],
             "block_xrun": self.block_xrun[:n],
+            "block_pa": self.block_pa[:n],
         }
         for name, s in self.spans.items():
             k = min(s.n, len(s.start))

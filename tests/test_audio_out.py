@@ -176,3 +176,6 @@ def test_between_blocks_returns_just_after_a_block_and_records_each_block(portau
     assert after.mean() > 0.9 and np.median(room) >= ROOM and (room >= ROOM / 2).mean() > 0.8, np.sort(room)[:10]
     assert rec["block_voices"].max() == 1 and rec["block_xrun"].dtype == np.bool_
     assert (rec["block_switches"] >= 0).all() and (rec["block_faults"] >= 0).all()
+    # PortAudio's time of each block (JACK's frame time when its callback began) moves a period a block
+    steps = np.diff(rec["block_pa"])
+    assert abs(np.median(steps) - PERIOD / RATE) < 0.1 * PERIOD / RATE, steps[:10]
