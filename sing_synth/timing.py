@@ -36,12 +36,21 @@ ENV = "SING_SYNTH_TIMING"
 THREADS = ("midi", "renderer", "status", "gc")  # the span kinds besides the audio callback
 
 
+def _made(shape, dtype=np.float64) -> np.ndarray:
+    """A zeroed array whose pages exist now: np.zeros leaves a large array's pages unmapped until first
+    written, and the records are written a row at a time while playing, by the audio thread too: each
+    new page would be a page fault in the callback."""
+    a = np.zeros(shape, dtype)
+    a.fill(0)
+    return a
+
+
 class Spans:
     """(start, duration) of up to ``capacity`` spans of one thread; later ones are counted, not kept."""
 
     def __init__(self, capacity: int):
-        self.start = np.zeros(capacity)
-        self.length = np.zeros(capacity)
+        self.start = _made(capacity)
+        self.length = _made(capacity)
         self.n = 0
 
     def add(self, t0: float, t1: float) -> None:
@@ -58,20 +67,20 @@ class Timeline:
     def __init__(self, path: str, seconds: float = 3600.0, period: float = 256 / 48000):
         self.path = path
         blocks = int(seconds / period) + 1
-        self.block_start = np.zeros(blocks)
-        self.block_late = np.zeros(blocks)
-        self.block_cost = np.zeros(blocks)
-        self.block_cpu = np.zeros(blocks)  # the audio thread's CPU time in the callback: the rest is waiting
+        self.block_start = _made(blocks)
+        self.block_late = _made(blocks)
+        self.block_cost = _made(blocks)
+        self.block_cpu = _made(blocks)  # the audio thread's CPU time in the callback: the rest is waiting
         # inside the callback: voluntary and involuntary context switches, minor and major page faults
-        self.block_switches = np.zeros((blocks, 2), np.int32)
-        self.block_faults = np.zeros((blocks, 2), np.int32)
-        self.block_voices = np.zeros(blocks, np.int16)
-        self.block_midi = np.zeros(blocks, np.int16)  # MIDI messages drained in the block
-        self.block_xrun = np.zeros(blocks, np.bool_)  # PortAudio's underflow/overflow flag
+        self.block_switches = _made((blocks, 2), np.int32)
+        self.block_faults = _made((blocks, 2), np.int32)
+        self.block_voices = _made(blocks, np.int16)
+        self.block_midi = _made(blocks, np.int16)  # MIDI messages drained in the block
+        self.block_xrun = _made(blocks, np.bool_)  # PortAudio's underflow/overflow flag
         # PortAudio's ``currentTime`` for the block: taken in its own callback before ours runs (on
         # JACK, the server's frame time at that moment); against ``block_start`` it tells the time
         # spent between PortAudio's entry and ours (the interpreter lock, sounddevice's wrapper)
-        self.block_pa = np.zeros(blocks)
+        self.block_pa = _made(blocks)
         self.blocks = 0
         self.spans = {name: Spans(blocks if name == "midi" else 200_000) for name in THREADS}
         self._gc_t0 = 0.0
