@@ -21,26 +21,21 @@ def _ms(x: np.ndarray) -> str:
     return f"{1000 * np.median(x):.3f} / {1000 * np.percentile(x, 99):.3f} / {1000 * x.max():.2f}"
 
 
-def entry_delay(rec: dict) -> np.ndarray | None:
+def entry_delay(rec: dict, reach: int = 8) -> np.ndarray | None:
     """Per block, seconds from PortAudio's callback beginning (its ``currentTime``, JACK's frame time
-    then) to ours beginning, above the least such delay; None where the records lack PortAudio's
-    times. The two clocks drift apart slowly (the server's frames against ``perf_counter``): the
-    lower envelope is a line fitted to the least offset of each 1000 blocks."""
+    then) to ours beginning, above the usual; None where the records lack PortAudio's times. The two
+    clocks are not one: the server's frames drift against ``perf_counter`` and jump where it skips
+    cycles, so the usual offset is taken from the block's neighbours: the least offset among the
+    ``reach`` blocks before it (itself included), and among the ``reach`` after it, the larger of the
+    two (a step in the offset is no delay; a single late block, or a few, is)."""
     pa = rec.get("block_pa")
-    if pa is None or len(pa) < 2 or not pa.any():
+    if pa is None or len(pa) <= 2 * reach or not pa.any():
         return None
     offset = rec["block_start"] - pa
-    n = len(offset)
-    edges = np.arange(0, n, 1000)
-    mins = np.minimum.reduceat(offset, edges)
-    where = np.array([e + np.argmin(offset[e : e + 1000]) for e in edges])
-    if len(where) > 1:
-        slope, base = np.polyfit(where, mins, 1)
-        line = base + slope * np.arange(n)
-    else:
-        line = np.full(n, mins[0])
-    delay = offset - line
-    return delay - np.percentile(delay, 0.1)
+    padded = np.concatenate([np.full(reach, offset[0]), offset, np.full(reach, offset[-1])])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, reach + 1).min(axis=1)
+    before, after = windows[: len(offset)], windows[reach:]
+    return offset - np.maximum(before, after)
 
 
 def summary(rec: dict, period: float, windows=(), context: dict | None = None) -> list[str]:
