@@ -3,6 +3,8 @@ channels revived (revive_every), and the lowest band's fundamentals (diagnose --
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -38,11 +40,21 @@ def test_a_new_run_starts_from_a_finished_runs_weights_and_split(tmp_path):
     ckpt = torch.load(tmp_path / "second" / "checkpoint.pt", weights_only=True)
     assert [h["run"] for h in ckpt["history"]] == [str(tmp_path / "first")]
     assert set(ckpt["history"][0]["elapsed"]) == {"autoencoder", "sequence", "end_to_end"}
-    again = Trainer(load_recipe(tmp_path / "second" / "recipe.yaml"), tmp_path / "second", quiet=True)
-    assert weights_digest(again.model) == weights_digest(second.model)  # resumes its own checkpoint
     other = dict(more, split_seed=7)
     with pytest.raises(ValueError, match="another split_seed"):
         Trainer(Recipe(**other), tmp_path / "third", quiet=True)
+    assert not (tmp_path / "third" / "split.json").exists()  # nothing written for a refused source
+    shutil.rmtree(tmp_path / "first")  # as in a fresh clone: the source run and the split files are not there
+    (tmp_path / "second" / "split.json").unlink()
+    again = Trainer(load_recipe(tmp_path / "second" / "recipe.yaml"), tmp_path / "second", quiet=True)
+    assert weights_digest(again.model) == weights_digest(second.model)  # resumes its own checkpoint
+    assert again.split == second.split  # the same seed over the same data
+    (tmp_path / "second" / "split.json").unlink()
+    from train.data.splits import load_split
+    from train.export import export
+
+    out = export(tmp_path / "second", tmp_path / "preset")  # and exports without the split file
+    assert load_split(out / "split.json") == second.split
 
 
 def test_revive_gives_dead_channels_inputs_without_changing_the_output():

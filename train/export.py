@@ -17,6 +17,7 @@ from sing_synth.model import Sing, SingConfig
 
 from .config import Recipe
 from .data import make_corpus
+from .data.splits import make_split, save_split
 from .solver import CHECKPOINT
 
 
@@ -105,7 +106,11 @@ def export(run_dir, output, command: str = "") -> Path:
     output.mkdir(parents=True, exist_ok=True)
     # metrics describe these weights only: `python -m train evaluate --update-preset` adds them
     presets.save(output, model, instruments, name=recipe.name, description=recipe.description.strip(), training=training)
-    shutil.copyfile(run_dir / "split.json", output / "split.json")
+    if (run_dir / "split.json").is_file():
+        shutil.copyfile(run_dir / "split.json", output / "split.json")
+    else:  # a committed run holds no split (it is not committed twice): the same seed over the same data makes it
+        save_split(make_split(corpus.pairs(), recipe.split_seed, recipe.valid, recipe.test), output / "split.json",
+                   recipe.split_seed)
     if log:
         plot_curve(log, output / "learning_curve.png")
     return output

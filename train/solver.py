@@ -99,7 +99,7 @@ class Trainer:
         path = self.run_dir / "split.json"
         if path.is_file():
             return load_split(path)
-        if self.recipe.start_from:
+        if self.recipe.start_from and not (self.run_dir / CHECKPOINT).is_file():  # a new run from another
             self._check_source()
             source = Path(self.recipe.start_from) / "split.json"
             if source.is_file():  # else the same seed over the same data makes the same split
