@@ -76,7 +76,9 @@ def flag_on_stop(stop: threading.Event) -> tuple[list[int], Callable[[], None]]:
 
 
 def _install(handler) -> Callable[[], None]:
-    old = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    # A signal ignored when the job starts stays ignored, as Python does for SIGINT: `nohup` (SIGHUP)
+    # and a background job of a script (SIGINT) chose that for it.
+    old = {s: signal.signal(s, handler) for s in STOP_SIGNALS if signal.getsignal(s) != signal.SIG_IGN}
 
     def restore() -> None:
         for s, previous in old.items():

@@ -14,6 +14,18 @@ from job_fixtures import handles
 
 from sing_synth import signals
 from sing_synth.testing import songs
+from sing_synth.testing.jack_server import default_stop_signals
+
+
+@pytest.fixture(autouse=True)
+def stop_signals_at_their_defaults():
+    """The suite may run under `nohup` (SIGHUP ignored) or as a script's background job (SIGINT
+    ignored); a job keeps a signal ignored at its start, so these tests start from the defaults."""
+    before = {s: signal.signal(s, signal.SIG_DFL) for s in (signal.SIGHUP,)}
+    before[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    for s, handler in before.items():
+        signal.signal(s, handler)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
@@ -32,6 +44,7 @@ def test_a_stopping_signal_raises_once_and_the_handlers_come_back(sig):
 
 def test_flag_on_stop_records_the_signals_in_order():
     stop = threading.Event()
+    before = signal.getsignal(signal.SIGHUP)
     received, restore = signals.flag_on_stop(stop)
     try:
         os.kill(os.getpid(), signal.SIGHUP)
@@ -40,8 +53,21 @@ def test_flag_on_stop_records_the_signals_in_order():
     finally:
         restore()
     assert received == [signal.SIGHUP, signal.SIGTERM]
-    assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
+    assert signal.getsignal(signal.SIGHUP) == before
 
+
+
+def test_a_signal_ignored_at_the_start_stays_ignored():
+    """Under `nohup` SIGHUP is ignored: a long render must not stop when the terminal goes."""
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        received, restore = signals.flag_on_stop(threading.Event())
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_IGN, signal.SIG_DFL)
+        restore()
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before)
 
 
 @pytest.mark.parametrize(
@@ -69,7 +95,7 @@ def test_a_signal_stops_a_job_cleanly(tmp_path, tiny_preset, command, sig, when)
         argv = ["learn", str(tmp_path / "rec"), "--name", "Sine", "-o", str(out / "mine")]
     proc = subprocess.Popen(
         [sys.executable, "-m", "sing_synth", *argv, "--preset", str(tiny_preset.path), "--model-device", "cpu"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_stop_signals,
     )
     deadline = time.monotonic() + 120
     try:

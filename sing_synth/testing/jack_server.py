@@ -17,6 +17,7 @@ import gc
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -223,6 +224,14 @@ def onset(x: np.ndarray, start: int, floor: float = 1e-6) -> int:
     return start + int(idx[0]) if len(idx) else -1
 
 
+def default_stop_signals() -> None:
+    """In a child before it runs: SIGHUP and SIGINT at their defaults, as a terminal starts a program
+    (a harness run under `nohup`, or as a script's background job, would pass them on ignored, and
+    the synth keeps a signal ignored at its start)."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Synth:
     """`sing-synth --virtual` in a subprocess on a JACK server; a thread collects its stdout lines."""
 
@@ -233,7 +242,7 @@ class Synth:
         self.ready_s = None  # seconds from launch to the `ready` line
         self.err = tempfile.TemporaryFile(mode="w+")  # a pipe nobody reads could fill up and block it
         self.proc = subprocess.Popen(cmd, env={"OMP_NUM_THREADS": "1", **env}, stdout=subprocess.PIPE,
-                                     stderr=self.err, text=True)
+                                     stderr=self.err, text=True, preexec_fn=default_stop_signals)
         self.lines: list[str] = []
         self.ready = threading.Event()
         self.reader = threading.Thread(target=self._read, daemon=True)
