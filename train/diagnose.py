@@ -41,6 +41,20 @@ def _open(run_dir) -> tuple[Trainer, bool]:
     return trainer, generating
 
 
+def _pick(pool: list, count: int, rng) -> list:
+    return [pool[k] for k in sorted(rng.choice(len(pool), size=min(count, len(pool)), replace=False))]
+
+
+@torch.no_grad()
+def _make(trainer: Trainer, generating: bool, notes) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """``notes`` as the run makes them: the made and the real waveforms, and the decoder's latents."""
+    c, model = trainer.config, trainer.model.eval()
+    padded = trainer.padded(notes)
+    latent = model.generator(*trainer.labels(notes))[0] if generating else trainer.encoder(padded)
+    gen = model.decode(latent).numpy()
+    return gen, padded[:, c.pad : c.pad + c.note_samples].numpy(), latent
+
+
 def f0_report(run_dir, low: int = 24, high: int = 35, count: int = 64, seed: int = 0) -> str:
     """Where the fundamentals of a pitch range's melodic validation notes land (experiment E17):
     per note, the project's estimate for the real and the generated note and the levels of the
@@ -49,13 +63,8 @@ def f0_report(run_dir, low: int = 24, high: int = 35, count: int = 64, seed: int
     trainer, generating = _open(run_dir)
     c, rate = trainer.config, trainer.config.sample_rate
     pool = [n for n in trainer.notes["valid"] if low <= n[1] <= high and not trainer.corpus.instruments[n[0]].drum_kit]
-    rng = np.random.default_rng(seed)
-    notes = [pool[k] for k in sorted(rng.choice(len(pool), size=min(count, len(pool)), replace=False))]
-    with torch.no_grad():
-        padded = trainer.padded(notes)
-        latent = trainer.model.generator(*trainer.labels(notes))[0] if generating else trainer.encoder(padded)
-        gen = trainer.model.decode(latent).numpy()
-    real = padded[:, c.pad : c.pad + c.note_samples].numpy()
+    notes = _pick(pool, count, np.random.default_rng(seed))
+    gen, real, _ = _make(trainer, generating, notes)
     frame_rate = rate / c.stride
     lines = ["| instrument | pitch | Hz | real f0 | generated f0 | partials 1-3 real dB | partials 1-3 generated dB |",
              "|---|---|---|---|---|---|---|"]
@@ -97,23 +106,16 @@ def diagnose(run_dir, per_group: int = 24, seed: int = 0) -> dict:
         groups.setdefault(note_group(trainer.corpus.instruments[n[0]], n[1]), []).append(n)
     rng = np.random.default_rng(seed)
     families = {i.id: i.family for i in trainer.corpus.instruments}
-    model, c = trainer.model.eval(), trainer.config
+    c = trainer.config
     report = {"run": str(run_dir), "stage_index": trainer.stage_index, "step": trainer.step,
               "made_by": "generation" if generating else "reconstruction", "groups": {}}
     ever = torch.zeros(c.channels, dtype=torch.bool)
     for name in sorted(groups):
-        pool = groups[name]
-        notes = [pool[k] for k in sorted(rng.choice(len(pool), size=min(per_group, len(pool)), replace=False))]
+        notes = _pick(groups[name], per_group, rng)
+        gen, real, latent = _make(trainer, generating, notes)
         with torch.no_grad():
-            padded = trainer.padded(notes)
-            if generating:
-                latent, _ = model.generator(*trainer.labels(notes))
-            else:
-                latent = trainer.encoder(padded)
-            act = hidden_activity(model.decoder, latent)
-            gen = model.decode(latent).numpy()
+            act = hidden_activity(trainer.model.decoder, latent)
         ever |= (act > 0).flatten(0, 1).any(0)
-        real = padded[:, c.pad : c.pad + c.note_samples].numpy()
         summary = bd.summarize(bd.measure(gen, real, notes, families, c.sample_rate, pitch=name != "drums"))
         summary["alive_share"] = float((act > 0).float().mean())
         summary["dead_notes"] = int(((act > 0).flatten(1).sum(1) == 0).sum())

@@ -79,15 +79,13 @@ def revive(decoder: Decoder, latent: torch.Tensor, seed: int = 0) -> list[int]:
         n = int(dead.sum())
         if n:
             fresh = torch.randn(n, w.shape[1], generator=gen, dtype=w.dtype) / w.shape[1] ** 0.5
-            fresh_pre = F.linear(x, fresh).flatten(0, -2)
-            mean, std = fresh_pre.mean(0), fresh_pre.std(0).clamp_min(1e-8)
-            w[dead] = fresh / std[:, None]
-            layer.bias[dead] = -mean / std
+            bias = torch.empty(n, dtype=w.dtype)
+            pre[..., dead] = _normalise(fresh, bias, F.linear(x, fresh))
+            w[dead], layer.bias[dead] = fresh, bias
             if nxt is decoder.synthesis:
                 nxt.weight[dead] = 0.0  # (C, 1, kernel)
             else:
                 nxt.weight[:, dead] = 0.0  # (C, C, 1)
-            pre = F.linear(x, w, layer.bias)
         counts.append(n)
         x = F.relu(pre)
     return counts

@@ -67,6 +67,8 @@ class Trainer:
             torch.set_num_threads(recipe.threads)
         self.main = self.rank == 0
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if recipe.start_from and not (self.run_dir / CHECKPOINT).is_file():  # a new run from another one
+            self._check_source()
         self.corpus = corpus if corpus is not None else make_corpus(recipe.data, cache_dir=self.run_dir.parent / ".corpus-cache")
         self.split = self._split()
         self.notes = split_notes(self.split, self.corpus.notes())
@@ -99,8 +101,7 @@ class Trainer:
         path = self.run_dir / "split.json"
         if path.is_file():
             return load_split(path)
-        if self.recipe.start_from and not (self.run_dir / CHECKPOINT).is_file():  # a new run from another
-            self._check_source()
+        if self.recipe.start_from and not (self.run_dir / CHECKPOINT).is_file():  # checked in __init__
             source = Path(self.recipe.start_from) / "split.json"
             if source.is_file():  # else the same seed over the same data makes the same split
                 split = load_split(source)
@@ -157,7 +158,6 @@ class Trainer:
         if not path.is_file():
             if not self.recipe.start_from:
                 return
-            self._check_source()
             path = Path(self.recipe.start_from) / CHECKPOINT
         ckpt = torch.load(path, map_location=self.device, weights_only=True)
         if ckpt["config"] != self.config.to_dict():
