@@ -16,7 +16,7 @@ from sing_synth import events as ev
 from sing_synth.audio_out import AudioOutput, find_device, match_device, output_devices
 from sing_synth.errors import PortError
 from sing_synth.midi_in import AudioClock
-from sing_synth.testing.jack_server import Recorder, onsets
+from sing_synth.testing.jack_server import Recorder, onsets, replays
 
 RATE, PERIOD = 48000, 256
 
@@ -120,16 +120,16 @@ def test_events_sound_at_their_arrival_time_not_at_block_boundaries(portaudio):
     The push times are read on JACK's own timeline (``frame_time``), which stays right when a
     loaded machine makes the dummy driver run late; a block-quantised synth would spread the
     latencies over a whole period. A run that the machine stalled (xruns or gaps in the
-    recording: the timeline itself broke) is played again, at most twice; a clean run must pass.
+    recording: the timeline itself broke) is played again (``replays``); a clean run must pass.
     """
     period_ms = 1000 * PERIOD / RATE
-    for attempt in range(3):
-        error_ms, damaged = _arrival_run(seed=1 + attempt)
+    for attempt in replays():
+        error_ms, damaged = _arrival_run(seed=attempt)
         if not damaged:
             break
     # block-quantised placement would spread these over a whole period (5.3 ms); arrival-time
     # placement keeps them within the callback's scheduling jitter
-    assert np.abs(error_ms).max() < period_ms / 3, (error_ms, f"{damaged} xruns/gaps in the last of {attempt + 1} runs")
+    assert np.abs(error_ms).max() < period_ms / 3, (error_ms, f"{damaged} xruns/gaps in the last of {attempt} runs")
 
 
 def test_audio_path_modules_do_not_import_torch():

@@ -210,6 +210,21 @@ class Recorder:
         self.client.close()
 
 
+REPLAYS = 5
+
+
+def replays(attempts: int = REPLAYS, pause_s: float = 2.0):
+    """Attempt numbers 1..``attempts`` for a real-time check that a stalled machine can spoil.
+
+    This virtual machine stalls now and then, in stretches (bench/live.py's soak: a do-nothing
+    real-time thread woke up to 19 ms late). A run the graph reported xruns for is played again;
+    a clean run must pass. Before each replay it waits a growing pause, to leave the stretch."""
+    for attempt in range(1, attempts + 1):
+        if attempt > 1:
+            time.sleep(pause_s * (attempt - 1))
+        yield attempt
+
+
 def onsets(x: np.ndarray, gap: int, floor: float = 1e-6) -> np.ndarray:
     """Frames where sound starts after at least ``gap`` frames of silence (``|x| <= floor``)."""
     loud = np.flatnonzero(np.abs(x) > floor)
