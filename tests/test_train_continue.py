@@ -44,6 +44,14 @@ def test_a_new_run_starts_from_a_finished_runs_weights_and_split(tmp_path):
     with pytest.raises(ValueError, match="another split_seed"):
         Trainer(Recipe(**other), tmp_path / "third", quiet=True)
     assert not (tmp_path / "third" / "split.json").exists()  # nothing written for a refused source
+    grain = dict(more, model={"size": "tiny", "kernel_size": 2048, "pad": 2816})  # init.widen_grain
+    grown = Trainer(Recipe(**grain), tmp_path / "grown", quiet=True)
+    labels = [torch.tensor(v) for v in ([1, 4, 2], [0, 1, 3], [60, 66, 72])]
+    with torch.no_grad():
+        assert torch.allclose(grown.model(*labels), first.model(*labels), atol=1e-6)
+    wider = dict(more, model={"size": "tiny", "channels": 64})
+    with pytest.raises(ValueError, match="more than a longer grain"):
+        Trainer(Recipe(**wider), tmp_path / "wider", quiet=True)
     shutil.rmtree(tmp_path / "first")  # as in a fresh clone: the source run and the split files are not there
     (tmp_path / "second" / "split.json").unlink()
     again = Trainer(load_recipe(tmp_path / "second" / "recipe.yaml"), tmp_path / "second", quiet=True)
@@ -55,6 +63,32 @@ def test_a_new_run_starts_from_a_finished_runs_weights_and_split(tmp_path):
 
     out = export(tmp_path / "second", tmp_path / "preset")  # and exports without the split file
     assert load_split(out / "split.json") == second.split
+
+
+def test_a_longer_grain_changes_no_note_and_no_frame():
+    """``widen_grain``: a kernel of 1,024 -> 2,048 samples with pad grown by half as much; the
+    decoder's notes and the encoder's latents stay the same (the frames do not move)."""
+    from sing_synth.model import Encoder, Sing, SingConfig
+    from train.init import grain_growth, widen_grain
+
+    torch.manual_seed(0)
+    old = SingConfig.tiny()
+    model, encoder = Sing(old).eval(), Encoder(old).eval()
+    note = torch.randn(2, old.note_samples) * 0.1
+    labels = [torch.tensor(v) for v in ([1, 4], [0, 3], [30, 90])]
+    with torch.no_grad():
+        notes, latents = model(*labels), encoder(torch.nn.functional.pad(note, (old.pad, old.pad)))
+    new = SingConfig.from_dict(dict(old.to_dict(), kernel_size=2048, pad=old.pad + 512))
+    assert grain_growth(old, new) == 512 and new.n_steps == old.n_steps
+    model2, encoder2 = Sing(new).eval(), Encoder(new).eval()
+    model2.load_state_dict(widen_grain(model.state_dict(), old, new))
+    encoder2.load_state_dict(widen_grain(encoder.state_dict(), old, new))
+    with torch.no_grad():
+        assert torch.allclose(model2(*labels), notes, atol=1e-6)
+        assert torch.allclose(encoder2(torch.nn.functional.pad(note, (new.pad, new.pad))), latents, atol=1e-5)
+    for bad in ({"kernel_size": 2048, "pad": 3072}, {"kernel_size": 512, "pad": 2048}, {"channels": 64}):
+        with pytest.raises(ValueError, match="only kernel_size"):
+            grain_growth(old, SingConfig.from_dict(dict(old.to_dict(), **bad)))
 
 
 def test_revive_gives_dead_channels_inputs_without_changing_the_output():

@@ -15,7 +15,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from sing_synth.model import Decoder, Encoder
+from sing_synth.config import SingConfig
+from sing_synth.model import Decoder, Encoder, squared_hann
 
 OUTPUT_RATIO = 0.1  # first output RMS against the batch's RMS (-20 dB)
 
@@ -89,3 +90,45 @@ def revive(decoder: Decoder, latent: torch.Tensor, seed: int = 0) -> list[int]:
         counts.append(n)
         x = F.relu(pre)
     return counts
+
+
+GRAIN_KEYS = ("decoder.synthesis.weight", "analysis.weight")  # Sing's synthesis kernel, the encoder's analysis kernel
+
+
+def grain_growth(old: SingConfig, new: SingConfig) -> int:
+    """Samples added on each side of the grain if ``new`` differs from ``old`` only by a longer
+    synthesis kernel with ``pad`` grown by half as much (0 if the configurations are equal)."""
+    a, b = old.to_dict(), new.to_dict()
+    side = (new.kernel_size - old.kernel_size) // 2
+    if {k for k in a if a[k] != b[k]} - {"kernel_size", "pad"} or side < 0 or new.pad - old.pad != side:
+        raise ValueError(
+            "the model differs from the run it starts from in more than a longer grain: only kernel_size "
+            f"may grow, with pad growing by half as much (here kernel_size {old.kernel_size} -> "
+            f"{new.kernel_size}, pad {old.pad} -> {new.pad})"
+        )
+    return side
+
+
+@torch.no_grad()
+def widen_grain(state: dict, old: SingConfig, new: SingConfig) -> dict:
+    """``state`` (a model's or an encoder's) with its kernels grown from ``old`` to ``new``'s length.
+
+    The kernels are windowed by hann**2 of their own length: the old windowed grain is placed in
+    the middle of the new one (divided by the new window there) and the rest is zero, so every
+    grain, and so every output, is the same as before; with ``pad`` grown by half the added
+    length, the frames stay where they were in the note (n_steps, the decoder's output length
+    after its trim, and each grain's centre do not move). Training can then use the longer grain.
+    """
+    side = grain_growth(old, new)
+    if not side:
+        return state
+    k = old.kernel_size
+    ratio = (squared_hann(k) / squared_hann(new.kernel_size)[side : side + k]).to(torch.float64)
+    out = dict(state)
+    for key in GRAIN_KEYS:
+        if key in state:
+            w = state[key]
+            grown = w.new_zeros(*w.shape[:-1], new.kernel_size)
+            grown[..., side : side + k] = (w.double() * ratio).to(w.dtype)
+            out[key] = grown
+    return out

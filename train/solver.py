@@ -30,6 +30,7 @@ from sing_synth.progress import Progress
 from .config import STAGES, Recipe, load_recipe
 from .data import make_corpus
 from .data.splits import load_split, make_split, save_split, split_notes
+from .init import grain_growth, widen_grain
 from .stages import STAGES as STAGE_CLASSES
 
 CHECKPOINT = "checkpoint.pt"
@@ -148,10 +149,14 @@ class Trainer:
             raise ValueError(f"start_from {src} is not a run directory (no {CHECKPOINT} or recipe.yaml): "
                              "name a trained run, e.g. train/runs/sing-gm")
         theirs = load_recipe(src / "recipe.yaml")
-        for key in ("data", "split_seed", "valid", "test", "model"):
+        for key in ("data", "split_seed", "valid", "test"):
             if getattr(theirs, key) != getattr(self.recipe, key):
                 raise ValueError(f"start_from {src} was trained with another {key}: "
                                  f"copy its {key} into this recipe")
+        try:  # the same model, or the same with a longer grain (init.widen_grain)
+            grain_growth(model_config(theirs, 1), model_config(self.recipe, 1))
+        except ValueError as exc:
+            raise ValueError(f"start_from {src}: {exc}; copy its model into this recipe") from None
 
     def _load_checkpoint(self) -> None:
         path = self.run_dir / CHECKPOINT
@@ -161,7 +166,11 @@ class Trainer:
             path = Path(self.recipe.start_from) / CHECKPOINT
         ckpt = torch.load(path, map_location=self.device, weights_only=True)
         if ckpt["config"] != self.config.to_dict():
-            raise ValueError(f"{path} was made with another model configuration: use a new run directory")
+            if path.parent == self.run_dir:
+                raise ValueError(f"{path} was made with another model configuration: use a new run directory")
+            theirs = SingConfig.from_dict(ckpt["config"])  # start_from with a longer grain (checked in __init__)
+            ckpt["model"] = widen_grain(ckpt["model"], theirs, self.config)
+            ckpt["encoder"] = widen_grain(ckpt["encoder"], theirs, self.config)
         self.model.load_state_dict(ckpt["model"])
         self.encoder.load_state_dict(ckpt["encoder"])
         self.history = list(ckpt.get("history", []))
