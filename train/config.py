@@ -43,6 +43,10 @@ class StageConfig:
     # level a quiet or silent output has a vanishing gradient and the decoder collapses to zero.
     # Validation and evaluation always use the paper's definition (0 dB).
     loss_gain_db: float = 0.0
+    # End-to-end stage only: added to loss_gain_db for the drum kits' notes. A kit note's output
+    # can carry a steady noise bed 60 dB under its hit, under the loss's floor, where the L1 cannot
+    # see it (experiment E22); the gain lowers the floor for the kits alone.
+    drum_gain_db: float = 0.0
     # Training loss only: how notes of a batch are weighted. "none": the plain mean (the paper's
     # loss). "silence": each note's loss is divided by the loss silence would score against it
     # (the mean of its target's log-power plane, floored at ``weight_floor``), so a short drum hit
@@ -122,6 +126,8 @@ class Recipe:
                 raise ValueError(f"stages.{name}.loss must be spectral or waveform, got {s.loss!r}")
             if s.sampling not in ("",) + SAMPLINGS:
                 raise ValueError(f"stages.{name}.sampling must be one of {', '.join(SAMPLINGS)}, got {s.sampling!r}")
+            if s.drum_gain_db and name != "end_to_end":
+                raise ValueError(f"stages.{name}.drum_gain_db: only the end_to_end stage knows which notes are drums")
             if s.note_weight not in ("none", "silence"):
                 raise ValueError(f"stages.{name}.note_weight must be none or silence, got {s.note_weight!r}")
         if self.init not in ("default", "data"):

@@ -41,7 +41,9 @@ def reconstruction_loss(kind: str, x: torch.Tensor, y: torch.Tensor, gain_db: fl
     ``StageConfig``)."""
     if kind == "waveform":
         return waveform_mse(x, y)
-    g2 = 10.0 ** (gain_db / 10.0)
+    g2 = 10.0 ** (gain_db / 10.0)  # a number, or a tensor (batch,): a gain per note
+    if isinstance(g2, torch.Tensor):
+        g2 = g2.to(x.device, torch.float32)[:, None, None]
     px, py = power_spectrogram(x) * g2, power_spectrogram(y) * g2
     lx, ly = torch.log1p(px), torch.log1p(py)
     d = lx - ly
@@ -64,10 +66,10 @@ def reconstruction_loss(kind: str, x: torch.Tensor, y: torch.Tensor, gain_db: fl
     return per_note.mean()
 
 
-def stage_loss(cfg, x: torch.Tensor, y: torch.Tensor, under_weight: float | None = None) -> torch.Tensor:
+def stage_loss(cfg, x: torch.Tensor, y: torch.Tensor, under_weight: float | None = None, gain_db=None) -> torch.Tensor:
     under = cfg.under_weight if under_weight is None else under_weight
-    return reconstruction_loss(cfg.loss, x, y, cfg.loss_gain_db, cfg.note_weight, cfg.weight_floor, cfg.band_loss, under,
-                               cfg.long_fft)
+    gain = cfg.loss_gain_db if gain_db is None else gain_db
+    return reconstruction_loss(cfg.loss, x, y, gain, cfg.note_weight, cfg.weight_floor, cfg.band_loss, under, cfg.long_fft)
 
 
 def segment_target(config: SingConfig, padded: torch.Tensor, g0: int, frames: int) -> torch.Tensor:
@@ -114,16 +116,20 @@ class SequenceLoss(nn.Module):
 class EndToEndLoss(nn.Module):
     """Stage 3: LSTM + decoder from (velocity, instrument, pitch) to audio."""
 
-    def __init__(self, generator: SequenceGenerator, decoder: Decoder, cfg):
+    def __init__(self, generator: SequenceGenerator, decoder: Decoder, cfg, kits: torch.Tensor | None = None):
         super().__init__()
         self.generator, self.decoder, self.cfg = generator, decoder, cfg
         self.under_weight = cfg.under_weight  # set per step by the stage (StageConfig.under_weight_at)
+        self.kits = kits  # (n_instruments,) bool: the drum kits, for cfg.drum_gain_db
 
     def forward(self, v, i, p, padded: torch.Tensor, g0: int, frames: int) -> torch.Tensor:
         c = self.decoder.config
         latent, _ = self.generator(v, i, p)
         out = self.decoder(latent[:, g0 : g0 + frames + c.context_size - 1])
-        return stage_loss(self.cfg, out, segment_target(c, padded, g0, frames), self.under_weight)
+        gain = None
+        if self.cfg.drum_gain_db:
+            gain = self.cfg.loss_gain_db + self.cfg.drum_gain_db * self.kits.to(i.device)[i].float()
+        return stage_loss(self.cfg, out, segment_target(c, padded, g0, frames), self.under_weight, gain)
 
 
 # Stages ---------------------------------------------------------------------------------------
@@ -249,7 +255,10 @@ class EndToEndStage(Stage):
     name = "end_to_end"
 
     def make_loss(self):
-        return EndToEndLoss(self.trainer.model.generator, self.trainer.model.decoder, self.cfg)
+        t = self.trainer
+        kits = torch.zeros(t.config.n_instruments, dtype=torch.bool)
+        kits[[x.id for x in t.corpus.instruments if x.drum_kit]] = True
+        return EndToEndLoss(t.model.generator, t.model.decoder, self.cfg, kits)
 
     def forward(self, module, notes, padded, g0, frames):
         return module(*self.trainer.labels(notes), padded, g0, frames)
