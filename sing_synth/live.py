@@ -7,7 +7,9 @@ they are played) -> the notes not on disk are rendered, with a progress bar (whe
 on disk, ready comes once the common velocities, 100 and 75, are read: the other velocity layers
 are read right after); the model is built, and torch imported, only when notes are not on disk
 (in a thread of its own, while the disk is read): a start that finds every note on disk imports
-no torch, unless it plays a morph (its positions are made as they are played) -> engine -> MIDI
+no torch, unless it plays a morph (its positions are made as they are played) -> engine ->
+warm-up of the note path (:mod:`sing_synth.warmup`: a few notes through the engine into scratch blocks,
+its state then put back, every array it writes backed by memory) -> MIDI
 port (a JACK client joining a running graph would make the stream skip a period) -> garbage
 collector frozen and switched off (the status loop collects the young generations every few
 seconds: no collection in the audio thread) -> memory locked in RAM where permitted
@@ -47,6 +49,7 @@ from .midi_in import AudioClock, MidiInput, check_input
 from .morph import DEFAULT_CCS, DEFAULT_STEPS, MorphControl, resolve
 from .note_source import COMMON_CLASSES
 from .progress import Progress
+from .warmup import warm_up
 
 GC_EVERY = 10.0  # s between the status loop's collections of the young generations while playing
 
@@ -173,6 +176,7 @@ def play(options: LiveOptions) -> int:
             effects=o.effects,
             morph=morph,
         )
+        warm_up(engine, o.blocksize)  # the first note's block costs no more than a later one's
         clock = AudioClock(rate, delay_frames=o.blocksize)
         timeline = timing.from_env(o.blocksize / rate)  # SING_SYNTH_TIMING: where the time goes
         audio = AudioOutput(engine, clock, device, rate, o.blocksize, o.latency, timeline)
