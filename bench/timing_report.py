@@ -38,6 +38,37 @@ def entry_delay(rec: dict, reach: int = 8) -> np.ndarray | None:
     return offset - np.maximum(before, after)
 
 
+def first_note(rec: dict) -> list[str]:
+    """The blocks of the first note after start-up (issue 17): the first with a MIDI message (drained)
+    and the first with a voice sounding (the note applied), each with its run time, CPU time and page
+    faults (minor/major) in the callback; then the same for the next 1,000 blocks with voices (median,
+    max) to compare with."""
+    if "block_faults" not in rec:
+        return []
+    cost, cpu, faults = rec["block_cost"], rec["block_cpu"], rec["block_faults"]
+
+    def block(i: int) -> str:
+        return (
+            f"block {i}: ran {1000 * cost[i]:.3f} ms ({1000 * cpu[i]:.3f} CPU), page faults "
+            f"{int(faults[i, 0])}/{int(faults[i, 1])}"
+        )
+
+    midi, voices = np.flatnonzero(rec["block_midi"] > 0), np.flatnonzero(rec["block_voices"] > 0)
+    lines = []
+    if len(midi):
+        lines.append(f"    {'first MIDI message (drained)':34} {block(int(midi[0]))}")
+    if len(voices):
+        lines.append(f"    {'first note (a voice sounding)':34} {block(int(voices[0]))}")
+        later = voices[1:1001]
+        if len(later):
+            lines.append(
+                f"    {'  the next blocks with voices':34} {len(later)}: ran {_ms(cost[later])} ms; page faults "
+                f"max {int(faults[later, 0].max())}/{int(faults[later, 1].max())}, "
+                f"{int((faults[later].sum(axis=1) > 0).sum())} blocks with any"
+            )
+    return lines
+
+
 def summary(rec: dict, period: float, windows=(), context: dict | None = None) -> list[str]:
     """Lines of the breakdown; ``windows``: (t0, t1) perf_counter spans of the xruns of our own;
     ``context``: the soak's ``soak.npz`` (the reference's late wake-ups, steal time per second)."""
@@ -99,6 +130,7 @@ def summary(rec: dict, period: float, windows=(), context: dict | None = None) -
                 f"    {'  ran past a block due':34} {int((margin < 0).sum())} of {int(ok.sum())} spans; margin to the "
                 f"next block {_ms(margin)}"
             )
+    lines += first_note(rec)
     for t0, t1 in windows:
         sel = (start >= t0) & (start <= t1)
         if not sel.any():
