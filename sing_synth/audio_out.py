@@ -18,6 +18,12 @@ The callback also leaves the times it started and ended: the other threads that 
 play (the status loop, the renderer) call :meth:`AudioOutput.between_blocks` first, so their
 Python work starts just after a block, with the gap to the next one to itself, and the callback
 finds the GIL free when its turn comes.
+
+Before play, :meth:`AudioOutput.start` can warm up the note path in the callback's own thread: the
+stream's first blocks are silence while the callback runs a :class:`~sing_synth.warmup.WarmUp`
+of the engine, a block each (no clock tick, no MIDI, no timing row), then the engine is put back
+as it was and ``start`` returns. The first note then finds the thread's stack, its malloc arena and
+OpenBLAS's buffer, which a warm-up in another thread would not touch, already used.
 """
 
 from __future__ import annotations
@@ -25,8 +31,10 @@ from __future__ import annotations
 import time
 
 from .errors import PortError
+from .warmup import WarmUp
 
 ROOM = 0.001  # s: the least time to the next block for another thread to start its Python work
+WARM_TIMEOUT = 5.0  # s: the most start() waits for the warm-up's blocks (a stream that does not call back)
 
 
 def _sd():
@@ -99,6 +107,7 @@ class AudioOutput:
         self._period = blocksize / rate
         self._started = self._ended = 0.0  # perf_counter at the last callback's start and end
         self._messages = 0  # MIDI messages received and ignored, as of the last block (timing only)
+        self._warming = None  # a WarmUp the callback runs instead of playing, while start() waits
         try:
             self.stream = sd.OutputStream(
                 samplerate=rate,
@@ -121,6 +130,12 @@ class AudioOutput:
         xrun = status.output_underflow or status.output_overflow
         if xrun:
             self.xruns += 1
+        warming = self._warming
+        if warming is not None:  # before play: silence, and a block of the warm-up in this thread
+            outdata.fill(0.0)
+            warming.step()
+            self._ended = time.perf_counter()
+            return
         frame = self.engine.frame
         self.clock.tick(frame, self._period, xrun)
         midi = self.midi
@@ -171,8 +186,17 @@ class AudioOutput:
         """PortAudio's output latency plus the one block of MIDI scheduling delay, in seconds."""
         return float(self.stream.latency) + self._period
 
-    def start(self) -> None:
+    def start(self, warm_up: WarmUp | None = None) -> bool:
+        """Start the stream; with ``warm_up`` (a :class:`~sing_synth.warmup.WarmUp` of the engine), first
+        run it in the callback (see the module docstring) and return once the engine is put back: False
+        when the stream had not run its blocks within ``WARM_TIMEOUT`` (the rest are dropped)."""
+        self._warming = warm_up
         self.stream.start()
+        if warm_up is None:
+            return True
+        ran = warm_up.finish(WARM_TIMEOUT)
+        self._warming = None
+        return ran
 
     def close(self) -> None:
         self.stream.stop()

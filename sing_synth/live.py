@@ -7,13 +7,13 @@ they are played) -> the notes not on disk are rendered, with a progress bar (whe
 on disk, ready comes once the common velocities, 100 and 75, are read: the other velocity layers
 are read right after); the model is built, and torch imported, only when notes are not on disk
 (in a thread of its own, while the disk is read): a start that finds every note on disk imports
-no torch, unless it plays a morph (its positions are made as they are played) -> engine ->
-warm-up of the note path (:mod:`sing_synth.warmup`: a few notes through the engine into scratch blocks,
-its state then put back, every array it writes backed by memory) -> MIDI
+no torch, unless it plays a morph (its positions are made as they are played) -> engine -> MIDI
 port (a JACK client joining a running graph would make the stream skip a period) -> garbage
 collector frozen and switched off (the status loop collects the young generations every few
 seconds: no collection in the audio thread) -> memory locked in RAM where permitted
-(:mod:`sing_synth.memlock`; a one-line note where not) -> audio stream -> ``ready`` (and ``ready_file``).
+(:mod:`sing_synth.memlock`; a one-line note where not) -> audio stream, its first blocks silent while
+the callback warms up the note path (:mod:`sing_synth.warmup`: a few notes through the engine into
+scratch blocks, its state then put back) -> ``ready`` (and ``ready_file``).
 While notes play, the status loop and the renderer thread start their Python work just after an
 audio block (:meth:`~sing_synth.audio_out.AudioOutput.between_blocks`). A
 note that is neither in memory nor on disk later (a program change to a new instrument) has the
@@ -38,7 +38,7 @@ from pathlib import Path
 from . import events as ev
 from . import limits, memlock, signals, timing
 from . import preset as presets
-from .audio_out import AudioOutput, find_device
+from .audio_out import WARM_TIMEOUT, AudioOutput, find_device
 from .cache import NoteCache
 from .cache_filler import CacheFiller
 from .disk_cache import DiskCache
@@ -49,7 +49,7 @@ from .midi_in import AudioClock, MidiInput, check_input
 from .morph import DEFAULT_CCS, DEFAULT_STEPS, MorphControl, resolve
 from .note_source import COMMON_CLASSES
 from .progress import Progress
-from .warmup import warm_up
+from .warmup import WarmUp
 
 GC_EVERY = 10.0  # s between the status loop's collections of the young generations while playing
 
@@ -176,11 +176,12 @@ def play(options: LiveOptions) -> int:
             effects=o.effects,
             morph=morph,
         )
-        warm_up(engine, o.blocksize)  # the first note's block costs no more than a later one's
         clock = AudioClock(rate, delay_frames=o.blocksize)
         timeline = timing.from_env(o.blocksize / rate)  # SING_SYNTH_TIMING: where the time goes
         audio = AudioOutput(engine, clock, device, rate, o.blocksize, o.latency, timeline)
-        session = _Session(o, engine, clock, audio, cache, filler)
+        # the warm-up's state is saved now, before the collector is frozen and memory locked: saved after,
+        # the callback took 24 page faults in 20 s of play after the first note instead of 5 (bench/RESULTS.md)
+        session = _Session(o, engine, clock, audio, cache, filler, WarmUp(engine, o.blocksize))
         return 128 + session.run(port, device, describe(preset, instrument, morph), ready_s)
     except KeyboardInterrupt as exc:
         print(f"\nstopped by {signals.name(exc)} before ready", file=sys.stderr)
@@ -204,9 +205,9 @@ def describe(preset, instrument, morph: MorphControl | None) -> str:
 class _Session:
     """The playing instrument: the stream and the port open, the status loop, the clean stop."""
 
-    def __init__(self, options: LiveOptions, engine, clock, audio, cache, filler) -> None:
+    def __init__(self, options: LiveOptions, engine, clock, audio, cache, filler, warm: WarmUp | None = None) -> None:
         self.o, self.engine, self.clock, self.audio = options, engine, clock, audio
-        self.cache, self.filler = cache, filler
+        self.cache, self.filler, self.warm = cache, filler, warm
 
     def run(self, port: str, device: dict, instrument: str, ready_s: float) -> int:
         """Open the stream and the port, print the session, run the status loop until a stopping
@@ -235,7 +236,11 @@ class _Session:
                 print(note, file=sys.stderr, flush=True)
             if timeline is not None:
                 timeline.watch_gc()  # the collections while playing, not the one above
-            audio.start()
+            warm, self.warm = self.warm, None  # the saved state goes once the engine is put back
+            if not audio.start(warm):  # the first blocks silent, the note path warmed up in the callback
+                print(f"note path not warmed up: the audio output did not call back for {WARM_TIMEOUT:g} s",
+                      file=sys.stderr, flush=True)
+            del warm
             kind = " (virtual: connect a keyboard or sequencer to it)" if o.virtual else ""
             print(f"MIDI input: {midi.name} ({midi.api}){kind}")
             print(

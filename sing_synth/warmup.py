@@ -19,12 +19,13 @@ engine warmed up plays the same events into the same samples as one that never w
 from __future__ import annotations
 
 import collections
+import time
 
 import numpy as np
 
 from . import events as ev
 
-__all__ = ["warm_up", "snapshot", "restore"]
+__all__ = ["WarmUp", "warm_up", "snapshot", "restore"]
 
 BLOCKS = 8  # warm-up blocks: note-ons at a block's start and inside one, a release, a bend
 
@@ -92,35 +93,71 @@ def restore(saved: list) -> None:
                     setattr(target, name, value)
 
 
-def warm_up(engine, frames: int, channel: int = 0, key: int = 60) -> None:
-    """Run the note path of ``engine`` for a few blocks of ``frames`` frames (the stream's), then put
-    its state back: call it before the stream starts, with no other thread pushing events. The
-    notes are the channel's own instrument's (``key`` and a third above, at velocities 100 and 90):
-    in live play the notes ready at start-up."""
-    source = engine.source
-    saved = snapshot(engine, skip=(source, engine.imap))
-    out = np.zeros((frames, 2), np.float32)
-    f0, mid = engine.frame, frames // 2
-    events = [
-        (0, ev.CONTROL, ev.CC_REVERB, 100),
-        (0, ev.CONTROL, ev.CC_CHORUS, 100),
-        (0, ev.NOTE_ON, key, 100),  # at the block's start
-        (frames + mid, ev.NOTE_ON, key + 4, 90),  # inside a block (a delayed start), two velocity layers
-        (2 * frames + mid, ev.NOTE_OFF, key, 0),  # a release inside a block
-        (3 * frames + mid, ev.PITCH_BEND, ev.BEND_CENTER + 1024, 0),  # a bend changing inside a block
-        (5 * frames, ev.PITCH_BEND, ev.BEND_CENTER, 0),
-    ]
-    # the bank counts the voices playing each of its notes (the audio thread's side, as this is)
-    users = None if source.bank is None else source.bank.users.copy()
-    try:
+class WarmUp:
+    """A warm-up of ``engine``'s note path in blocks of ``frames`` frames (the stream's): made by one
+    thread (the state saved, the events queued), run a block at a time by :meth:`step` in the thread
+    that will play (the audio callback: some first touches are that thread's own), then put back by
+    :meth:`finish` once :attr:`done`. Nothing else may use the engine meanwhile. The notes are the
+    channel's own instrument's (``key`` and a third above, at velocities 100 and 90): in live play
+    notes ready at start-up."""
+
+    def __init__(self, engine, frames: int, channel: int = 0, key: int = 60) -> None:
+        self.engine = engine
+        self.saved = snapshot(engine, skip=(engine.source, engine.imap))
+        bank = engine.source.bank  # it counts the voices playing each note (the audio thread's side)
+        self.users = None if bank is None else bank.users.copy()
+        self.out = np.zeros((frames, 2), np.float32)
+        self.left = BLOCKS  # blocks still to run (the thread of step() counts them down)
+        self.running = False  # step() is running a block
+        f0, mid = engine.frame, frames // 2
+        events = [
+            (0, ev.CONTROL, ev.CC_REVERB, 100),
+            (0, ev.CONTROL, ev.CC_CHORUS, 100),
+            (0, ev.NOTE_ON, key, 100),  # at the block's start
+            (frames + mid, ev.NOTE_ON, key + 4, 90),  # inside a block (a delayed start), two velocity layers
+            (2 * frames + mid, ev.NOTE_OFF, key, 0),  # a release inside a block
+            (3 * frames + mid, ev.PITCH_BEND, ev.BEND_CENTER + 1024, 0),  # a bend changing inside a block
+            (5 * frames, ev.PITCH_BEND, ev.BEND_CENTER, 0),
+        ]
         for at, kind, a, b in events:
             engine.push(kind, channel, a, b, f0 + at)
-        for _ in range(BLOCKS):
-            engine.process(out)
-    finally:
-        restore(saved)
-        bank = source.bank  # a growable bank may have grown (its slots keep their numbers)
+
+    @property
+    def done(self) -> bool:
+        return self.left <= 0 and not self.running
+
+    def step(self) -> None:
+        """Run the next block (into a scratch block); nothing once all have run, or after :meth:`finish`."""
+        self.running = True  # before looking at ``left``: finish() waits while a block runs
+        if self.left > 0:
+            self.engine.process(self.out)
+            self.left -= 1
+        self.running = False
+
+    def finish(self, timeout: float = 0.0) -> bool:
+        """Put the engine back as it was, after waiting up to ``timeout`` seconds for the blocks to run
+        (False: they had not all run; the rest are dropped)."""
+        deadline = time.monotonic() + timeout
+        while self.left > 0 and time.monotonic() < deadline:
+            time.sleep(0.002)
+        ran = self.left <= 0
+        self.left = 0
+        while self.running:  # a block begun before ``left`` was cleared
+            time.sleep(0.001)
+        restore(self.saved)
+        bank = self.engine.source.bank  # a growable bank may have grown (its slots keep their numbers)
         if bank is not None:
             bank.users[:] = 0
-            if users is not None:
-                bank.users[: len(users)] = users
+            if self.users is not None:
+                bank.users[: len(self.users)] = self.users
+        return ran
+
+
+def warm_up(engine, frames: int, channel: int = 0, key: int = 60) -> None:
+    """Run a :class:`WarmUp` of ``engine`` in this thread, then put the engine back."""
+    warm = WarmUp(engine, frames, channel, key)
+    try:
+        while not warm.done:
+            warm.step()
+    finally:
+        warm.finish()

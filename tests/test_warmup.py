@@ -3,6 +3,7 @@ takes no page fault after it."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -118,6 +119,63 @@ def test_after_the_warm_up_the_first_notes_take_no_page_fault():
     cold = first_note_faults("cold")
     assert cold[0] > 0, f"the first note's block took no fault even without a warm-up: the test shows nothing ({cold})"
     assert first_note_faults("warm") == [0] * len(cold), f"(without the warm-up: {cold})"
+
+
+# The same in a stream on the JACK test bed, as live play does it (sing_synth/live.py): the warm-up's
+# state saved before the stream, its blocks run by the callback (PortAudio's thread: its stack, malloc
+# arena and OpenBLAS buffer are its own), then a note; the faults of the note's block as the timing
+# records hold them.
+STREAM_FIRST_NOTE = """
+import sys, time
+import numpy as np
+from engine_fixtures import HarmonicSource, make_engine, SINE
+from sing_synth import events as ev, timing
+from sing_synth.audio_out import AudioOutput, find_device
+from sing_synth.effects import EffectSettings
+from sing_synth.midi_in import AudioClock
+from sing_synth.warmup import WarmUp
+
+RATE, PERIOD = 48000, 256
+source = HarmonicSource(RATE)
+for pitch in (60, 64, 67):
+    for vclass in (2, 3):
+        source.find(SINE, pitch, vclass)
+engine = make_engine(source, rate=RATE, polyphony=64, max_block=PERIOD, effects=EffectSettings(), instrument=SINE)
+timeline = timing.Timeline("unused.npz", seconds=10, period=PERIOD / RATE)
+audio = AudioOutput(engine, AudioClock(RATE, PERIOD), find_device("system"), RATE, PERIOD, timeline=timeline)
+warm = WarmUp(engine, PERIOD) if sys.argv[1] == "warm" else None
+try:
+    assert audio.start(warm)
+    time.sleep(0.2)
+    engine.push(ev.NOTE_ON, 0, 67, 100)
+    time.sleep(0.2)
+finally:
+    audio.close()
+voices = timeline.block_voices[: timeline.blocks]
+print(*timeline.block_faults[int(np.flatnonzero(voices)[0])])
+"""
+
+
+def stream_first_note_faults(mode: str) -> list[int]:
+    tests = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONPATH": f"{tests}:{tests.parent}"}
+    run = subprocess.run(
+        [sys.executable, "-c", STREAM_FIRST_NOTE, mode],
+        capture_output=True,
+        text=True,
+        cwd=tests.parent,
+        env=env,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return [int(x) for x in run.stdout.split()]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="getrusage(RUSAGE_THREAD) is Linux's")
+def test_in_a_stream_the_first_note_after_the_warm_up_takes_no_page_fault(jack_server):
+    cold = stream_first_note_faults("cold")
+    assert cold[0] > 0, f"the first note's block took no fault even without a warm-up: the test shows nothing ({cold})"
+    assert stream_first_note_faults("warm") == [0, 0], f"(without the warm-up: {cold} minor/major)"
 
 
 def test_the_warm_up_imports_no_torch():
