@@ -133,7 +133,10 @@ class AudioOutput:
         warming = self._warming
         if warming is not None:  # before play: silence, and a block of the warm-up in this thread
             outdata.fill(0.0)
-            warming.step()
+            try:
+                warming.step()
+            except Exception:  # as below: the stream goes on
+                self.errors += 1
             self._ended = time.perf_counter()
             return
         frame = self.engine.frame

@@ -1,19 +1,22 @@
 """Warm-up of the note path before live play: a few notes through the engine, then its state put back.
 
-The first note after start-up used to cost its audio block more than any later one (page faults,
-a millisecond or two): the note path (performer, voices, mixer, effects, limiter) ran for the
-first time inside the audio callback, touching code, NumPy's inner loops, the interpreter's
-allocator and the engine's scratch arrays for the first time (``np.zeros`` leaves a large array's
-pages unmapped until they are first written: each new page is a fault). :func:`warm_up` runs that
-path before the stream starts: it plays a few notes, a release, a pitch bend and both effect
-sends through the engine into scratch blocks of the stream's size, then puts every attribute and
-array of the engine back as it was (:func:`snapshot`, :func:`restore`). Putting the arrays back
-writes each of them in full, so every page the callback writes is backed by memory before play.
+The first note after start-up used to cost its audio block more than any later one (page faults):
+the note path (performer, voices, mixer, effects, limiter) ran for the first time inside the
+audio callback, touching for the first time the engine's scratch arrays (``np.zeros`` leaves a
+large array's pages unmapped until they are first written: each new page is a fault), NumPy's
+and the interpreter's memory, and the memory that is the playing thread's own: its stack, its
+malloc arena, OpenBLAS's buffer. A :class:`WarmUp` plays a few notes, a release, a pitch bend and
+both effect sends through the engine into a scratch block of the stream's size, a block at a time
+in the thread that will play (live play: the stream's first callbacks, which output silence, see
+``audio_out``), then puts every attribute and array of the engine back as it was (:func:`snapshot`,
+:func:`restore`). Putting the arrays back writes each of them in full, so every page the callback
+writes is backed by memory before play. :func:`warm_up` does it all in the calling thread.
 
-What is not put back is the note source's (a live :class:`~sing_synth.cache.NoteCache`): its
-bank has counted the warm-up's blocks (``epoch``) and is marked attached, as it is once an engine
-plays it, and the notes played count as recently played. None of these changes a sample: an
-engine warmed up plays the same events into the same samples as one that never was.
+What is not put back is the note source's (a live :class:`~sing_synth.cache.NoteCache`), but for
+the bank's counts of the voices playing each note: its bank has counted the warm-up's blocks
+(``epoch``) and is marked attached, as it is once an engine plays it, and the notes played count as
+recently played. None of these changes a sample: an engine warmed up plays the same events into the
+same samples as one that never was.
 """
 
 from __future__ import annotations
@@ -72,18 +75,28 @@ def snapshot(root, skip=()) -> list:
     return saved
 
 
+def _changed(now, saved) -> bool:
+    """Whether a list or deque holds other objects than it did."""
+    return len(now) != len(saved) or any(a is not b for a, b in zip(now, saved))
+
+
 def restore(saved: list) -> None:
     """Put back what :func:`snapshot` saved, in place: arrays written in full, attributes that changed
     set again, containers refilled."""
     for target, state in saved:
         if isinstance(target, np.ndarray):
             np.copyto(target, state)
-        elif isinstance(target, (list, collections.deque)):
-            target.clear()
-            target.extend(state)
+        elif isinstance(target, list):
+            if _changed(target, state):
+                target[:] = state
+        elif isinstance(target, collections.deque):
+            if _changed(target, state):
+                target.clear()
+                target.extend(state)
         elif isinstance(target, dict):
-            target.clear()
-            target.update(state)
+            if len(target) != len(state) or any(state.get(k, state) is not v for k, v in target.items()):
+                target.clear()
+                target.update(state)
         else:
             attrs = vars(target)
             for name in [n for n in attrs if n not in state]:
@@ -129,14 +142,18 @@ class WarmUp:
     def step(self) -> None:
         """Run the next block (into a scratch block); nothing once all have run, or after :meth:`finish`."""
         self.running = True  # before looking at ``left``: finish() waits while a block runs
-        if self.left > 0:
-            self.engine.process(self.out)
-            self.left -= 1
-        self.running = False
+        try:
+            if self.left > 0:
+                self.left -= 1
+                self.engine.process(self.out)
+        finally:
+            self.running = False
 
     def finish(self, timeout: float = 0.0) -> bool:
         """Put the engine back as it was, after waiting up to ``timeout`` seconds for the blocks to run
-        (False: they had not all run; the rest are dropped)."""
+        (False: they had not all run; the rest are dropped). Once only: later calls do nothing."""
+        if self.saved is None:
+            return True
         deadline = time.monotonic() + timeout
         while self.left > 0 and time.monotonic() < deadline:
             time.sleep(0.002)
@@ -147,9 +164,11 @@ class WarmUp:
         restore(self.saved)
         bank = self.engine.source.bank  # a growable bank may have grown (its slots keep their numbers)
         if bank is not None:
-            bank.users[:] = 0
-            if self.users is not None:
-                bank.users[: len(self.users)] = self.users
+            n = 0 if self.users is None else len(self.users)
+            if n:
+                np.copyto(bank.users[:n], self.users)
+            bank.users[n:] = 0
+        self.saved = self.users = None
         return ran
 
 
