@@ -14,7 +14,7 @@ from engine_fixtures import SINE, HarmonicSource, assert_torch_free, make_engine
 
 from sing_synth import events as ev
 from sing_synth.effects import EffectSettings
-from sing_synth.warmup import warm_up
+from sing_synth.warmup import WarmUp, warm_up
 
 BLOCK = 256
 SONG = [
@@ -61,6 +61,17 @@ def test_a_warm_up_while_notes_sound_changes_nothing_either():
     np.testing.assert_array_equal(np.concatenate(a), np.concatenate(b))
 
 
+def test_a_warm_up_whose_blocks_never_ran_is_dropped_and_the_engine_put_back():
+    """A stream that does not call back: finish() gives up after its timeout, and the events it queued go too."""
+    cold, warm = engines(EffectSettings())
+    w = WarmUp(warm, BLOCK)
+    assert len(warm.queue) > 0 and not w.done
+    assert w.finish(timeout=0.01) is False
+    assert len(warm.queue) == 0 and w.finish() is True  # once only
+    w.step()  # a late callback: nothing
+    np.testing.assert_array_equal(run_engine(cold, SONG, 0.5, BLOCK), run_engine(warm, SONG, 0.5, BLOCK))
+
+
 # A fresh interpreter (nothing of the note path run before, as in a live session), an engine with
 # both effect buses that has played silent blocks, then the first notes: the minor page faults of
 # each of their blocks (getrusage of the thread, as sing_synth/timing.py records in the callback).
@@ -70,7 +81,7 @@ import numpy as np
 from engine_fixtures import HarmonicSource, make_engine, SINE
 from sing_synth import events as ev
 from sing_synth.effects import EffectSettings
-from sing_synth.warmup import warm_up
+from sing_synth.warmup import WarmUp, warm_up
 
 source = HarmonicSource(48000)
 for pitch in (60, 64, 67):
