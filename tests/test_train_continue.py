@@ -132,3 +132,25 @@ def test_a_drum_gain_lets_the_loss_see_a_noise_bed_under_a_hit():
     assert per_note == pytest.approx(sum(alone) / 2, rel=1e-5)
     with pytest.raises(ValueError, match="only the end_to_end stage"):
         Recipe(stages={"autoencoder": {"drum_gain_db": 20.0}})
+
+
+def test_a_tail_gain_lets_the_loss_hear_a_release_cut_short():
+    """E25: a decaying tone whose release falls 3x too fast costs little more than the true one at
+    the paper's level, where the release sinks under the loss's floor; with tail_gain_db each
+    frame counts as if it were as loud as the note's loudest one (up to the cap), so the short
+    release costs. The loudest frame keeps its level; a silent frame gets the whole cap."""
+    from train.stages import reconstruction_loss, tail_gains
+
+    t = np.arange(3 * 16000) / 16000
+    tone = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    true_note = torch.from_numpy(tone * np.exp(-t / 0.4).astype(np.float32))[None]  # -22 dB a second
+    short = torch.from_numpy(tone * np.exp(-t / (0.4 / 3)).astype(np.float32))[None]
+    gains = tail_gains(true_note, true_note, 30.0)
+    assert float(gains[0, 0]) == pytest.approx(1.0, rel=0.05) and float(gains[0, -1]) == pytest.approx(1000.0)
+    plain = float(reconstruction_loss("spectral", short, true_note))
+    tailed = float(reconstruction_loss("spectral", short, true_note, frame_gain=gains))
+    assert tailed > 2 * plain, (plain, tailed)
+    same = float(reconstruction_loss("spectral", true_note, true_note, frame_gain=gains))
+    assert same == 0.0
+    with pytest.raises(ValueError, match="tail_gain_db must be 0 or more"):
+        Recipe(stages={"end_to_end": {"tail_gain_db": -3.0}})

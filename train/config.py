@@ -47,6 +47,11 @@ class StageConfig:
     # can carry a steady noise bed 60 dB under its hit, under the loss's floor, where the L1 cannot
     # see it (experiment E22); the gain lowers the floor for the kits alone.
     drum_gain_db: float = 0.0
+    # Training loss only: each STFT frame of both signals is amplified by how far the recording's
+    # frame lies under the note's loudest frame, at most this many dB, so the release of a decaying
+    # note (20-40 dB under its attack, near the loss's floor) counts about as much as the attack
+    # (experiment E25). The long-window term (long_fft) is left as it is.
+    tail_gain_db: float = 0.0
     # Training loss only: how notes of a batch are weighted. "none": the plain mean (the paper's
     # loss). "silence": each note's loss is divided by the loss silence would score against it
     # (the mean of its target's log-power plane, floored at ``weight_floor``), so a short drum hit
@@ -128,6 +133,8 @@ class Recipe:
                 raise ValueError(f"stages.{name}.sampling must be one of {', '.join(SAMPLINGS)}, got {s.sampling!r}")
             if s.drum_gain_db and name != "end_to_end":
                 raise ValueError(f"stages.{name}.drum_gain_db: only the end_to_end stage knows which notes are drums")
+            if s.tail_gain_db < 0:
+                raise ValueError(f"stages.{name}.tail_gain_db must be 0 or more (dB), got {s.tail_gain_db}")
             if s.note_weight not in ("none", "silence"):
                 raise ValueError(f"stages.{name}.note_weight must be none or silence, got {s.note_weight!r}")
         if self.init not in ("default", "data"):

@@ -68,7 +68,9 @@ class Trainer:
             torch.set_num_threads(recipe.threads)
         self.main = self.rank == 0
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if recipe.start_from and not (self.run_dir / CHECKPOINT).is_file():  # a new run from another one
+        # a new run from another run's final weights and split (else: None, this run's own or none)
+        self.source = Path(recipe.start_from) if recipe.start_from and not (self.run_dir / CHECKPOINT).is_file() else None
+        if self.source is not None:
             self._check_source()
         self.corpus = corpus if corpus is not None else make_corpus(recipe.data, cache_dir=self.run_dir.parent / ".corpus-cache")
         self.split = self._split()
@@ -102,8 +104,8 @@ class Trainer:
         path = self.run_dir / "split.json"
         if path.is_file():
             return load_split(path)
-        if self.recipe.start_from and not (self.run_dir / CHECKPOINT).is_file():  # checked in __init__
-            source = Path(self.recipe.start_from) / "split.json"
+        if self.source is not None:
+            source = self.source / "split.json"
             if source.is_file():  # else the same seed over the same data makes the same split
                 split = load_split(source)
                 if self.main:
@@ -144,7 +146,7 @@ class Trainer:
     # Checkpoints --------------------------------------------------------------------------
     def _check_source(self) -> None:
         """``start_from`` must name a finished run of the same data and split as this recipe."""
-        src = Path(self.recipe.start_from)
+        src = self.source
         if not (src / CHECKPOINT).is_file() or not (src / "recipe.yaml").is_file():
             raise ValueError(f"start_from {src} is not a run directory (no {CHECKPOINT} or recipe.yaml): "
                              "name a trained run, e.g. train/runs/sing-gm")
@@ -159,14 +161,12 @@ class Trainer:
             raise ValueError(f"start_from {src}: {exc}; copy its model into this recipe") from None
 
     def _load_checkpoint(self) -> None:
-        path = self.run_dir / CHECKPOINT
+        path = self.run_dir / CHECKPOINT if self.source is None else self.source / CHECKPOINT
         if not path.is_file():
-            if not self.recipe.start_from:
-                return
-            path = Path(self.recipe.start_from) / CHECKPOINT
+            return
         ckpt = torch.load(path, map_location=self.device, weights_only=True)
         if ckpt["config"] != self.config.to_dict():
-            if path.parent == self.run_dir:
+            if self.source is None:
                 raise ValueError(f"{path} was made with another model configuration: use a new run directory")
             theirs = SingConfig.from_dict(ckpt["config"])  # start_from with a longer grain (checked in __init__)
             ckpt["model"] = widen_grain(ckpt["model"], theirs, self.config)
@@ -174,7 +174,7 @@ class Trainer:
         self.model.load_state_dict(ckpt["model"])
         self.encoder.load_state_dict(ckpt["encoder"])
         self.history = list(ckpt.get("history", []))
-        if path.parent != self.run_dir:  # a new run from another run's final weights
+        if self.source is not None:
             self.history.append({"run": str(self.recipe.start_from), "elapsed": dict(ckpt.get("elapsed", {}))})
             self.inherited = True
             return

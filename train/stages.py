@@ -31,20 +31,32 @@ def power_spectrogram(x: torch.Tensor, n_fft: int = N_FFT, hop: int = HOP) -> to
     return spec.real**2 + spec.imag**2
 
 
+def tail_gains(y: torch.Tensor, note: torch.Tensor, tail_db: float) -> torch.Tensor:
+    """Power gains ``(batch, frames)`` for the spectral frames of ``y`` (a segment of ``note``):
+    each frame's energy under the whole note's loudest frame, clipped to 1 .. ``tail_db`` dB."""
+    with torch.no_grad():
+        loudest = power_spectrogram(note).sum(1).amax(1, keepdim=True)
+        energy = power_spectrogram(y).sum(1)
+        return (loudest / energy.clamp_min(1e-20)).clamp(1.0, 10.0 ** (tail_db / 10.0))
+
+
 def reconstruction_loss(kind: str, x: torch.Tensor, y: torch.Tensor, gain_db: float = 0.0,
                         note_weight: str = "none", floor: float = 0.02, band_loss: float = 0.0,
-                        under_weight: float = 1.0, long_fft: float = 0.0) -> torch.Tensor:
+                        under_weight: float = 1.0, long_fft: float = 0.0,
+                        frame_gain: torch.Tensor | None = None) -> torch.Tensor:
     """Training loss of a batch: ``kind`` (spectral or waveform), both signals amplified by
     ``gain_db``; with ``note_weight="silence"`` each note's loss is divided by the loss silence
     scores against it; ``band_loss`` adds the coarse-band term; ``under_weight`` weighs the
     bins where the output is below the target; ``long_fft`` adds the long-window term (see
-    ``StageConfig``)."""
+    ``StageConfig``); ``frame_gain`` (batch, frames), power gains of the spectral frames on top of
+    ``gain_db`` (``tail_gains``), not applied to the long-window term."""
     if kind == "waveform":
         return waveform_mse(x, y)
     g2 = 10.0 ** (gain_db / 10.0)  # a number, or a tensor (batch,): a gain per note
     if isinstance(g2, torch.Tensor):
         g2 = g2.to(x.device, torch.float32)[:, None, None]
-    px, py = power_spectrogram(x) * g2, power_spectrogram(y) * g2
+    gf = g2 if frame_gain is None else g2 * frame_gain[:, None, :]
+    px, py = power_spectrogram(x) * gf, power_spectrogram(y) * gf
     lx, ly = torch.log1p(px), torch.log1p(py)
     d = lx - ly
     if under_weight != 1.0:
@@ -66,10 +78,15 @@ def reconstruction_loss(kind: str, x: torch.Tensor, y: torch.Tensor, gain_db: fl
     return per_note.mean()
 
 
-def stage_loss(cfg, x: torch.Tensor, y: torch.Tensor, under_weight: float | None = None, gain_db=None) -> torch.Tensor:
+def stage_loss(cfg, x: torch.Tensor, y: torch.Tensor, under_weight: float | None = None, gain_db=None,
+               note: torch.Tensor | None = None) -> torch.Tensor:
+    """The stage's training loss of output ``x`` against target ``y``, a segment of ``note`` (the
+    whole padded recordings, for ``tail_gain_db``)."""
     under = cfg.under_weight if under_weight is None else under_weight
     gain = cfg.loss_gain_db if gain_db is None else gain_db
-    return reconstruction_loss(cfg.loss, x, y, gain, cfg.note_weight, cfg.weight_floor, cfg.band_loss, under, cfg.long_fft)
+    frame_gain = tail_gains(y, note, cfg.tail_gain_db) if cfg.tail_gain_db and cfg.loss == "spectral" else None
+    return reconstruction_loss(cfg.loss, x, y, gain, cfg.note_weight, cfg.weight_floor, cfg.band_loss, under,
+                               cfg.long_fft, frame_gain)  # fmt: skip
 
 
 def segment_target(config: SingConfig, padded: torch.Tensor, g0: int, frames: int) -> torch.Tensor:
@@ -97,7 +114,7 @@ class AutoencoderLoss(nn.Module):
         c = self.decoder.config
         latent = self.encoder(encoder_input(c, padded, g0, frames))
         out = self.decoder(latent)
-        return stage_loss(self.cfg, out, segment_target(c, padded, g0, frames), self.under_weight)
+        return stage_loss(self.cfg, out, segment_target(c, padded, g0, frames), self.under_weight, note=padded)
 
 
 class SequenceLoss(nn.Module):
@@ -120,7 +137,7 @@ class EndToEndLoss(nn.Module):
         super().__init__()
         self.generator, self.decoder, self.cfg = generator, decoder, cfg
         self.under_weight = cfg.under_weight  # set per step by the stage (StageConfig.under_weight_at)
-        self.kits = kits  # (n_instruments,) bool: the drum kits, for cfg.drum_gain_db
+        self.kits = kits  # (n_instruments,) bool, on the notes' device: the drum kits, for cfg.drum_gain_db
 
     def forward(self, v, i, p, padded: torch.Tensor, g0: int, frames: int) -> torch.Tensor:
         c = self.decoder.config
@@ -128,8 +145,8 @@ class EndToEndLoss(nn.Module):
         out = self.decoder(latent[:, g0 : g0 + frames + c.context_size - 1])
         gain = None
         if self.cfg.drum_gain_db:
-            gain = self.cfg.loss_gain_db + self.cfg.drum_gain_db * self.kits.to(i.device)[i].float()
-        return stage_loss(self.cfg, out, segment_target(c, padded, g0, frames), self.under_weight, gain)
+            gain = self.cfg.loss_gain_db + self.cfg.drum_gain_db * self.kits[i].float()
+        return stage_loss(self.cfg, out, segment_target(c, padded, g0, frames), self.under_weight, gain, padded)
 
 
 # Stages ---------------------------------------------------------------------------------------
@@ -256,7 +273,7 @@ class EndToEndStage(Stage):
 
     def make_loss(self):
         t = self.trainer
-        kits = torch.zeros(t.config.n_instruments, dtype=torch.bool)
+        kits = torch.zeros(t.config.n_instruments, dtype=torch.bool, device=t.device)
         kits[[x.id for x in t.corpus.instruments if x.drum_kit]] = True
         return EndToEndLoss(t.model.generator, t.model.decoder, self.cfg, kits)
 
