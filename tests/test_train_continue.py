@@ -152,5 +152,13 @@ def test_a_tail_gain_lets_the_loss_hear_a_release_cut_short():
     assert tailed > 2 * plain, (plain, tailed)
     same = float(reconstruction_loss("spectral", true_note, true_note, frame_gain=gains))
     assert same == 0.0
+    # a stage's loss: the notes marked (the end-to-end stage's drum kits) are left out of the tail gain
+    from train.config import StageConfig
+    from train.stages import stage_loss
+
+    cfg = StageConfig(tail_gain_db=30.0)
+    assert float(stage_loss(cfg, short, true_note, note=true_note)) == pytest.approx(tailed, rel=1e-5)
+    kept_out = float(stage_loss(cfg, short, true_note, note=true_note, no_tail=torch.tensor([True])))
+    assert kept_out == pytest.approx(plain, rel=1e-5)
     with pytest.raises(ValueError, match="tail_gain_db must be 0 or more"):
         Recipe(stages={"end_to_end": {"tail_gain_db": -3.0}})

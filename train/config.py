@@ -50,7 +50,8 @@ class StageConfig:
     # Training loss only: each STFT frame of both signals is amplified by how far the recording's
     # frame lies under the note's loudest frame, at most this many dB, so the release of a decaying
     # note (20-40 dB under its attack, near the loss's floor) counts about as much as the attack
-    # (experiment E25). The long-window term (long_fft) is left as it is.
+    # (experiments E25, E27). The long-window term (long_fft) is left as it is. In the end-to-end
+    # stage the drum kits' notes are left out (their tails are silence: drum_gain_db weighs them).
     tail_gain_db: float = 0.0
     # Training loss only: how notes of a batch are weighted. "none": the plain mean (the paper's
     # loss). "silence": each note's loss is divided by the loss silence would score against it

@@ -79,12 +79,16 @@ def reconstruction_loss(kind: str, x: torch.Tensor, y: torch.Tensor, gain_db: fl
 
 
 def stage_loss(cfg, x: torch.Tensor, y: torch.Tensor, under_weight: float | None = None, gain_db=None,
-               note: torch.Tensor | None = None) -> torch.Tensor:
+               note: torch.Tensor | None = None, no_tail: torch.Tensor | None = None) -> torch.Tensor:
     """The stage's training loss of output ``x`` against target ``y``, a segment of ``note`` (the
-    whole padded recordings, for ``tail_gain_db``)."""
+    whole padded recordings, for ``tail_gain_db``; ``no_tail``: (batch,) bool, notes left out of it)."""
     under = cfg.under_weight if under_weight is None else under_weight
     gain = cfg.loss_gain_db if gain_db is None else gain_db
-    frame_gain = tail_gains(y, note, cfg.tail_gain_db) if cfg.tail_gain_db and cfg.loss == "spectral" else None
+    frame_gain = None
+    if cfg.tail_gain_db and cfg.loss == "spectral":
+        frame_gain = tail_gains(y, note, cfg.tail_gain_db)
+        if no_tail is not None:
+            frame_gain = torch.where(no_tail[:, None], torch.ones_like(frame_gain), frame_gain)
     return reconstruction_loss(cfg.loss, x, y, gain, cfg.note_weight, cfg.weight_floor, cfg.band_loss, under,
                                cfg.long_fft, frame_gain)  # fmt: skip
 
@@ -137,16 +141,18 @@ class EndToEndLoss(nn.Module):
         super().__init__()
         self.generator, self.decoder, self.cfg = generator, decoder, cfg
         self.under_weight = cfg.under_weight  # set per step by the stage (StageConfig.under_weight_at)
-        self.kits = kits  # (n_instruments,) bool, on the notes' device: the drum kits, for cfg.drum_gain_db
+        self.kits = kits  # (n_instruments,) bool, on the notes' device: the drum kits (drum_gain_db, tail_gain_db)
 
     def forward(self, v, i, p, padded: torch.Tensor, g0: int, frames: int) -> torch.Tensor:
         c = self.decoder.config
         latent, _ = self.generator(v, i, p)
         out = self.decoder(latent[:, g0 : g0 + frames + c.context_size - 1])
+        kit = None if self.kits is None else self.kits[i]
         gain = None
         if self.cfg.drum_gain_db:
-            gain = self.cfg.loss_gain_db + self.cfg.drum_gain_db * self.kits[i].float()
-        return stage_loss(self.cfg, out, segment_target(c, padded, g0, frames), self.under_weight, gain, padded)
+            gain = self.cfg.loss_gain_db + self.cfg.drum_gain_db * kit.float()
+        # the kits' tails are silence, which drum_gain_db weighs: tail_gain_db is for the other notes
+        return stage_loss(self.cfg, out, segment_target(c, padded, g0, frames), self.under_weight, gain, padded, kit)
 
 
 # Stages ---------------------------------------------------------------------------------------
