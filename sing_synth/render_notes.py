@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -29,8 +30,13 @@ def render_notes(
     """Render the ``keys`` missing from ``source`` into it (and into ``store``, a disk cache), in
     batches of ``chunk`` notes (default: the renderer's batch size); returns how many were rendered.
 
-    The model makes one batch while a second thread resamples the previous one (when the
-    renderer has ``render_model_rate`` and ``resample``), adds it to ``source`` and writes it."""
+    When the renderer has ``render_model_rate`` and ``resample``, a batch is made at the model's
+    rate, then resampled, added to ``source`` and written. Where the model leaves a CPU core
+    free (on a GPU, or with fewer torch threads than cores) a second thread does that for one
+    batch while the model makes the next. Where torch's intra-op threads take every core, it
+    follows each batch, its notes shared among as many threads as cores (libsoxr and file
+    writes release the interpreter lock): a thread beside the model would stall it more than it
+    saves (bench/RESULTS.md, issue 13)."""
     missing = source.missing(keys)
     if not missing:
         return 0
@@ -42,18 +48,29 @@ def render_notes(
         source.reserve(len(missing), length)
     done = 0
 
-    def keep(part, wavs) -> None:
+    def finish(part, wavs, i):
+        """Note ``i`` of a batch at the output rate, written to the store."""
+        wav = renderer.resample(wavs[i : i + 1])[0] if split else wavs[i]
+        if store is not None:
+            store.write(part[i], wav)
+        return wav
+
+    def keep(part, wavs, pool=None) -> None:
         nonlocal done
-        if split:
-            wavs = renderer.resample(wavs)
+        rows = range(len(part))
+        wavs = list(pool.map(lambda i: finish(part, wavs, i), rows)) if pool else [finish(part, wavs, i) for i in rows]
         for key, wav in zip(part, wavs, strict=True):
             source.add(key, wav)
-            if store is not None:
-                store.write(key, wav)
         done += len(part)
         if progress:
             progress.bar("rendering notes", done, len(missing), "notes")
 
+    if not _overlap(renderer):
+        with ThreadPoolExecutor(_cores(), thread_name_prefix="sing-synth-notes") as pool:
+            for start in range(0, len(missing), chunk):
+                part = missing[start : start + chunk]
+                keep(part, renderer.render_model_rate(part) if split else renderer.render(part), pool)
+        return len(missing)
     with ThreadPoolExecutor(1, thread_name_prefix="sing-synth-notes") as worker:
         pending = None
         try:
@@ -70,6 +87,19 @@ def render_notes(
                 pending.cancel()
             raise
     return len(missing)
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _on_cpu(renderer) -> bool:
+    return getattr(getattr(renderer, "device", None), "type", "cpu") == "cpu"
+
+
+def _overlap(renderer) -> bool:
+    """Whether a thread beside the model finds a core of its own (see ``render_notes``)."""
+    return not _on_cpu(renderer) or (getattr(renderer, "threads", None) or _cores()) < _cores()
 
 
 def load_notes(source: DictNoteSource, keys, store: NoteStore, progress: Progress | None = None) -> int:
