@@ -139,26 +139,64 @@ def test_a_tail_gain_lets_the_loss_hear_a_release_cut_short():
     the paper's level, where the release sinks under the loss's floor; with tail_gain_db each
     frame counts as if it were as loud as the note's loudest one (up to the cap), so the short
     release costs. The loudest frame keeps its level; a silent frame gets the whole cap."""
-    from train.stages import reconstruction_loss, tail_gains
+    from train.stages import loudest_frame, power_spectrogram, reconstruction_loss, tail_gains
 
     t = np.arange(3 * 16000) / 16000
     tone = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
     true_note = torch.from_numpy(tone * np.exp(-t / 0.4).astype(np.float32))[None]  # -22 dB a second
     short = torch.from_numpy(tone * np.exp(-t / (0.4 / 3)).astype(np.float32))[None]
-    gains = tail_gains(true_note, true_note, 30.0)
+    loudest = loudest_frame(true_note)
+    gains = tail_gains(power_spectrogram(true_note).sum(1), loudest, 30.0)
     assert float(gains[0, 0]) == pytest.approx(1.0, rel=0.05) and float(gains[0, -1]) == pytest.approx(1000.0)
     plain = float(reconstruction_loss("spectral", short, true_note))
-    tailed = float(reconstruction_loss("spectral", short, true_note, frame_gain=gains))
+    tailed = float(reconstruction_loss("spectral", short, true_note, tail_db=30.0, loudest=loudest))
     assert tailed > 2 * plain, (plain, tailed)
-    same = float(reconstruction_loss("spectral", true_note, true_note, frame_gain=gains))
+    same = float(reconstruction_loss("spectral", true_note, true_note, tail_db=30.0, loudest=loudest))
     assert same == 0.0
+    # the gains applied by hand: the same loss
+    by_hand = (torch.log1p(power_spectrogram(short) * gains[:, None]) - torch.log1p(power_spectrogram(true_note) * gains[:, None]))
+    assert tailed == pytest.approx(float(by_hand.abs().mean()), rel=1e-6)
     # a stage's loss: the notes marked (the end-to-end stage's drum kits) are left out of the tail gain
     from train.config import StageConfig
     from train.stages import stage_loss
 
     cfg = StageConfig(tail_gain_db=30.0)
-    assert float(stage_loss(cfg, short, true_note, note=true_note)) == pytest.approx(tailed, rel=1e-5)
-    kept_out = float(stage_loss(cfg, short, true_note, note=true_note, no_tail=torch.tensor([True])))
+    assert float(stage_loss(cfg, short, true_note, loudest=loudest)) == pytest.approx(tailed, rel=1e-5)
+    kept_out = float(stage_loss(cfg, short, true_note, loudest=loudest, no_tail=torch.tensor([True])))
     assert kept_out == pytest.approx(plain, rel=1e-5)
     with pytest.raises(ValueError, match="tail_gain_db must be 0 or more"):
         Recipe(stages={"end_to_end": {"tail_gain_db": -3.0}})
+
+
+@needs_fonts
+def test_a_tail_gain_run_trains_and_finds_each_notes_loudest_frame_once(tmp_path):
+    """The stages hand the loss each note's loudest frame from the trainer's per-note store: the
+    same figure as the whole padded note gives, made once per note whatever its batches."""
+    from train.stages import loudest_frame
+
+    trainer = Trainer(tiny_recipe(autoencoder={"steps": 3, "batch": 8, "crop": 16, "tail_gain_db": 20.0},
+                                  sequence={"steps": 2, "batch": 8},
+                                  end_to_end={"steps": 3, "batch": 8, "crop": 16, "tail_gain_db": 20.0}),
+                      tmp_path / "run", quiet=True)  # fmt: skip
+    assert trainer.fit()
+    log = read_log(tmp_path / "run")
+    assert {e["stage"] for e in log} == {"autoencoder", "sequence", "end_to_end"}
+    assert all(np.isfinite(e["train_loss"]) and np.isfinite(e["valid"]) for e in log)
+    seen = dict(trainer._loudest)
+    assert 8 <= len(seen) <= (3 + 3) * 8
+    notes = list(seen)[:5]
+    direct = loudest_frame(trainer.padded(notes))
+    assert torch.allclose(trainer.loudest(notes, trainer.padded(notes)), direct, rtol=1e-5)
+    assert trainer._loudest == seen  # nothing computed again
+    calls = []
+    trainer._loudest.clear()
+    import train.solver
+
+    real = train.solver.loudest_frame
+    train.solver.loudest_frame = lambda x: calls.append(len(x)) or real(x)
+    try:
+        trainer.loudest(notes + notes[:2], trainer.padded(notes + notes[:2]))
+        trainer.loudest(notes, trainer.padded(notes))
+    finally:
+        train.solver.loudest_frame = real
+    assert calls == [7]  # the batch's notes computed once (a repeated note twice in that batch), then none

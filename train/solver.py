@@ -32,6 +32,7 @@ from .data import make_corpus
 from .data.splits import load_split, make_split, save_split, split_notes
 from .init import grain_growth, widen_grain
 from .stages import STAGES as STAGE_CLASSES
+from .stages import loudest_frame
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -98,6 +99,7 @@ class Trainer:
         pick = rng.choice(len(valid), size=min(recipe.valid_notes, len(valid)), replace=False)
         self.valid_notes = [valid[k] for k in sorted(pick)]
         self._valid_audio = None
+        self._loudest: dict[tuple[int, int, int], float] = {}  # a note's loudest frame energy (loudest)
 
     # Data ---------------------------------------------------------------------------------
     def _split(self) -> dict:
@@ -120,6 +122,15 @@ class Trainer:
         wav = torch.from_numpy(self.corpus.load_batch(notes))
         pad = self.config.pad
         return torch.nn.functional.pad(wav, (pad, pad)).to(self.device)
+
+    def loudest(self, notes, padded: torch.Tensor) -> torch.Tensor:
+        """``(batch,)`` the energy of each note's loudest spectral frame (``tail_gain_db``), from
+        ``padded`` (``padded(notes)``): a constant of the recording, computed once per note."""
+        new = [k for k, n in enumerate(notes) if n not in self._loudest]
+        if new:
+            for k, e in zip(new, loudest_frame(padded[new]).tolist()):
+                self._loudest[notes[k]] = e
+        return torch.tensor([self._loudest[n] for n in notes], dtype=torch.float32, device=padded.device)
 
     def labels(self, notes):
         t = torch.tensor(notes, dtype=torch.long, device=self.device)

@@ -31,32 +31,44 @@ def power_spectrogram(x: torch.Tensor, n_fft: int = N_FFT, hop: int = HOP) -> to
     return spec.real**2 + spec.imag**2
 
 
-def tail_gains(y: torch.Tensor, note: torch.Tensor, tail_db: float) -> torch.Tensor:
-    """Power gains ``(batch, frames)`` for the spectral frames of ``y`` (a segment of ``note``):
-    each frame's energy under the whole note's loudest frame, clipped to 1 .. ``tail_db`` dB."""
+def loudest_frame(note: torch.Tensor) -> torch.Tensor:
+    """``(batch,)`` the energy of each whole note's loudest spectral frame (``tail_gain_db``)."""
     with torch.no_grad():
-        loudest = power_spectrogram(note).sum(1).amax(1, keepdim=True)
-        energy = power_spectrogram(y).sum(1)
-        return (loudest / energy.clamp_min(1e-20)).clamp(1.0, 10.0 ** (tail_db / 10.0))
+        return power_spectrogram(note).sum(1).amax(1)
+
+
+def tail_gains(energy: torch.Tensor, loudest: torch.Tensor, tail_db: float) -> torch.Tensor:
+    """Power gains ``(batch, frames)`` for spectral frames of energies ``energy`` (batch, frames)
+    of a segment of notes whose loudest frames hold ``loudest`` (batch,): each frame's energy
+    under its note's loudest frame, clipped to 1 .. ``tail_db`` dB."""
+    return (loudest[:, None] / energy.clamp_min(1e-20)).clamp(1.0, 10.0 ** (tail_db / 10.0))
 
 
 def reconstruction_loss(kind: str, x: torch.Tensor, y: torch.Tensor, gain_db: float = 0.0,
                         note_weight: str = "none", floor: float = 0.02, band_loss: float = 0.0,
-                        under_weight: float = 1.0, long_fft: float = 0.0,
-                        frame_gain: torch.Tensor | None = None) -> torch.Tensor:
+                        under_weight: float = 1.0, long_fft: float = 0.0, tail_db: float = 0.0,
+                        loudest: torch.Tensor | None = None, no_tail: torch.Tensor | None = None) -> torch.Tensor:
     """Training loss of a batch: ``kind`` (spectral or waveform), both signals amplified by
     ``gain_db``; with ``note_weight="silence"`` each note's loss is divided by the loss silence
     scores against it; ``band_loss`` adds the coarse-band term; ``under_weight`` weighs the
     bins where the output is below the target; ``long_fft`` adds the long-window term (see
-    ``StageConfig``); ``frame_gain`` (batch, frames), power gains of the spectral frames on top of
-    ``gain_db`` (``tail_gains``), not applied to the long-window term."""
+    ``StageConfig``); ``tail_db`` with ``loudest`` (batch,), the energy of each whole note's
+    loudest frame (``loudest_frame``): the spectral frames' power gains on top of ``gain_db``
+    (``tail_gains``; not for the notes marked in ``no_tail``, (batch,) bool, nor for the
+    long-window term)."""
     if kind == "waveform":
         return waveform_mse(x, y)
     g2 = 10.0 ** (gain_db / 10.0)  # a number, or a tensor (batch,): a gain per note
     if isinstance(g2, torch.Tensor):
         g2 = g2.to(x.device, torch.float32)[:, None, None]
-    gf = g2 if frame_gain is None else g2 * frame_gain[:, None, :]
-    px, py = power_spectrogram(x) * gf, power_spectrogram(y) * gf
+    py = power_spectrogram(y)
+    gf = g2
+    if tail_db and loudest is not None:
+        frame_gain = tail_gains(py.detach().sum(1), loudest, tail_db)
+        if no_tail is not None:
+            frame_gain = torch.where(no_tail[:, None], torch.ones_like(frame_gain), frame_gain)
+        gf = g2 * frame_gain[:, None, :]
+    px, py = power_spectrogram(x) * gf, py * gf
     lx, ly = torch.log1p(px), torch.log1p(py)
     d = lx - ly
     if under_weight != 1.0:
@@ -79,18 +91,14 @@ def reconstruction_loss(kind: str, x: torch.Tensor, y: torch.Tensor, gain_db: fl
 
 
 def stage_loss(cfg, x: torch.Tensor, y: torch.Tensor, under_weight: float | None = None, gain_db=None,
-               note: torch.Tensor | None = None, no_tail: torch.Tensor | None = None) -> torch.Tensor:
-    """The stage's training loss of output ``x`` against target ``y``, a segment of ``note`` (the
-    whole padded recordings, for ``tail_gain_db``; ``no_tail``: (batch,) bool, notes left out of it)."""
+               loudest: torch.Tensor | None = None, no_tail: torch.Tensor | None = None) -> torch.Tensor:
+    """The stage's training loss of output ``x`` against target ``y``, segments of notes whose
+    loudest frames hold ``loudest`` (``loudest_frame``, for ``tail_gain_db``; ``no_tail``:
+    (batch,) bool, notes left out of it)."""
     under = cfg.under_weight if under_weight is None else under_weight
     gain = cfg.loss_gain_db if gain_db is None else gain_db
-    frame_gain = None
-    if cfg.tail_gain_db and cfg.loss == "spectral":
-        frame_gain = tail_gains(y, note, cfg.tail_gain_db)
-        if no_tail is not None:
-            frame_gain = torch.where(no_tail[:, None], torch.ones_like(frame_gain), frame_gain)
     return reconstruction_loss(cfg.loss, x, y, gain, cfg.note_weight, cfg.weight_floor, cfg.band_loss, under,
-                               cfg.long_fft, frame_gain)  # fmt: skip
+                               cfg.long_fft, cfg.tail_gain_db, loudest, no_tail)  # fmt: skip
 
 
 def segment_target(config: SingConfig, padded: torch.Tensor, g0: int, frames: int) -> torch.Tensor:
@@ -114,11 +122,11 @@ class AutoencoderLoss(nn.Module):
         self.encoder, self.decoder, self.cfg = encoder, decoder, cfg
         self.under_weight = cfg.under_weight  # set per step by the stage (StageConfig.under_weight_at)
 
-    def forward(self, padded: torch.Tensor, g0: int, frames: int) -> torch.Tensor:
+    def forward(self, padded: torch.Tensor, g0: int, frames: int, loudest: torch.Tensor | None = None) -> torch.Tensor:
         c = self.decoder.config
         latent = self.encoder(encoder_input(c, padded, g0, frames))
         out = self.decoder(latent)
-        return stage_loss(self.cfg, out, segment_target(c, padded, g0, frames), self.under_weight, note=padded)
+        return stage_loss(self.cfg, out, segment_target(c, padded, g0, frames), self.under_weight, loudest=loudest)
 
 
 class SequenceLoss(nn.Module):
@@ -143,7 +151,7 @@ class EndToEndLoss(nn.Module):
         self.under_weight = cfg.under_weight  # set per step by the stage (StageConfig.under_weight_at)
         self.kits = kits  # (n_instruments,) bool, on the notes' device: the drum kits (drum_gain_db, tail_gain_db)
 
-    def forward(self, v, i, p, padded: torch.Tensor, g0: int, frames: int) -> torch.Tensor:
+    def forward(self, v, i, p, padded: torch.Tensor, g0: int, frames: int, loudest: torch.Tensor | None = None):
         c = self.decoder.config
         latent, _ = self.generator(v, i, p)
         out = self.decoder(latent[:, g0 : g0 + frames + c.context_size - 1])
@@ -152,7 +160,7 @@ class EndToEndLoss(nn.Module):
         if self.cfg.drum_gain_db:
             gain = self.cfg.loss_gain_db + self.cfg.drum_gain_db * kit.float()
         # the kits' tails are silence, which drum_gain_db weighs: tail_gain_db is for the other notes
-        return stage_loss(self.cfg, out, segment_target(c, padded, g0, frames), self.under_weight, gain, padded, kit)
+        return stage_loss(self.cfg, out, segment_target(c, padded, g0, frames), self.under_weight, gain, loudest, kit)
 
 
 # Stages ---------------------------------------------------------------------------------------
@@ -204,16 +212,18 @@ class Stage:
         t = self.trainer
         padded = t.padded(notes)
         g0, frames = self.crop(rng)
+        loudest = t.loudest(notes, padded) if self.cfg.tail_gain_db and self.cfg.loss == "spectral" else None
         self.loss.under_weight = self.cfg.under_weight_at(t.step)
         optimizer.zero_grad(set_to_none=True)
         with t.autocast():
-            loss = self.forward(module, notes, padded, g0, frames)
+            loss = self.forward(module, notes, padded, g0, frames, loudest)
         loss.backward()
         t.clip(params, self.cfg)
         optimizer.step()
         return float(loss.detach())
 
-    def forward(self, module, notes, padded, g0, frames):
+    def forward(self, module, notes, padded, g0, frames, loudest=None):
+        """The loss module on a batch; ``loudest``: its notes' loudest frames, for ``tail_gain_db``."""
         raise NotImplementedError
 
     def validate(self, notes, padded) -> torch.Tensor:
@@ -235,8 +245,8 @@ class AutoencoderStage(Stage):
     def latents(self, notes):
         return self.trainer.encoder(self.trainer.padded(notes))
 
-    def forward(self, module, notes, padded, g0, frames):
-        return module(padded, g0, frames)
+    def forward(self, module, notes, padded, g0, frames, loudest=None):
+        return module(padded, g0, frames, loudest)
 
     def validate(self, notes, padded):
         t, c = self.trainer, self.config
@@ -283,8 +293,8 @@ class EndToEndStage(Stage):
         kits[[x.id for x in t.corpus.instruments if x.drum_kit]] = True
         return EndToEndLoss(t.model.generator, t.model.decoder, self.cfg, kits)
 
-    def forward(self, module, notes, padded, g0, frames):
-        return module(*self.trainer.labels(notes), padded, g0, frames)
+    def forward(self, module, notes, padded, g0, frames, loudest=None):
+        return module(*self.trainer.labels(notes), padded, g0, frames, loudest)
 
     def validate(self, notes, padded):
         c = self.config
