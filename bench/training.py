@@ -2,7 +2,8 @@
 
 Measures optimizer steps of the real stage modules (train/stages.py) on real SoundFont notes
 (the corpus render is included, as in training), for the `small` configuration with the
-default preset's recipe settings (batch 32, 64-frame crops), plus whole-note steps for reference.
+default preset's recipe settings (batch 32, 64-frame crops), plus whole-note steps for reference,
+and the end-to-end step with the shipped recipe's tail gain (``tail_gain_db: 20``).
 In the same run it measures a large float32 matrix multiply, so every figure also appears as a
 ratio to what this machine does at that moment (the machine is shared and noisy).
 
@@ -21,7 +22,7 @@ import torch
 from sing_synth.model import Encoder, Sing, SingConfig
 from train.config import StageConfig
 from train.data.soundfont import SoundFontCorpus
-from train.stages import AutoencoderLoss, EndToEndLoss, SequenceLoss
+from train.stages import AutoencoderLoss, EndToEndLoss, SequenceLoss, loudest_frame
 
 GM = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 
@@ -62,6 +63,9 @@ def main() -> None:
     ae = AutoencoderLoss(encoder, model.decoder, StageConfig())
     seq = SequenceLoss(model.generator)
     e2e = EndToEndLoss(model.generator, model.decoder, StageConfig())
+    # the shipped recipe's tail gain; each note's loudest frame comes from the trainer's per-note
+    # store (Trainer.loudest: found once per note), so it is found here outside the timed step
+    e2e_tail = EndToEndLoss(model.generator, model.decoder, StageConfig(tail_gain_db=20.0))
 
     def update(opt, loss):
         opt.zero_grad(set_to_none=True)
@@ -85,17 +89,22 @@ def main() -> None:
         g0, n = (0, config.n_frames) if whole else crop()
         update(opt, e2e(*labels, padded, g0, n))
 
+    def step_e2e_tail(opt, labels, padded, loudest):
+        g0, n = crop()
+        update(opt, e2e_tail(*labels, padded, g0, n, loudest))
+
     cases = [
         ("autoencoder", f"crop {args.crop}", ae, step_ae),
         ("autoencoder", "whole note", ae, lambda o, lb, p: step_ae(o, lb, p, True)),
         ("sequence", "9 chunks of 32", seq, step_seq),
         ("end_to_end", f"crop {args.crop}", e2e, step_e2e),
         ("end_to_end", "whole note", e2e, lambda o, lb, p: step_e2e(o, lb, p, True)),
+        ("end_to_end", f"crop {args.crop}, tail 20 dB", e2e_tail, step_e2e_tail),
     ]
     peak = matmul_flops()
     print(f"# {args.size} model, batch {args.batch}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"# reference: float32 2048^3 matmul at {peak / 1e9:.1f} GFLOP/s, measured now")
-    print(f"{'stage':<12} {'segment':<15} {'precision':<9} {'notes/s':>8} {'s/step':>7} {'vs matmul':>10}")
+    print(f"{'stage':<12} {'segment':<22} {'precision':<9} {'notes/s':>8} {'s/step':>7} {'vs matmul':>10}")
     for stage, segment, module, fn in cases:
         params = [p for p in module.parameters() if p.requires_grad]
         opt = torch.optim.Adam(params, lr=1e-4)
@@ -104,14 +113,15 @@ def main() -> None:
             times = []
             for k in range(args.steps + 1):
                 labels, padded = batch()
+                extra = (loudest_frame(padded),) if module is e2e_tail else ()
                 t = time.perf_counter()
                 with ctx():
-                    fn(opt, labels, padded)
+                    fn(opt, labels, padded, *extra)
                 if k:
                     times.append(time.perf_counter() - t)
             dt = float(np.median(times))
             ref = matmul_flops(n=1024, reps=3)
-            print(f"{stage:<12} {segment:<15} {precision:<9} {args.batch / dt:8.1f} {dt:7.3f} "
+            print(f"{stage:<12} {segment:<22} {precision:<9} {args.batch / dt:8.1f} {dt:7.3f} "
                   f"{args.batch / dt / (ref / 1e9):10.3f}  (notes/s per matmul GFLOP/s)")
 
 
