@@ -58,7 +58,7 @@ if r.notes_rendered:  # the reference: the model alone, in this process, at batc
     from sing_synth.renderer import NoteRenderer
     opt = lambda name: sys.argv[sys.argv.index(name) + 1]
     model = NoteRenderer(presets.load(opt("--preset")), device=opt("--model-device"), batch_size=64,
-                         threads=int(opt("--threads")))
+                         threads=int(opt("--threads")), precision=opt("--precision"))
     ids = sorted(model.ids)
     keys = [(ids[k * 7 % len(ids)], 30 + k % 60, k % 5) for k in range(64)]
     model.render_model_rate(keys)
@@ -79,7 +79,7 @@ print(json.dumps({"done": done, "model_notes_per_s": speed, "import_s": imported
 def run_render(song: Path, out: Path, preset: str, args, env: dict, *extra: str) -> dict:
     cmd = [sys.executable, "-c", CHILD, "render", str(song), "-o", str(out), "--preset", preset, "--model-device",
            args.model_device, "--threads", str(args.threads), "--batch-size", str(args.batch_size), "--rate",
-           str(args.rate), *extra]
+           str(args.rate), "--precision", args.precision, *extra]
     t = time.time()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode:
@@ -123,6 +123,8 @@ def main() -> int:
     parser.add_argument("--model-device", default="auto", help="where the model runs: auto, cpu, cuda")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: the free cores, as a render chooses)")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16", "float16"),
+                        help="the model's precision, in the renders and the reference alike")
     parser.add_argument("--rate", type=int, default=44100)
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args()
@@ -145,7 +147,7 @@ def main() -> int:
         env = {**os.environ, "SING_SYNTH_CACHE": str(work / "cache"), "SING_SYNTH_CACHE_SIZE": "8G"}
         print(f"# {cpu_name()}, {os.cpu_count()} cores; {load()}")
         print(f"# model: {presets.load(preset_path).name} ({args.preset or args.size}), {device}, "
-              f"{args.threads} torch threads, batch {args.batch_size}")
+              f"{args.threads} torch threads, batch {args.batch_size}, {args.precision}")
         fluid = [fluidsynth(song, work / "fluid.wav", args.rate)]
         cold = run_render(song, work / "cold.wav", preset_path, args, env)
         warm = run_render(song, work / "warm.wav", preset_path, args, env)
