@@ -144,8 +144,9 @@ class Preset:
         return index.get((drums, "first"))
 
     # Model -----------------------------------------------------------------------------
-    def load_state_dict(self) -> dict:
-        """The verified weights (sha256 and shapes checked) as a dict of tensors."""
+    def load_state_dict(self, model=None) -> dict:
+        """The verified weights (sha256 and shapes checked against ``model``, default a new
+        ``Sing`` of the preset's configuration) as a dict of tensors."""
         from safetensors.torch import load_file
 
         from .model import Sing
@@ -166,8 +167,10 @@ class Preset:
             raise PresetError(f"preset {self.name!r}: cannot read {WEIGHTS_FILE} ({exc}); re-export the preset") from None
         import torch
 
-        with torch.device("meta"):  # the shapes, without allocating the model
-            expected = {k: tuple(v.shape) for k, v in Sing(self.config).state_dict().items()}
+        # the shapes from a model on the CPU (a few ms): on the "meta" device its initialisation
+        # imports torch's Python reference operators, about 1 s (bench/RESULTS.md, issue 13)
+        model = model if model is not None else Sing(self.config)
+        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
         if "level_db" not in state and "level_db" in expected:  # a preset from before the calibration
             state["level_db"] = torch.zeros(expected["level_db"])
         check_shapes(self.name, expected, {k: tuple(v.shape) for k, v in state.items()})
@@ -184,7 +187,7 @@ class Preset:
         from .model import Sing
 
         model = Sing(self.config)
-        model.load_state_dict(self.load_state_dict())
+        model.load_state_dict(self.load_state_dict(model))
         return model.to(device).eval()
 
 

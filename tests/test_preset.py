@@ -167,6 +167,22 @@ def test_the_model_size_is_counted_without_building_it():
             assert config.parameters == sum(p.numel() for p in Sing(config).parameters())
 
 
+def test_loading_a_model_leaves_the_meta_device_alone(tiny_preset):  # noqa: F811
+    """A model's shapes are checked against a model built on the CPU (milliseconds): built on the
+    "meta" device, its initialisation imported sympy and some 800 modules more, about 1 s of every
+    cold render and cold start (bench/RESULTS.md, issue 13). In a new interpreter, as a render runs."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom sing_synth import preset\n"
+        f"preset.load({str(tiny_preset.path)!r}).load_model()\n"
+        "print(sorted(m for m in ('sympy', 'mpmath', 'torch._dynamo') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
 def test_a_save_stopped_midway_leaves_nothing(tmp_path, tiny_preset, monkeypatch):  # noqa: F811
     """A learn or export job stopped by a signal while it writes its preset: no temporary file, and
     no half preset where there was none."""
