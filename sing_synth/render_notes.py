@@ -50,7 +50,7 @@ def render_notes(
 
     def finish(part, wavs, i):
         """Note ``i`` of a batch at the output rate, written to the store."""
-        wav = renderer.resample(wavs[i : i + 1])[0] if split else wavs[i]
+        wav = renderer.resample(wavs[i]) if split else wavs[i]
         if store is not None:
             store.write(part[i], wav)
         return wav
