@@ -50,6 +50,11 @@ def check_note_memory(gib: float, setting: str = "cache_memory") -> None:
         raise ConfigError(f"note memory of {gib:g} GiB out of range; give at least 0.001 GiB{most}", setting)
 
 
+def cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def physical_memory() -> int | None:
     """Bytes of memory of this machine (None where the system does not say)."""
     try:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from . import midi_file
+from . import limits, midi_file
 from .bank import PAD
 from .disk_cache import NoteStore
 from .errors import ConfigError
@@ -66,7 +65,7 @@ def render_notes(
             progress.bar("rendering notes", done, len(missing), "notes")
 
     if not _overlap(renderer):
-        with ThreadPoolExecutor(_cores(), thread_name_prefix="sing-synth-notes") as pool:
+        with ThreadPoolExecutor(limits.cores(), thread_name_prefix="sing-synth-notes") as pool:
             for start in range(0, len(missing), chunk):
                 part = missing[start : start + chunk]
                 keep(part, renderer.render_model_rate(part) if split else renderer.render(part), pool)
@@ -89,17 +88,13 @@ def render_notes(
     return len(missing)
 
 
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def _on_cpu(renderer) -> bool:
     return getattr(getattr(renderer, "device", None), "type", "cpu") == "cpu"
 
 
 def _overlap(renderer) -> bool:
     """Whether a thread beside the model finds a core of its own (see ``render_notes``)."""
-    return not _on_cpu(renderer) or (getattr(renderer, "threads", None) or _cores()) < _cores()
+    return not _on_cpu(renderer) or (getattr(renderer, "threads", None) or limits.cores()) < limits.cores()
 
 
 def load_notes(source: DictNoteSource, keys, store: NoteStore, progress: Progress | None = None) -> int:

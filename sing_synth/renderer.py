@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from . import dsp
+from . import dsp, limits
 from .errors import ConfigError, InstrumentError
 from .preset import Preset
 
@@ -48,7 +48,7 @@ def free_cores() -> int:
     free cores stalls the model many times over on a busy machine (bench/RESULTS.md), one thread
     less costs at most its share.
     An explicit ``OMP_NUM_THREADS`` is a cap."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = limits.cores()
     try:
         busy = os.getloadavg()[0]
     except OSError:
