@@ -164,6 +164,7 @@ def soak(preset, cache: Path, seconds: float, period: int = 256, busy: bool = Fa
     }
     rec = timing_report.load(record) if record.exists() else None
     breakdown = timing_report.summary(rec, period / RATE, ours, context) if rec is not None else []
+    breakdown += timing_report.coincidence(context, ours)
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
         np.savez(keep / "soak.npz", **context)

@@ -5,6 +5,8 @@ it), overall and in the seconds around the xruns that fell outside machine stall
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 THREADS = ("midi", "renderer", "status", "gc")
@@ -194,6 +196,36 @@ def summary(rec: dict, period: float, windows=(), context: dict | None = None) -
     return lines
 
 
+def _holds(times: np.ndarray, t0: float, t1: float) -> bool:
+    """Whether the sorted ``times`` hold one in [t0, t1]."""
+    k = np.searchsorted(times, t0)
+    return bool(k < len(times) and times[k] <= t1)
+
+
+def coincidence(context: dict, windows, lags=(0.001, 0.0015, 0.002)) -> list[str]:
+    """Whether the xruns counted as ours still fall where the machine stalled, by less than the stall
+    threshold: for each lag, how many of their ``windows`` hold a reference wake-up at least that
+    late, against the share of all such windows of the run that do (a 1.5 s window every 50 ms), and
+    the chance of that many or more by coincidence (binomial)."""
+    wake = context["wakeups"]
+    if not len(windows) or not len(wake):
+        return []
+    span = context["xrun_seconds"][:, 0] if len(context["xrun_seconds"]) else wake[:, 0]
+    grid = np.arange(min(wake[0, 0], span.min()) + 1.5, max(wake[-1, 0], span.max()), 0.05)
+    lines = [f"  the {len(windows)} windows of xruns outside the stalls, against the machine's smaller stalls:"]
+    for lag in lags:
+        times = np.sort(wake[wake[:, 1] >= lag, 0])
+        share = float(np.mean([_holds(times, t - 1.5, t) for t in grid])) if len(grid) else 0.0
+        hit = sum(_holds(times, a, b) for a, b in windows)
+        n = len(windows)
+        chance = sum(math.comb(n, k) * share**k * (1 - share) ** (n - k) for k in range(hit, n + 1))
+        lines.append(
+            f"    a reference wake-up >= {1000 * lag:.1f} ms late: in {hit} of them; in {100 * share:.0f}% of all "
+            f"1.5 s windows of the run; {hit} or more by chance: p = {chance:.2g}"
+        )
+    return lines
+
+
 def main(argv=None) -> int:
     """``python bench/timing_report.py DIR``: the breakdown of a soak kept with ``bench/live.py --keep DIR``."""
     import argparse
@@ -212,6 +244,8 @@ def main(argv=None) -> int:
             (t - 1.5, t) for t, _ in context["xrun_seconds"] if not any(t - 1.5 <= s <= t for s, _ in stalls)
         ]
     print("\n".join(summary(rec, period, windows, context)))
+    if context is not None:
+        print("\n".join(coincidence(context, windows)))
     return 0
 
 
