@@ -16,7 +16,7 @@ How data flows (each module imports only what is upstream of it):
     live session, cli.py is the command line (its commands in commands.py, listings in listing.py).
     morph.py blends instruments (positions moved by MIDI controllers, each a virtual instrument id
     the renderer blends); learn.py fits a new instrument from recordings. Around them: preset_schema.py (what
-    preset.yaml may hold), limits.py (the ranges of shared settings), signals.py (SIGINT, SIGTERM and
+    preset.yaml may hold), preset_write.py (writing presets), limits.py (the ranges of shared settings), signals.py (SIGINT, SIGTERM and
     SIGHUP stop every job cleanly, exit 128 + signal), errors.py (one-line errors).
 
 API overview (torch-backed names are imported lazily, so the audio path never loads torch):

@@ -38,6 +38,7 @@ class CacheFiller:
         self.renderer = renderer
         self.batch_size = batch_size
         self.ranges = {i.id: i.pitch_range for i in cache.preset.instruments}
+        self.sources = {i.id: i.sources() for i in cache.preset.instruments if i.played_from}
         self._heap: list = []
         self._queued: set = set()
         self._prefetched: set[int] = set()
@@ -59,9 +60,12 @@ class CacheFiller:
 
     # Scheduling (main thread) ----------------------------------------------------------
     def instrument_keys(self, instrument: int, pitches=None) -> list[Key]:
-        """Every note of an instrument, the middle of the keyboard and common velocities first."""
+        """Every note of an instrument, the middle of the keyboard and common velocities first (by
+        default the notes its keys play: not the keys its tuning map plays from others)."""
         lo, hi = self.ranges.get(instrument, (0, 127))
-        pitches = range(max(lo, 0), min(hi, 127) + 1) if pitches is None else pitches
+        if pitches is None:
+            played = self.sources.get(instrument, {})
+            pitches = sorted({played.get(p, p) for p in range(max(lo, 0), min(hi, 127) + 1)})
         order = sorted(pitches, key=lambda p: (abs(p - 60), p))
         n_vel = len(self.cache.preset.velocities)
         vels = [v for v in COMMON_CLASSES if v < n_vel]

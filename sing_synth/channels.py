@@ -18,6 +18,9 @@ GM_REVERB, GM_CHORUS = 40, 0  # General MIDI's default effect sends (CC91, CC93)
 NULL_RPN = 127
 
 
+NO_SOURCES: dict[int, int] = {}  # an instrument without a tuning map
+
+
 class InstrumentMap:
     """General MIDI program/bank/kit -> preset instrument id, precomputed (lookups never allocate).
 
@@ -27,6 +30,8 @@ class InstrumentMap:
     def __init__(self, preset, instrument=None, morph=None) -> None:
         self.velocities = tuple(preset.velocities)
         self.ranges = {i.id: (int(i.pitch_range[0]), int(i.pitch_range[1])) for i in preset.instruments}
+        # keys the model plays out of tune: the in-tune key each is played from (``Instrument.played_from``)
+        self.sources = {i.id: i.sources() for i in preset.instruments if i.played_from}
         self.morph = morph
         if morph is not None:
             corners = [self.ranges[i] for i in morph.morph.corners]
@@ -69,14 +74,17 @@ class InstrumentMap:
 
     def source_pitch(self, instrument: int, pitch: int) -> tuple[int, float] | None:
         """The pitch to render and the playback-rate ratio: outside the playable range, the nearest
-        playable pitch re-pitched (melodic) or nothing (drum kits)."""
+        playable pitch re-pitched (melodic) or nothing (drum kits); a key the preset's tuning map
+        plays from another key (out of tune in the model), that key re-pitched."""
         lo, hi = self.ranges.get(instrument, (0, 127))
         if lo <= pitch <= hi:
-            return pitch, 1.0
-        if instrument in self.drum_ids:
+            src = pitch
+        elif instrument in self.drum_ids:
             return None
-        src = lo if pitch < lo else hi
-        return src, dsp.semitone_ratio(pitch - src)
+        else:
+            src = lo if pitch < lo else hi
+        src = self.sources.get(instrument, NO_SOURCES).get(src, src)
+        return (pitch, 1.0) if src == pitch else (src, dsp.semitone_ratio(pitch - src))
 
 
 def note_layers(imap: InstrumentMap, instrument: int, key: int, velocity: float, soft: bool = False):

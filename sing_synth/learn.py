@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import dsp
+from . import dsp, preset_write
 from . import preset as presets
 from .errors import SingError
 from .losses import spectral_loss
@@ -261,6 +261,6 @@ def learn(directory, name: str, base=None, output=None, device: str = "cpu", max
         }
     }
     os.makedirs(out, exist_ok=True)
-    return presets.save(out, grown, base_preset.instruments + [instrument], name=out.name,
+    return preset_write.save(out, grown, base_preset.instruments + [instrument], name=out.name,
                         description=f"{base_preset.name} with {name.strip()!r} learned from recordings",
                         training=training, velocities=base_preset.velocities)

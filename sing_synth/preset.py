@@ -17,7 +17,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -46,9 +45,12 @@ class Instrument:
     gm_program: int | None = None  # General MIDI program 0-127 (melodic) or kit number (drums)
     gm_bank: int = 0
     drum_kit: bool = False
+    # keys the model plays out of tune, played from a nearby in-tune key re-pitched (``python -m train
+    # tune``): ``(first, last, source)`` runs, keys first-last played from ``source``
+    played_from: tuple[tuple[int, int, int], ...] = ()
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "id": self.id,
             "name": self.name,
             "family": self.family,
@@ -58,6 +60,13 @@ class Instrument:
             "gm_bank": self.gm_bank,
             "drum_kit": self.drum_kit,
         }
+        if self.played_from:
+            d["played_from"] = [list(r) for r in self.played_from]
+        return d
+
+    def sources(self) -> dict[int, int]:
+        """``{key: the pitch the key is played from}`` for the keys of ``played_from``."""
+        return {k: src for first, last, src in self.played_from for k in range(first, last + 1)}
 
     @classmethod
     def from_dict(cls, d: dict) -> Instrument:
@@ -330,68 +339,3 @@ def parse(raw: bytes, where: Path) -> object:
     except (OSError, TypeError, ValueError, RecursionError):
         pass  # a read-only cache only costs the next start its speed
     return data
-
-
-def save(
-    directory: str | os.PathLike,
-    model,
-    instruments: list[Instrument],
-    name: str | None = None,
-    description: str = "",
-    training: dict | None = None,
-    metrics: dict | None = None,
-    velocities=VELOCITY_CLASSES,
-) -> Path:
-    """Write a preset directory atomically (weights then yaml, each via a temporary file). On any
-    failure or stop (an error, a signal) the temporary files are removed, and so is the directory
-    when this call created it: a preset is there whole, or not at all."""
-    import yaml
-    from safetensors.torch import save_file
-
-    directory = Path(directory)
-    created = not directory.exists()
-    directory.mkdir(parents=True, exist_ok=True)
-    weights_tmp, yaml_tmp = directory / (WEIGHTS_FILE + ".tmp"), directory / (YAML_FILE + ".tmp")
-    try:
-        state = {k: v.detach().cpu().float().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(weights_tmp))
-        os.replace(weights_tmp, directory / WEIGHTS_FILE)
-        config = model.config
-        data = {
-            "format": FORMAT,
-            "version": FORMAT_VERSION,
-            "name": name or directory.name,
-            "description": description,
-            "sample_rate": config.sample_rate,
-            "velocities": list(velocities),
-            "model": config.to_dict(),
-            "weights": {"file": WEIGHTS_FILE, "sha256": sha256_file(directory / WEIGHTS_FILE)},
-            "training": training or {},
-            "metrics": metrics or {},
-            "instruments": [i.to_dict() for i in instruments],
-        }
-        yaml_tmp.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
-        os.replace(yaml_tmp, directory / YAML_FILE)
-    except BaseException:
-        weights_tmp.unlink(missing_ok=True)
-        yaml_tmp.unlink(missing_ok=True)
-        if created:
-            shutil.rmtree(directory, ignore_errors=True)
-        raise
-    return directory
-
-
-def set_metrics(directory: str | os.PathLike, metrics: dict) -> None:
-    """Replace the ``metrics`` of the preset in ``directory`` (its yaml rewritten atomically; the
-    weights, and so their sha256, untouched)."""
-    import yaml
-
-    path = Path(directory) / YAML_FILE
-    data = yaml.safe_load(path.read_text())
-    data["metrics"] = metrics
-    tmp = path.with_name(YAML_FILE + ".tmp")
-    try:
-        tmp.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

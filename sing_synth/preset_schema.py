@@ -116,7 +116,7 @@ def _instrument(entry, k: int, n_instruments: int, fail) -> dict:
     where = f"instruments[{k}]"
     if not isinstance(entry, dict):
         fail(where, entry, "is not a mapping (id, name, family, pitch_range, ...)")
-    known = {"id", "name", "family", "source", "pitch_range", "gm_program", "gm_bank", "drum_kit"}
+    known = {"id", "name", "family", "source", "pitch_range", "gm_program", "gm_bank", "drum_kit", "played_from"}
     unknown = sorted(set(entry) - known, key=str)
     if unknown:
         fail(f"{where} field", unknown[0], f"is unknown: the fields are {', '.join(sorted(known))}")
@@ -151,7 +151,33 @@ def _instrument(entry, k: int, n_instruments: int, fail) -> dict:
     if not isinstance(drum_kit, bool):
         fail(f"{where}.drum_kit", drum_kit, "must be true or false")
     out["drum_kit"] = drum_kit
+    out["played_from"] = _played_from(entry.get("played_from", []), out["pitch_range"], where, fail)
     return out
+
+
+def _played_from(runs, pitch_range, where: str, fail) -> tuple:
+    """``played_from``: ``[first, last, source]`` runs of keys inside the pitch range, each played from
+    a source inside it that no run re-maps, the runs apart from each other."""
+    lo, hi = pitch_range
+    where = f"{where}.played_from"
+    if not isinstance(runs, list):
+        fail(where, runs, "must be a list of [first, last, source] runs")
+    keys: set[int] = set()
+    out = []
+    for run in runs:
+        if not (isinstance(run, list) and len(run) == 3 and all(_is_int(p) for p in run)):
+            fail(where, run, "is not a [first, last, source] run of MIDI keys")
+        first, last, source = run
+        if not lo <= first <= last <= hi or not lo <= source <= hi:
+            fail(where, run, f"leaves the pitch range {lo}-{hi}: use first <= last and every key inside it")
+        if keys.intersection(range(first, last + 1)):
+            fail(where, run, "overlaps another run: each key is played from one source")
+        keys.update(range(first, last + 1))
+        out.append((first, last, source))
+    for first, last, source in out:
+        if source in keys:
+            fail(where, [first, last, source], "plays from a key that is itself played from another: use an in-tune key")
+    return tuple(out)
 
 
 def _is_int(value) -> bool:

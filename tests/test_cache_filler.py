@@ -224,3 +224,15 @@ def test_the_latest_request_is_made_first(tiny_preset, one_thread, tmp_path):  #
         assert renderer.order[:3] == keys[::-1]
     finally:
         filler.stop()
+
+
+def test_an_instrument_s_notes_leave_out_the_keys_its_tuning_map_plays_from_others(tiny_preset, tmp_path):  # noqa: F811
+    from dataclasses import replace
+
+    strings = replace(tiny_preset.instruments[1], played_from=((28, 35, 36), (60, 60, 61)))  # range 28-96
+    preset = replace(tiny_preset, instruments=[strings if i.id == 1 else i for i in tiny_preset.instruments])
+    filler = CacheFiller(NoteCache(preset, 22050, cache_dir=tmp_path))
+    keys = filler.instrument_keys(1)
+    assert {p for _, p, _ in keys} == set(range(36, 97)) - {60}
+    assert len(keys) == len(set(keys)) == 60 * len(preset.velocities)
+    assert [p for _, p, _ in keys[:2]] == [59, 61]  # the middle of the keyboard first: 60 is played from 61

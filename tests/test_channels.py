@@ -3,7 +3,7 @@
 import math
 
 import pytest
-from engine_fixtures import KIT, PIANO, SAW, SINE, weightless_preset
+from engine_fixtures import INSTRUMENTS, KIT, PIANO, SAW, SINE, weightless_preset
 
 from sing_synth import dsp
 from sing_synth import events as ev
@@ -31,6 +31,25 @@ def test_pitches_outside_the_range_are_re_pitched_or_skipped():
     assert imap.source_pitch(PIANO, 100) == (96, dsp.semitone_ratio(4))  # range 36-96: four semitones up
     assert imap.source_pitch(PIANO, 30) == (36, dsp.semitone_ratio(-6))
     assert imap.source_pitch(KIT, 20) is None  # a drum outside the kit is skipped, not re-pitched
+
+
+def tuned_preset():
+    """The test preset with a tuning map on the piano (range 36-96): 36-40 from 41, 60 from 62, 96 from 95."""
+    from dataclasses import replace
+
+    piano = replace(INSTRUMENTS[PIANO], played_from=((36, 40, 41), (60, 60, 62), (96, 96, 95)))
+    return weightless_preset([piano if i.id == PIANO else i for i in INSTRUMENTS])
+
+
+def test_keys_of_the_tuning_map_are_played_from_their_source_re_pitched():
+    imap = InstrumentMap(tuned_preset())
+    assert imap.source_pitch(PIANO, 38) == (41, dsp.semitone_ratio(-3))
+    assert imap.source_pitch(PIANO, 60) == (62, dsp.semitone_ratio(-2))
+    assert imap.source_pitch(PIANO, 61) == (61, 1.0)  # in tune: its own note
+    assert imap.source_pitch(PIANO, 30) == (41, dsp.semitone_ratio(-11))  # below the range: the lowest key's source
+    assert imap.source_pitch(PIANO, 100) == (95, dsp.semitone_ratio(5))
+    assert imap.source_pitch(SINE, 38) == (38, 1.0)  # no map
+    assert note_keys(imap, PIANO, 60, 100) == [(PIANO, 62, 3)]
 
 
 def test_note_layers_blend_two_classes_and_the_soft_pedal_plays_softer():

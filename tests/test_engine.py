@@ -101,6 +101,15 @@ def test_pitch_bend_moves_the_fundamental(bend, cents):
     assert abs(f0_cents(out[int(0.8 * RATE) : int(1.4 * RATE)], 64) - cents) < 10
 
 
+def test_a_key_of_the_tuning_map_sounds_at_its_pitch_from_its_source():
+    from test_channels import tuned_preset
+
+    source = HarmonicSource()
+    out = run_engine(make_engine(source, preset=tuned_preset()), [(0.0, ev.PROGRAM, 0, 2, 0), *note(0.01, 60, 100, 1.0)], 0.8)
+    assert (PIANO, 62, 3) in source.slots and (PIANO, 60, 3) not in source.slots  # played from 62
+    assert abs(f0_cents(out[int(0.1 * RATE) : int(0.6 * RATE)], 60)) < 10  # re-pitched to 60
+
+
 def test_rpn0_sets_the_pitch_bend_range():
     rpn = [
         (0.0, ev.CONTROL, 0, cc, value) for cc, value in ((101, 0), (100, 0), (6, 12), (38, 0), (101, 127), (100, 127))

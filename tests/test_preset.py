@@ -10,6 +10,7 @@ from engine_fixtures import tiny_preset  # noqa: F401  (a seeded tiny preset in 
 from safetensors.torch import load_file, save_file
 
 from sing_synth import preset as presets
+from sing_synth import preset_write
 from sing_synth.errors import InstrumentError, PresetError
 from sing_synth.model import Sing, SingConfig
 from sing_synth.renderer import NoteRenderer
@@ -24,7 +25,7 @@ def copy(tmp_path, tiny_preset):  # noqa: F811
 
 def test_round_trip_renders_identical_audio(tmp_path, tiny_preset):  # noqa: F811
     model = tiny_preset.load_model()
-    again = presets.save(tmp_path / "again", model, tiny_preset.instruments, name="again")
+    again = preset_write.save(tmp_path / "again", model, tiny_preset.instruments, name="again")
     loaded = presets.load(again)
     assert loaded.config == tiny_preset.config and loaded.instruments == tiny_preset.instruments
     notes = [(0, 60, 2), (3, 38, 4)]
@@ -130,6 +131,13 @@ def set_key(*path, value=None, delete=False):
         (set_key("instruments", 1, "gm_program", value=300), "gm_program 300 out of range: use a General MIDI program"),
         (set_key("instruments", 3, "drum_kit", value="yes"), "drum_kit 'yes' must be true or false"),
         (set_key("instruments", 3, "colour", value="red"), r"instruments\[3\] field 'colour' is unknown"),
+        (set_key("instruments", 1, "played_from", value=5), r"instruments\[1\].played_from 5 must be a list of \[first, last"),
+        (set_key("instruments", 1, "played_from", value=[["a", 1, 2]]), r"played_from \['a', 1, 2\] is not a \[first, last, source\]"),
+        (set_key("instruments", 1, "played_from", value=[[30, 28, 31]]), r"played_from \[30, 28, 31\] leaves the pitch range 28-96"),
+        (set_key("instruments", 1, "played_from", value=[[20, 25, 31]]), r"leaves the pitch range 28-96"),
+        (set_key("instruments", 1, "played_from", value=[[28, 30, 31], [30, 32, 33]]), r"\[30, 32, 33\] overlaps another run"),
+        (set_key("instruments", 1, "played_from", value=[[28, 30, 31], [31, 31, 40]]),
+         r"\[28, 30, 31\] plays from a key that is itself played from another"),
         (set_key("weights", "sha256", delete=True), r"weights.sha256 \(missing\) is missing: it is required"),
         (set_key("weights", "sha256", value="abc"), "weights.sha256 'abc' is not 64 hexadecimal digits"),
         (set_key("weights", value=None), r"weights.sha256 \(missing\) is missing"),
@@ -188,7 +196,7 @@ def test_a_save_stopped_midway_leaves_nothing(tmp_path, tiny_preset, monkeypatch
     no half preset where there was none."""
     import signal
 
-    import sing_synth.preset as module
+    import sing_synth.preset_write as module
     from sing_synth.signals import Stopped
 
     def stopped(*args):
@@ -198,10 +206,10 @@ def test_a_save_stopped_midway_leaves_nothing(tmp_path, tiny_preset, monkeypatch
     shutil.copytree(tiny_preset.path, tmp_path / "old")
     monkeypatch.setattr(module, "sha256_file", stopped)  # after the weights, before the yaml
     with pytest.raises(Stopped):
-        presets.save(tmp_path / "new", model, tiny_preset.instruments)
+        preset_write.save(tmp_path / "new", model, tiny_preset.instruments)
     assert not (tmp_path / "new").exists()
     with pytest.raises(Stopped):
-        presets.save(tmp_path / "old", model, tiny_preset.instruments)
+        preset_write.save(tmp_path / "old", model, tiny_preset.instruments)
     assert sorted(p.name for p in (tmp_path / "old").iterdir()) == ["preset.yaml", "weights.safetensors"]
 
 
@@ -227,3 +235,19 @@ def test_a_preset_parsed_before_is_read_back_as_json_and_still_validated(copy, n
     for _ in range(2):
         with pytest.raises(PresetError, match="format version 99"):
             presets.load(copy)
+
+
+def test_a_tuning_map_is_kept_by_load_and_set_instruments(copy):
+    """``played_from`` (written by ``python -m train tune``) loads as runs and as a key -> source map,
+    and ``set_instruments`` rewrites the table without touching the weights."""
+    from dataclasses import replace
+
+    p = presets.load(copy)
+    table = [replace(i, played_from=((28, 31, 33), (40, 40, 41))) if i.id == 1 else i for i in p.instruments]
+    preset_write.set_instruments(copy, table, {"tuning": {"cents": 50.0}})
+    q = presets.load(copy)
+    assert q.instruments[1].played_from == ((28, 31, 33), (40, 40, 41))
+    assert q.instruments[1].sources() == {28: 33, 29: 33, 30: 33, 31: 33, 40: 41}
+    assert q.instruments[0].played_from == () and "played_from" not in q.instruments[0].to_dict()
+    assert q.training == {**p.training, "tuning": {"cents": 50.0}}
+    assert q.sha256 == p.sha256 and q.load_model() is not None  # the weights are as they were

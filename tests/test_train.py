@@ -317,3 +317,6 @@ def test_calibration_brings_a_preset_to_its_recordings_level(tmp_path):
     from train.cli import main
 
     assert main(["calibrate", str(out)]) == 0  # the command line, on a preset without drum kits
+    assert main(["tune", str(out)]) == 0
+    tuning = presets.load(out).training["tuning"]  # its four instruments are sound effects: unpitched, not tuned
+    assert tuning["instruments"] == tuning["keys"] == 0 and all(not i.played_from for i in presets.load(out).instruments)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sing_synth import dsp
+from sing_synth import dsp, preset_write
 from sing_synth import preset as presets
 from sing_synth.renderer import NoteRenderer
 
@@ -134,6 +134,6 @@ def calibrate(preset_dir, per_band: int = 2, limit_db: float = 20.0, seed: int =
     training = dict(preset.training)
     training["calibration"] = summary
     # the metrics described the uncalibrated weights: `python -m train evaluate --update-preset` remeasures
-    presets.save(preset.path, model, preset.instruments, name=preset.name, description=preset.description,
+    preset_write.save(preset.path, model, preset.instruments, name=preset.name, description=preset.description,
                  training=training, velocities=preset.velocities)
     return summary

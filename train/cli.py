@@ -1,8 +1,9 @@
-"""Command line of the trainer: ``python -m train {fit,export,calibrate,evaluate,diagnose} ...``.
+"""Command line of the trainer: ``python -m train {fit,export,calibrate,tune,evaluate,diagnose} ...``.
 
 ``fit RECIPE`` trains (resuming from the run directory's checkpoint when there is one);
-``export RUN_DIR`` writes a preset and calibrates its levels; ``calibrate PRESET`` measures the
-levels again; ``evaluate PRESET`` writes the evaluation report;
+``export RUN_DIR`` writes a preset, calibrates its levels and tunes it; ``calibrate PRESET`` measures the
+levels again; ``tune PRESET`` measures which keys are out of tune and which keys play them
+(``train/tune.py``); ``evaluate PRESET`` writes the evaluation report;
 ``diagnose RUN_DIR`` prints what the run's checkpoint makes of validation notes, by group.
 ``python -m train RECIPE.yaml`` is short for ``fit``.
 """
@@ -27,9 +28,15 @@ def get_parser() -> argparse.ArgumentParser:
     ex.add_argument("run_dir")
     ex.add_argument("output", help="preset directory to write (e.g. presets/NAME)")
     ex.add_argument("--no-calibrate", action="store_true", help="leave every level gain at 0 dB")
+    ex.add_argument("--no-tune", action="store_true", help="leave the tuning map out (every key plays its own note)")
     ca = sub.add_parser("calibrate", help="measure a preset's level gains on its training notes and store them")
     ca.add_argument("preset", help="preset directory (it must hold split.json, as exported presets do)")
     ca.add_argument("--per-band", type=int, default=2, help="melodic notes per instrument and octave band (default 2)")
+    tu = sub.add_parser("tune", help="measure which keys a preset plays out of tune and store the keys that play them")
+    tu.add_argument("preset", help="preset directory")
+    tu.add_argument("--cents", type=float, default=50.0, help="a note is in tune within this many cents of its pitch (default 50)")
+    tu.add_argument("--reach", type=int, default=24,
+                    help="play a key from an in-tune key at most this many semitones away (default 24)")
     ev = sub.add_parser("evaluate", help="evaluate a preset on its held-out test pitches")
     ev.add_argument("preset", help="preset directory (it must hold split.json, as exported presets do)")
     ev.add_argument("--notes", type=int, default=None, help="notes per split to evaluate (default: the recipe's)")
@@ -56,9 +63,19 @@ def calibrate_preset(preset_dir, per_band: int = 2) -> None:
           f"(melodic RMS), drum peaks {db(summary['median_drum_peak_before_db'])}")
 
 
+def tune_preset(preset_dir, cents: float = 50.0, reach: int = 24) -> None:
+    from .tune import tune
+
+    s = tune(preset_dir, cents=cents, reach=reach, progress=print)
+    print(f"tuned {preset_dir} in {s['seconds']:.0f} s: {s['keys']} keys of {s['instruments']} pitched instruments, "
+          f"{s['keys_measurable']} with a recording in tune; of those {s['keys_in_tune']} in tune, "
+          f"{s['keys_played_from_another']} now played from an in-tune key, {s['keys_left_out_of_tune']} left out of tune "
+          f"(no key in tune at every velocity within {reach} semitones)")
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] not in ("fit", "export", "calibrate", "evaluate", "diagnose", "-h", "--help"):
+    if argv and argv[0] not in ("fit", "export", "calibrate", "tune", "evaluate", "diagnose", "-h", "--help"):
         argv.insert(0, "fit")
     args = get_parser().parse_args(argv)
     command = "python -m train " + shlex.join(argv)
@@ -80,6 +97,7 @@ def main(argv=None) -> int:
 
                 export(trainer.run_dir, args.export, command=command)
                 calibrate_preset(args.export)
+                tune_preset(args.export)
             return 0
         if args.command == "export":
             from .export import export
@@ -87,9 +105,14 @@ def main(argv=None) -> int:
             print(export(args.run_dir, args.output, command=command))
             if not args.no_calibrate:
                 calibrate_preset(args.output)
+            if not args.no_tune:
+                tune_preset(args.output)
             return 0
         if args.command == "calibrate":
             calibrate_preset(args.preset, args.per_band)
+            return 0
+        if args.command == "tune":
+            tune_preset(args.preset, args.cents, args.reach)
             return 0
         if args.command == "diagnose":
             from .diagnose import main as diagnose

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from sing_synth import preset as presets
+from sing_synth import preset_write
 from sing_synth.model import Sing, SingConfig
 
 from .config import Recipe
@@ -105,7 +105,7 @@ def export(run_dir, output, command: str = "") -> Path:
     }
     output.mkdir(parents=True, exist_ok=True)
     # metrics describe these weights only: `python -m train evaluate --update-preset` adds them
-    presets.save(output, model, instruments, name=recipe.name, description=recipe.description.strip(), training=training)
+    preset_write.save(output, model, instruments, name=recipe.name, description=recipe.description.strip(), training=training)
     if (run_dir / "split.json").is_file():
         shutil.copyfile(run_dir / "split.json", output / "split.json")
     else:  # a committed run holds no split (it is not committed twice): the same seed over the same data makes it

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import preset as presets
+from .. import preset_write
 from ..preset import Instrument, Preset
 
 # the tests' tiny preset: a General MIDI piano, strings and bass, and a drum kit
@@ -37,4 +38,4 @@ def untrained_preset(directory: str | Path, instruments=TINY_INSTRUMENTS, size: 
     directory = Path(directory)
     torch.manual_seed(seed)
     model = Sing(SingConfig.named(size, n_instruments=len(instruments)))
-    return presets.load(presets.save(directory, model, list(instruments), name=name or directory.name))
+    return presets.load(preset_write.save(directory, model, list(instruments), name=name or directory.name))
