@@ -6,7 +6,7 @@ from dataclasses import fields
 
 import numpy as np
 
-from . import limits, render
+from . import dsp, limits, render
 from . import preset as presets
 from .audio_file import check_output
 from .disk_cache import DiskCache
@@ -115,9 +115,17 @@ def cmd_note(args) -> int:
         renderer.add_blends({played: morph.weights(*q)} if played not in renderer.ids else {})
         names = " / ".join(p.instrument(i).name for i in corners)
         what = f"{names} at {', '.join(f'{v / morph.steps:g}' for v in q[: 2 if morph.square else 1])}"
-    audio = np.concatenate([renderer.render_velocity(played, pitch, args.velocity) for pitch in args.pitch])
-    write_audio(args.output, audio, args.rate)
-    print(f"wrote {args.output}: {what}, pitches {' '.join(map(str, args.pitch))}, velocity {args.velocity}")
+    # a key the preset's tuning map plays from another key: that key's note re-pitched, as the engine plays it
+    sources = inst.sources() if played == inst.id else {}
+    notes = []
+    for pitch in args.pitch:
+        src = sources.get(pitch, pitch)
+        wav = renderer.render_velocity(played, src, args.velocity)
+        notes.append(wav if src == pitch else dsp.repitch(wav, pitch - src))
+    write_audio(args.output, np.concatenate(notes), args.rate)
+    moved = [f"{k} from {sources[k]}" for k in args.pitch if k in sources]
+    print(f"wrote {args.output}: {what}, pitches {' '.join(map(str, args.pitch))}, velocity {args.velocity}"
+          + (f" ({', '.join(moved)}, re-pitched: the preset's tuning map)" if moved else ""))
     return 0
 
 

@@ -67,6 +67,28 @@ def test_note_renders_a_wav(preset_path, tmp_path, one_thread, capsys):  # noqa:
     assert dsp.rms_db(audio) > -90
 
 
+def test_note_plays_a_key_of_the_tuning_map_from_its_source(tiny_preset, tmp_path, one_thread, capsys):  # noqa: F811
+    from dataclasses import replace
+
+    from sing_synth import preset_write
+    from sing_synth.renderer import NoteRenderer
+
+    copy = tmp_path / "tuned"
+    shutil.copytree(tiny_preset.path, copy)
+    preset_write.set_instruments(copy, [replace(i, played_from=((28, 30, 33),)) if i.id == 1 else i
+                                        for i in tiny_preset.instruments])
+    out = tmp_path / "n.wav"
+    argv = ["note", "--preset", str(copy), "--instrument", "strings", "--pitch", "30", "40", "--rate", "16000", "-o", str(out)]
+    assert cli.main(argv) == 0
+    assert "(30 from 33, re-pitched: the preset's tuning map)" in capsys.readouterr().out
+    audio, _ = read_wav(out)
+    n = 4 * 16000
+    renderer = NoteRenderer(tiny_preset, device="cpu")
+    source, own = renderer.render_velocity(1, 33, 100), renderer.render_velocity(1, 40, 100)
+    assert np.abs(audio[:n, 0] - dsp.repitch(source, -3)).max() < 1e-4  # key 30: the note of 33, three semitones down
+    assert np.abs(audio[n:, 0] - own).max() < 1e-4  # key 40: its own note
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
