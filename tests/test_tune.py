@@ -10,7 +10,7 @@ from train_fixtures import needs_fonts
 from sing_synth import dsp
 from sing_synth import preset as presets
 from sing_synth.channels import InstrumentMap
-from train.tune import Key, choose, runs
+from train.tune import Key, choose, judged, runs
 
 
 def test_a_key_out_of_tune_is_played_from_the_nearest_key_in_tune_at_every_class():
@@ -18,9 +18,9 @@ def test_a_key_out_of_tune_is_played_from_the_nearest_key_in_tune_at_every_class
     keys = {
         30: bad, 31: bad, 32: bad,  # the low end: from 33
         33: good,
-        34: Key(5, 3, 3),  # in tune at 3 of 5 measurable classes: it stays
-        35: Key(4, 4, 4),  # in tune wherever measurable but not at every class: no source, and it stays
-        36: Key(0, 0, 0),  # the estimator cannot judge its real recording: it stays
+        34: Key(5, 3, 3),  # in tune at 3 of 5 judged classes: it stays
+        35: Key(4, 4, 4),  # in tune wherever judged but not at every class: no source, and it stays
+        36: Key(0, 0, 0),  # no class judged: it stays
         37: bad,  # 33 and 41 are 4 away: the higher one
         38: bad,  # from 41 (three semitones) rather than 33 (five)
         41: good,
@@ -29,6 +29,9 @@ def test_a_key_out_of_tune_is_played_from_the_nearest_key_in_tune_at_every_class
     assert choose(keys, classes=5, reach=12) == {30: 33, 31: 33, 32: 33, 37: 41, 38: 41}
     assert choose(keys, classes=5, reach=40)[70] == 41
     assert choose({30: bad, 31: bad}, classes=5) == {}  # nothing in tune: nothing to play from
+    a4 = 440.0
+    assert judged(a4, 0.0, 69, 50) and judged(0.0, 466.2, 69, 50)  # a recording in tune; none, but a pitch made
+    assert not judged(0.0, 0.0, 69, 50) and not judged(110.0, 466.2, 69, 50)  # no pitch at all; the recording's elsewhere
     assert runs({30: 33, 31: 33, 32: 33, 37: 41, 38: 41, 40: 41}) == [[30, 32, 33], [37, 38, 41], [40, 40, 41]]
 
 
@@ -49,7 +52,9 @@ def test_the_shipped_model_s_lowest_keys_are_in_tune_as_played(tmp_path):
     p = presets.load(copy)
     grand = p.instruments[0]
     assert summary["instruments"] == 1 and summary["keys"] == 73 and summary["keys_played_from_another"] > 0
-    assert all(i.played_from == () for i in p.instruments[1:])  # only the instrument measured
+    shipped = presets.load(presets.DEFAULT_PRESET)
+    assert [i.played_from for i in p.instruments[1:]] == [i.played_from for i in shipped.instruments[1:]]  # only 0 measured
+    assert grand.played_from == shipped.instruments[0].played_from  # the shipped map is what tune makes
     imap = InstrumentMap(p)
     renderer = NoteRenderer(p, device="cpu", batch_size=32)
     low = [26, 28, 30]

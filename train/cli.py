@@ -68,7 +68,7 @@ def tune_preset(preset_dir, cents: float = 50.0, reach: int = 24) -> None:
 
     s = tune(preset_dir, cents=cents, reach=reach, progress=print)
     print(f"tuned {preset_dir} in {s['seconds']:.0f} s: {s['keys']} keys of {s['instruments']} pitched instruments, "
-          f"{s['keys_measurable']} with a recording in tune; of those {s['keys_in_tune']} in tune, "
+          f"{s['keys_judged']} judged; of those {s['keys_in_tune']} in tune, "
           f"{s['keys_played_from_another']} now played from an in-tune key, {s['keys_left_out_of_tune']} left out of tune "
           f"(no key in tune at every velocity within {reach} semitones)")
 

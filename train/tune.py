@@ -7,11 +7,12 @@ recording re-pitched; the engine already does that outside an instrument's ``pit
 This measures every note the instrument can play against its training recording: the model's
 note and the real one at each recorded key of its range and each velocity class, each one's
 fundamental by the project's estimator (``dsp.estimate_f0`` over the steady segment, as ``python -m
-train evaluate`` measures pitch). A note is in tune within ``cents`` of its pitch. Where the real
-recording is in tune (where the estimator can judge the timbre at all) and the model's note is
-not, at half of those classes or more, the key is played from the nearest key whose model notes
-are in tune at every class, at most ``reach`` semitones away (the higher one on a tie),
-re-pitched. Other keys stay as they are; so do drum kits and the unpitched families.
+train evaluate`` measures pitch). A note is in tune within ``cents`` of its pitch. The model's
+note is judged where the recording is in tune (the estimator reads this timbre right) or where
+the recording shows no pitch but the model's note does (see :func:`judged`). A key out of tune at
+half of its judged classes or more is played from the nearest key whose model notes are in tune
+at every class, at most ``reach`` semitones away (the higher one on a tie), re-pitched. Other keys
+stay as they are; so do drum kits and the unpitched families.
 
 The map is stored per instrument in ``preset.yaml`` as ``played_from``: ``[first, last, source]``
 runs (keys ``first``-``last`` are played from ``source``); the weights, their sha256 and every note
@@ -40,9 +41,9 @@ REACH = 24
 class Key:
     """One key of an instrument, over the velocity classes measured."""
 
-    measurable: int = 0  # classes whose real recording the estimator finds in tune
+    judged: int = 0  # classes where the model's note can be judged (see ``judged``)
     in_tune: int = 0  # of those, the classes whose generated note is in tune
-    everywhere: int = 0  # classes whose generated note is in tune (real measurable or not)
+    everywhere: int = 0  # classes whose generated note is in tune (judged or not)
 
 
 def runs(mapping: dict[int, int]) -> list[list[int]]:
@@ -61,13 +62,13 @@ def choose(keys: dict[int, Key], classes: int, reach: int = REACH) -> dict[int, 
     """``{key: source}``: a key whose generated notes are in tune at fewer than half of the classes
     where its real recording is measurably in tune is played from the nearest key whose generated
     notes are in tune at every class, within ``reach`` semitones, the higher one on a tie. A key with
-    no such source, or no measurable recording, is left out."""
+    no such source, or no class judged, is left out."""
     good = np.array(sorted(k for k, m in keys.items() if m.everywhere == classes))
     out = {}
     if not len(good):
         return out
     for key, m in keys.items():
-        if m.measurable == 0 or 2 * m.in_tune >= m.measurable:
+        if m.judged == 0 or 2 * m.in_tune >= m.judged:
             continue
         d = np.abs(good - key)
         if int(d.min()) <= reach:
@@ -75,9 +76,16 @@ def choose(keys: dict[int, Key], classes: int, reach: int = REACH) -> dict[int, 
     return out
 
 
-def in_tune(wav: np.ndarray, pitch: int, rate: int, cents: float) -> bool:
-    f0 = bd.project_f0(wav, rate)
+def in_tune(f0: float, pitch: int, cents: float) -> bool:
     return f0 > 0 and abs(dsp.cents(f0, dsp.midi_to_hz(pitch))) <= cents
+
+
+def judged(real_f0: float, gen_f0: float, pitch: int, cents: float) -> bool:
+    """Whether the model's note at ``pitch`` can be judged: its recording is in tune (the estimator
+    reads this timbre right), or the estimator finds no pitch in the recording but one in the model's
+    note (a pitch the recording does not have: the frame-rate buzz, a note a semitone off). A
+    recording with a pitch elsewhere (an organ's sub-octave, say) leaves the key alone."""
+    return in_tune(real_f0, pitch, cents) or (real_f0 <= 0 and gen_f0 > 0)
 
 
 def measure(preset, renderer, corpus, instruments, classes, cents: float = CENTS, progress=None, batch: int = 256):
@@ -97,10 +105,11 @@ def measure(preset, renderer, corpus, instruments, classes, cents: float = CENTS
         chunk = notes[a : a + batch]
         for (i, p, _), gen, real in zip(chunk, renderer.render_model_rate(chunk), corpus.load_batch(chunk)):
             k = out.setdefault(i, {}).setdefault(p, Key())
-            g = in_tune(gen, p, rate, cents)
+            fg, fr = bd.project_f0(gen, rate), bd.project_f0(real, rate)
+            g = in_tune(fg, p, cents)
             k.everywhere += g
-            if in_tune(real, p, rate, cents):
-                k.measurable += 1
+            if judged(fr, fg, p, cents):
+                k.judged += 1
                 k.in_tune += g
         if progress and (a // batch) % 20 == 0:
             progress(f"tuning: {a + len(chunk)} of {len(notes)} notes measured ({time.time() - t0:.0f} s)")
@@ -137,10 +146,10 @@ def tune(preset_dir, cents: float = CENTS, reach: int = REACH, classes=None, dev
         "velocity_classes": list(classes),
         "instruments": len(pitched),
         "keys": len(keys),
-        "keys_measurable": sum(m.measurable > 0 for m in keys),
-        "keys_in_tune": sum(m.measurable > 0 and 2 * m.in_tune >= m.measurable for m in keys),
+        "keys_judged": sum(m.judged > 0 for m in keys),
+        "keys_in_tune": sum(m.judged > 0 and 2 * m.in_tune >= m.judged for m in keys),
         "keys_played_from_another": mapped,
-        "keys_left_out_of_tune": sum(m.measurable > 0 and 2 * m.in_tune < m.measurable for m in keys) - mapped,
+        "keys_left_out_of_tune": sum(m.judged > 0 and 2 * m.in_tune < m.judged for m in keys) - mapped,
         "seconds": round(time.time() - t0, 1),
     }
     preset_write.set_instruments(preset.path, table, {"tuning": summary})
