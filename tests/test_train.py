@@ -172,6 +172,8 @@ def test_export_and_evaluate_write_a_preset_and_report(tmp_path):
     for grouping in ("family", "octave", "velocity"):
         assert sum(g["notes"] for g in data["test"]["sing"][grouping].values()) == 8
     assert np.mean([r["l1"] for r in records]) == pytest.approx(data["test"]["sing"]["overall"]["spectral_l1"])
+    # no tuning map (export() alone does not tune): the notes as played are the model's own
+    assert data["test"]["played"]["overall"] == data["test"]["sing"]["overall"]
     # the re-pitch baseline of a note whose own pitch is in training is near the real note's level
     assert abs(data["test"]["baseline"]["overall"]["level_db_median"]) < 6
     assert "By octave, test notes" in report.read_text() and "pitch baseline (project / Praat)" in report.read_text()

@@ -100,6 +100,29 @@ def plot_spectrograms(path: Path, notes, real, gen, played, base, names) -> None
     plt.close(fig)
 
 
+def plot_low_band(path: Path, notes, columns: dict, names, rate: int, max_hz: float = 800.0) -> None:
+    """The lowest band's notes up close: 0-``max_hz`` with 4,096-point frames (4 Hz bins at 16 kHz),
+    a dotted line at each note's fundamental, one row per note and a column per ``columns`` entry
+    (title -> notes' audio)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(notes), len(columns), figsize=(4 * len(columns), 2.4 * len(notes)), squeeze=False)
+    for row, (i, p, v) in enumerate(notes):
+        for col, (title, wavs) in enumerate(columns.items()):
+            ax = axes[row][col]
+            ax.specgram(wavs[row][: 2 * rate], NFFT=4096, Fs=rate, noverlap=3584, cmap="magma", vmin=-120)
+            ax.set_ylim(0, max_hz)
+            ax.axhline(dsp.midi_to_hz(p), color="c", lw=0.6, ls=":")
+            ax.set_title(f"{title}: {names[i][:28]} p{p} v{v}", fontsize=8)
+            ax.tick_params(labelsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
 def plot_embeddings(path: Path, model, instruments) -> None:
     import matplotlib
 
@@ -170,7 +193,7 @@ def evaluate(preset_dir, notes: int | None = None, output=None, update_preset: b
     rate = preset.sample_rate
     families = {i.id: i.family for i in corpus.instruments}
     report = {"preset": preset.name, "weights_sha256": preset.sha256, "notes_per_split": n, "seed": seed}
-    shown = {}
+    shown, low_band = {}, {"notes": []}
     for name in ("train", "test"):
         pool = by_split[name]
         chosen = [pool[k] for k in sorted(rng.choice(len(pool), size=min(n, len(pool)), replace=False))]
@@ -185,6 +208,9 @@ def evaluate(preset_dir, notes: int | None = None, output=None, update_preset: b
             pick = np.array(shown_notes(chosen, families))
             shown = {"notes": [chosen[k] for k in pick], "real": real[pick], "gen": gen[pick], "played": played[pick],
                      "base": base[pick]}
+            low = [k for k, (i, p, _) in enumerate(chosen) if p < 36 and families[i] not in bd.UNPITCHED][:3]
+            low_band = {"notes": [chosen[k] for k in low],
+                        "columns": {"real": real[low], "SING": gen[low], "SING as played": played[low], "re-pitch baseline": base[low]}}
         report[name]["notes"] = bd.as_records(sing)
     if drums:
         report["drum_kits"] = drum_section(renderer, corpus, rate, split["train"])
@@ -193,6 +219,9 @@ def evaluate(preset_dir, notes: int | None = None, output=None, update_preset: b
     names = {i.id: i.name for i in preset.instruments}
     plot_spectrograms(out / "spectrograms.png", shown["notes"], shown["real"], shown["gen"], shown["played"], shown["base"],
                       names)
+    report["low_band_figure"] = bool(low_band["notes"])
+    if low_band["notes"]:
+        plot_low_band(out / "low_band.png", low_band["notes"], low_band["columns"], names, rate)
     plot_embeddings(out / "embeddings.png", renderer.model.float(), preset.instruments)
     (out / "report.json").write_text(json.dumps(report, indent=1))
     (out / "report.md").write_text(markdown(report))
@@ -265,5 +294,8 @@ def markdown(r: dict) -> str:
             for name, k in kits.items()
         ]
         lines.append("")
-    lines += ["![spectrograms](spectrograms.png)", "", "![embeddings](embeddings.png)", ""]
+    lines += ["![spectrograms](spectrograms.png)", ""]
+    if r.get("low_band_figure"):
+        lines += ["The lowest band up close (0-800 Hz; dotted: the note's fundamental):", "", "![lowest band](low_band.png)", ""]
+    lines += ["![embeddings](embeddings.png)", ""]
     return "\n".join(lines)
