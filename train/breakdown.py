@@ -80,8 +80,9 @@ def praat_f0(x: np.ndarray, rate: int) -> float:
 ESTIMATORS = {"project": project_f0, "praat": praat_f0}
 
 
-def in_tune(f0: float, pitch: int) -> bool:
-    return f0 > 0 and abs(dsp.cents(f0, dsp.midi_to_hz(pitch))) <= 50
+def in_tune(f0: float, pitch: int, cents: float = 50.0) -> bool:
+    """Whether a fundamental ``f0`` (0: none found) is within ``cents`` of MIDI ``pitch``."""
+    return f0 > 0 and abs(dsp.cents(f0, dsp.midi_to_hz(pitch))) <= cents
 
 
 @dataclass

@@ -21,6 +21,7 @@ import torch
 
 from sing_synth import dsp, preset_write
 from sing_synth import preset as presets
+from sing_synth.channels import InstrumentMap
 from sing_synth.losses import log_power_spectrogram
 from sing_synth.renderer import NoteRenderer
 
@@ -47,9 +48,11 @@ def baseline_notes(notes, train_pairs, corpus) -> np.ndarray:
 
 def played_notes(preset, renderer, notes, gen: np.ndarray) -> np.ndarray:
     """The notes as the engine plays them: where the tuning map plays a key from another, that
-    key's generated note re-pitched (by resampling, as the baseline), else the model's note."""
-    sources = {i.id: i.sources() for i in preset.instruments if i.played_from}
-    moved = [(k, i, p, v, sources[i][p]) for k, (i, p, v) in enumerate(notes) if p in sources.get(i, ())]
+    key's generated note re-pitched (by resampling, as the baseline), else the model's note. The
+    source is the engine's own rule (``InstrumentMap.source_pitch``)."""
+    imap = InstrumentMap(preset)
+    sources = [(imap.source_pitch(i, p) or (p, 1.0))[0] for i, p, _ in notes]
+    moved = [(k, i, p, v, src) for k, ((i, p, v), src) in enumerate(zip(notes, sources)) if src != p]
     if not moved:
         return gen
     out = gen.copy()

@@ -26,8 +26,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from sing_synth import dsp, preset_write
 from sing_synth import preset as presets
+from sing_synth import preset_write
 from sing_synth.renderer import NoteRenderer
 
 from . import breakdown as bd
@@ -76,16 +76,12 @@ def choose(keys: dict[int, Key], classes: int, reach: int = REACH) -> dict[int, 
     return out
 
 
-def in_tune(f0: float, pitch: int, cents: float) -> bool:
-    return f0 > 0 and abs(dsp.cents(f0, dsp.midi_to_hz(pitch))) <= cents
-
-
 def judged(real_f0: float, gen_f0: float, pitch: int, cents: float) -> bool:
     """Whether the model's note at ``pitch`` can be judged: its recording is in tune (the estimator
     reads this timbre right), or the estimator finds no pitch in the recording but one in the model's
     note (a pitch the recording does not have: the frame-rate buzz, a note a semitone off). A
     recording with a pitch elsewhere (an organ's sub-octave, say) leaves the key alone."""
-    return in_tune(real_f0, pitch, cents) or (real_f0 <= 0 and gen_f0 > 0)
+    return bd.in_tune(real_f0, pitch, cents) or (real_f0 <= 0 and gen_f0 > 0)
 
 
 def measure(preset, renderer, corpus, instruments, classes, cents: float = CENTS, progress=None, batch: int = 256):
@@ -106,7 +102,7 @@ def measure(preset, renderer, corpus, instruments, classes, cents: float = CENTS
         for (i, p, _), gen, real in zip(chunk, renderer.render_model_rate(chunk), corpus.load_batch(chunk)):
             k = out.setdefault(i, {}).setdefault(p, Key())
             fg, fr = bd.project_f0(gen, rate), bd.project_f0(real, rate)
-            g = in_tune(fg, p, cents)
+            g = bd.in_tune(fg, p, cents)
             k.everywhere += g
             if judged(fr, fg, p, cents):
                 k.judged += 1
